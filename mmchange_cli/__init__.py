@@ -1,0 +1,1 @@
+"""The ``mmchange`` command-line interface: a thin Typer app over :mod:`mmchange_core`."""

@@ -1,0 +1,30 @@
+"""``mmchange convert``: turn an authors' MMChange checkpoint into an mmchange checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mmchange_cli.console import out, print_json
+
+
+def convert(
+    source: Path = typer.Argument(..., help="The authors' checkpoint (.pth / .pth.tar state dict)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the mmchange checkpoint (.safetensors)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Convert an authors' checkpoint (reference key names) into mmchange's safetensors format."""
+    from mmchange_core.models.convert import convert_reference_checkpoint
+
+    path, config = convert_reference_checkpoint(source, output)
+    if as_json:
+        print_json({"output": str(path), "backbone": config.backbone, "variant": config.variant,
+                    "text_dim": config.text_dim})
+        return
+    out.print(f"converted {source} -> {path} ({config.backbone}, variant {config.variant}, "
+              f"text_dim {config.text_dim})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)

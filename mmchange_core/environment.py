@@ -1,0 +1,27 @@
+"""A short report of the software and hardware mmchange runs on."""
+
+from __future__ import annotations
+
+import platform
+
+
+def environment_report() -> dict[str, str]:
+    """Versions of mmchange, Python and torch, and the accelerator, as strings."""
+    import torch
+    import torchvision
+
+    from mmchange_core import __version__
+
+    if torch.cuda.is_available():
+        accel = f"CUDA {torch.version.cuda}: " + ", ".join(
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        accel = "none (CPU only)"
+    return {
+        "mmchange": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "accelerator": accel,
+        "cpu threads": str(torch.get_num_threads()),
+    }

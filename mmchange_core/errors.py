@@ -1,0 +1,30 @@
+"""User-facing errors: one actionable line, shown without a traceback by the CLI."""
+
+from __future__ import annotations
+
+
+class MMChangeError(Exception):
+    """An error caused by user input or environment, with a one-line message saying what to do.
+
+    The CLI prints ``str(error)`` on one line and exits with ``exit_code``; tracebacks are shown
+    only with ``--debug``.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(" ".join(message.split()))
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class MissingWeightsError(MMChangeError):
+    """Pretrained weights are not available locally and cannot be downloaded."""
+
+
+class InputError(MMChangeError):
+    """An input file or value is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(MMChangeError):
+    """A checkpoint or state dict cannot be read or does not match the expected format."""

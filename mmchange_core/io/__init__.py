@@ -1,0 +1,1 @@
+"""File input/output helpers: atomic writes, raster reading and writing."""

@@ -1,0 +1,36 @@
+"""MMChange networks: factory, checkpoints, reference conversion and complexity counts."""
+
+from mmchange_core.models.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    update_checkpoint_meta,
+)
+from mmchange_core.models.complexity import Complexity, count_parameters, measure_complexity
+from mmchange_core.models.config import BACKBONES, VARIANTS, ModelConfig
+from mmchange_core.models.convert import (
+    StateDictMismatchError,
+    convert_reference_checkpoint,
+    convert_reference_state_dict,
+)
+from mmchange_core.models.factory import build_model, build_model_from_config
+from mmchange_core.models.mmchange import MMChange
+
+__all__ = [
+    "BACKBONES",
+    "VARIANTS",
+    "Complexity",
+    "MMChange",
+    "ModelConfig",
+    "StateDictMismatchError",
+    "build_model",
+    "build_model_from_config",
+    "convert_reference_checkpoint",
+    "convert_reference_state_dict",
+    "count_parameters",
+    "load_checkpoint",
+    "measure_complexity",
+    "read_checkpoint_meta",
+    "save_checkpoint",
+    "update_checkpoint_meta",
+]

@@ -1,0 +1,45 @@
+"""The model configuration: everything needed to rebuild a network from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+
+#: Variant name -> (uses text, has IFR, has TDE, has ITFF). Paper Table II, top to bottom.
+VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "image-only": (False, False, False, False),
+    "no-modules": (True, False, False, False),
+    "no-ifr": (True, False, True, True),
+    "no-tde": (True, True, False, True),
+    "no-itff": (True, True, True, False),
+    "full": (True, True, True, True),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of an MMChange network.
+
+    ``text_dim`` is the text-embedding width (512 for CLIP ViT-B/32); any multiple of 64 works.
+    """
+
+    backbone: str = "resnet50"
+    variant: str = "full"
+    text_dim: int = 512
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone '{self.backbone}'; choose one of {', '.join(BACKBONES)}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant '{self.variant}'; choose one of {', '.join(VARIANTS)}")
+        if self.text_dim <= 0 or self.text_dim % 64:
+            raise ValueError(f"text_dim must be a positive multiple of 64, got {self.text_dim}")
+        if self.width != 64:
+            raise ValueError(f"width is fixed at 64 by the architecture, got {self.width}")
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether the network consumes text embeddings."""
+        return VARIANTS[self.variant][0]

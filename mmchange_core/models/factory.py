@@ -1,0 +1,32 @@
+"""``build_model``: the one entry point for constructing MMChange networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmchange_core.models.config import ModelConfig
+from mmchange_core.models.mmchange import MMChange
+from mmchange_core.models.pretrained import load_trunk_weights
+
+
+def build_model(backbone: str = "resnet50", variant: str = "full", *, text_dim: int = 512,
+                pretrained_backbone: bool | str | Path = False) -> MMChange:
+    """Build an MMChange network.
+
+    Args:
+        backbone: ``resnet18``, ``resnet34`` or ``resnet50`` (the paper's default).
+        variant: ``full`` or a Table II ablation: ``image-only``, ``no-modules``, ``no-ifr``,
+            ``no-tde``, ``no-itff``.
+        text_dim: width of the text embeddings (512 for CLIP ViT-B/32; any multiple of 64).
+        pretrained_backbone: ``True`` loads torchvision's ImageNet weights (IMAGENET1K_V1) into the
+            trunk; a path loads a local torchvision-format ``.pth`` instead.
+    """
+    model = MMChange(ModelConfig(backbone=backbone, variant=variant, text_dim=text_dim))
+    if pretrained_backbone:
+        load_trunk_weights(model.encoder.trunk, backbone, pretrained_backbone)
+    return model
+
+
+def build_model_from_config(config: ModelConfig) -> MMChange:
+    """Rebuild a network (random weights) from a stored :class:`ModelConfig`."""
+    return MMChange(config)

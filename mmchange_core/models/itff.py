@@ -1,0 +1,79 @@
+"""Image-Text Feature Fusion (ITFF): content-guided attention fusion (DEA-Net's CGAFusion).
+
+One instance is shared by all four scales. The reference applies the sigmoid twice to the pixel
+gate, so the gate lies in (0.5, 0.731); this is kept because trained weights depend on it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def padded_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a reflect-padded conv; maps too small to reflect (inputs under 128 px) pad by replication.
+
+    The reference only ever ran at 256 px, where every map is large enough to reflect.
+    """
+    pad = conv.padding[0]
+    if min(x.shape[-2:]) > pad:
+        return conv(x)
+    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+class SpatialAttention(nn.Module):
+    """7x7 conv over the per-pixel channel mean and max (no sigmoid)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sa = nn.Conv2d(2, 1, 7, padding=3, padding_mode="reflect")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return padded_conv(self.sa, torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1))
+
+
+class ChannelAttention(nn.Module):
+    """Global average pool -> 1x1 -> ReLU -> 1x1 (no sigmoid)."""
+
+    def __init__(self, dim: int, reduction: int = 8) -> None:
+        super().__init__()
+        self.ca = nn.Sequential(
+            nn.Conv2d(dim, dim // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(dim // reduction, dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ca(x.mean(dim=(2, 3), keepdim=True))
+
+
+class PixelAttention(nn.Module):
+    """Grouped 7x7 conv over channel-interleaved (x, guide) pairs, then a sigmoid."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.pa2 = nn.Conv2d(2 * dim, dim, 7, padding=3, padding_mode="reflect", groups=dim)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        interleaved = torch.stack([x, guide.expand_as(x)], dim=2).reshape(b, 2 * c, h, w)
+        return torch.sigmoid(padded_conv(self.pa2, interleaved))
+
+
+class ImageTextFusion(nn.Module):
+    """ITFF: ``conv1x1(x + y + w*x + (1-w)*y)`` with a content-guided gate ``w``."""
+
+    def __init__(self, dim: int = 64, reduction: int = 8) -> None:
+        super().__init__()
+        self.sa = SpatialAttention()
+        self.ca = ChannelAttention(dim, reduction)
+        self.pa = PixelAttention(dim)
+        self.conv = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        initial = image + text
+        guide = self.sa(initial) + self.ca(initial)
+        gate = torch.sigmoid(self.pa(initial, guide))  # second sigmoid, as in the reference
+        return self.conv(initial + gate * image + (1 - gate) * text)

@@ -1,0 +1,98 @@
+"""The MMChange network: Siamese encoder, IFR, TDE, ITFF and the supervised-attention decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmchange_core.models.ablation import AdditiveFusion, DifferenceProjection, TextProjection
+from mmchange_core.models.config import VARIANTS, ModelConfig
+from mmchange_core.models.decoder import ChangeDecoder
+from mmchange_core.models.encoder import SiameseEncoder
+from mmchange_core.models.ifr import ImageFeatureRefinement
+from mmchange_core.models.itff import ImageTextFusion
+from mmchange_core.models.tde import TextDifferenceEnhancement
+
+#: Output strides of the main logit map and the three side outputs.
+OUTPUT_STRIDES = (4, 8, 16, 32)
+
+
+class MMChange(nn.Module):
+    """Bitemporal change detector guided by the two dates' text embeddings.
+
+    ``forward(img_a, img_b, text_a, text_b)`` takes normalised images [B, 3, H, W] (H, W multiples of
+    32) and text embeddings [B, D]; it returns four logit maps [B, 1, H, W]: the main prediction
+    followed by the three deep-supervision side outputs.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        uses_text, has_ifr, has_tde, has_itff = VARIANTS[config.variant]
+        width = config.width
+        self.encoder = SiameseEncoder(config.backbone, width)
+        self.ifr: nn.Module = ImageFeatureRefinement(width) if has_ifr else DifferenceProjection(width)
+        self.tde: nn.Module | None = None
+        self.itff: nn.Module | None = None
+        if uses_text:
+            self.tde = (TextDifferenceEnhancement(config.text_dim, width) if has_tde
+                        else TextProjection(config.text_dim, width))
+            self.itff = ImageTextFusion(width) if has_itff else AdditiveFusion(width)
+        self.decoder = ChangeDecoder(width)
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether ``forward`` needs text embeddings."""
+        return self.tde is not None
+
+    def _check_inputs(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None,
+                      text_b: torch.Tensor | None) -> None:
+        if img_a.ndim != 4 or img_a.shape[1] != 3 or img_a.shape != img_b.shape:
+            raise ValueError(
+                f"MMChange takes two image batches of the same shape [B, 3, H, W]; "
+                f"got {tuple(img_a.shape)} and {tuple(img_b.shape)}")
+        h, w = img_a.shape[-2:]
+        if h % 32 or w % 32 or h == 0 or w == 0:
+            raise ValueError(
+                f"MMChange takes images whose height and width are multiples of 32 (for example 256x256); "
+                f"got {h}x{w}. Pad or crop the input, or use sliding-window prediction.")
+        if not self.uses_text:
+            return
+        if text_a is None or text_b is None:
+            raise ValueError(f"variant '{self.config.variant}' needs text embeddings for both dates "
+                             f"(use variant 'image-only' to run without text)")
+        expected = (img_a.shape[0], self.config.text_dim)
+        for name, text in (("text_a", text_a), ("text_b", text_b)):
+            if tuple(text.shape) != expected:
+                raise ValueError(f"{name} must have shape [B, {self.config.text_dim}] = {list(expected)}; "
+                                 f"got {list(text.shape)}")
+
+    def encode_images(self, img_a: torch.Tensor, img_b: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Encode both dates with the shared encoder.
+
+        In eval mode both dates go through as one batch (same result, fewer launches); in training
+        they go separately, as in the reference, so BatchNorm sees per-date batch statistics.
+        """
+        if self.training:
+            return self.encoder(img_a), self.encoder(img_b)
+        feats = self.encoder(torch.cat([img_a, img_b], dim=0))
+        n = img_a.shape[0]
+        return [f[:n] for f in feats], [f[n:] for f in feats]
+
+    def forward(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
+                text_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self._check_inputs(img_a, img_b, text_a, text_b)
+        feats_a, feats_b = self.encode_images(img_a, img_b)
+        fused = self.ifr(feats_a, feats_b)
+        if self.tde is not None and self.itff is not None:
+            text_a = text_a.to(dtype=fused[0].dtype)
+            text_b = text_b.to(dtype=fused[0].dtype)
+            if isinstance(self.tde, TextDifferenceEnhancement):
+                text_maps = self.tde(text_a, text_b, tuple(fused[0].shape[-2:]))
+            else:
+                text_maps = self.tde(text_a, text_b, [tuple(f.shape[-2:]) for f in fused])
+            fused = [self.itff(f, t) for f, t in zip(fused, text_maps)]
+        logits = self.decoder(fused)
+        size = img_a.shape[-2:]
+        return tuple(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in logits)

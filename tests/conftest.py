@@ -1,0 +1,46 @@
+"""Shared pytest fixtures: paths to the optional shared material and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MMCHANGE_SHARED", REPO_ROOT.parent / "shared"))
+SPEC_DIR = SHARED / "spec"
+REAL_DATA = SHARED / "data" / "real"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def spec_dir() -> Path:
+    """The shared spec folder; the test is skipped when it is absent."""
+    if not (SPEC_DIR / "reference_state_dict.tsv").is_file():
+        pytest.skip(f"shared spec material not found at {SPEC_DIR}")
+    return SPEC_DIR
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The shared real samples; the test is skipped when they are absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"shared real data not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture
+def cli():
+    """Invoke the mmchange CLI in-process: ``cli("info", "--json")`` returns a click Result."""
+    from mmchange_cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+    return invoke
