@@ -1,0 +1,95 @@
+"""Image I/O conversions, atomic writes and the dataclass configuration system."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmchange_core.config import ConfigError, apply_overrides, load_config, save_config
+from mmchange_core.errors import InputError
+from mmchange_core.io.images import read_mask, read_rgb, write_png
+from mmchange_core.runs import next_run_dir
+
+
+def test_read_rgb_converts_with_warnings(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    gray = (np.arange(64 * 32) % 256).astype(np.uint8).reshape(64, 32)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray((gray.astype(np.uint16) * 100)).save(tmp_path / "d.png")
+    g = read_rgb(tmp_path / "g.png", warnings.append)
+    a = read_rgb(tmp_path / "a.png", warnings.append)
+    d = read_rgb(tmp_path / "d.png", warnings.append)
+    assert g.shape == (64, 32, 3) and np.array_equal(g[..., 1], gray)
+    assert a.shape == (8, 8, 3) and (a[..., 0] == 200).all()
+    assert d.dtype == np.uint8 and d.max() == 255 and d.min() == 0
+    assert len(warnings) == 3
+    assert "grayscale" in warnings[0] and "alpha" in warnings[1] and "8-bit" in warnings[2]
+
+
+def test_read_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found: .*missing.png"):
+        read_rgb(tmp_path / "missing.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot read image .*bad.png"):
+        read_rgb(bad)
+
+
+def test_mask_threshold_and_png_round_trip(tmp_path: Path) -> None:
+    label = np.array([[0, 127], [128, 255]], np.uint8)
+    Image.fromarray(label).save(tmp_path / "l.png")
+    assert read_mask(tmp_path / "l.png").tolist() == [[False, False], [True, True]]
+    write_png(tmp_path / "m.png", np.array([[True, False]]))
+    assert np.asarray(Image.open(tmp_path / "m.png")).tolist() == [[255, 0]]
+
+
+@dataclass
+class _Inner:
+    lr: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+
+
+@dataclass
+class _Cfg:
+    name: str = "x"
+    iters: int = 10
+    amp: bool = False
+    tag: str | None = None
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_config_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("iters: 20\ninner:\n  lr: 0.5\n")
+    cfg = load_config(_Cfg, path, ["inner.betas=[0.8, 0.9]", "amp=true", "name=123", "tag=null"])
+    assert cfg.iters == 20 and cfg.inner.lr == 0.5 and cfg.inner.betas == (0.8, 0.9)
+    assert cfg.amp is True and cfg.name == "123" and cfg.tag is None
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(_Cfg, tmp_path / "out.yaml") == cfg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("iterz=3", "unknown config key 'iterz'"),
+    ("iters=abc", "expected an integer"),
+    ("amp=yes please", "expected true or false"),
+    ("inner.lr=fast", "expected a number"),
+    ("noequals", "key=value"),
+])
+def test_config_errors_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(_Cfg(), [override])
+
+
+def test_run_dirs_increment(tmp_path: Path) -> None:
+    first = next_run_dir(tmp_path, "train")
+    second = next_run_dir(tmp_path, "train")
+    named = next_run_dir(tmp_path, "train", "levir")
+    assert (first.name, second.name, named.name) == ("exp", "exp2", "levir")
+    assert next_run_dir(tmp_path, "train", "levir").name == "levir2"
