@@ -1,0 +1,1 @@
+"""Engines: inference, training, evaluation, prediction, robustness and benchmarking."""
