@@ -19,9 +19,9 @@ from rich.progress import (
 from rich.table import Table
 
 #: Human-facing diagnostics and progress bars.
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 #: Results: tables, paths and JSON.
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def print_json(data: Any) -> None:

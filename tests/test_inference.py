@@ -1,0 +1,69 @@
+"""The inference fast path: BatchNorm folding, precision handling and the runner's outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmchange_core.engine.inference import InferenceRunner, resolve_precision
+from mmchange_core.errors import MMChangeError
+from mmchange_core.models import build_model
+from mmchange_core.models.fusion import fold_batchnorm
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+
+
+def test_fold_batchnorm_removes_every_bn_and_keeps_outputs() -> None:
+    model = build_model("resnet50").eval()
+    _randomise_batchnorm(model)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "original must be untouched"
+    x, t = torch.randn(1, 3, 128, 128), torch.randn(1, 512)
+    with torch.no_grad():
+        ref = model(x, x.flip(-1), t, -t)
+        out = folded(x, x.flip(-1), t, -t)
+    for a, b in zip(ref, out):
+        assert (a - b).abs().max() < 1e-4
+
+
+def test_runner_matches_plain_forward_and_checks_text() -> None:
+    model = build_model("resnet18").eval()
+    _randomise_batchnorm(model)
+    runner = InferenceRunner(model, "cpu")
+    assert runner.precision == "fp32" and not runner.cuda_graphs and not runner.channels_last
+    x, t = torch.randn(2, 3, 64, 64), torch.randn(2, 512)
+    with torch.no_grad():
+        ref = model(x, x.flip(-1), t, -t)[0]
+    assert (runner.logits(x, x.flip(-1), t, -t) - ref).abs().max() < 1e-4
+    with pytest.raises(MMChangeError, match="needs text embeddings"):
+        runner.logits(x, x)
+
+
+def test_bf16_channels_last_runner_stays_close() -> None:
+    model = build_model("resnet18").eval()
+    x, t = torch.randn(1, 3, 64, 64), torch.randn(1, 512)
+    with torch.no_grad():
+        ref = model(x, x.flip(-1), t, -t)[0]
+    runner = InferenceRunner(model, "cpu", "bf16", channels_last=True)
+    out = runner.logits(x, x.flip(-1), t, -t)
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+def test_precision_validation() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    with pytest.raises(MMChangeError, match="unknown precision"):
+        resolve_precision("int8", cpu)
+    with pytest.raises(MMChangeError, match="fp16 is not supported on the CPU"):
+        resolve_precision("fp16", cpu)
