@@ -18,17 +18,23 @@ import numpy as np
 import torch
 
 from mmchange_core.engine.inference import InferenceRunner
-from mmchange_core.engine.sliding_window import Progress, WindowNetwork, sliding_window_logits
+from mmchange_core.engine.sliding_window import (
+    Progress,
+    network_for,
+    sliding_window_logits,
+    sliding_window_probabilities,
+)
 from mmchange_core.engine.tiling import TileGrid
 from mmchange_core.errors import CheckpointError, InputError, MMChangeError
 from mmchange_core.io.caption_file import CaptionFile
-from mmchange_core.io.geo import check_same_georeference
+from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import IMAGE_SUFFIXES, Warn
 from mmchange_core.io.overlay import write_overlay
 from mmchange_core.io.raster import (
     JPEG_SUFFIXES,
     PNG_SUFFIXES,
     TIFF_SUFFIXES,
+    ArraySource,
     RasterSource,
     RowWriter,
     check_output_suffix,
@@ -191,6 +197,27 @@ class ChangePredictor:
         embeddings = pipeline.encode(list(captions))
         return embeddings[0], embeddings[1], list(captions)
 
+    def probabilities(self, image_a: np.ndarray, image_b: np.ndarray,
+                      captions: Sequence[str] | None = None) -> np.ndarray:
+        """Change probabilities ``[H, W]`` (float32) of two in-memory uint8 RGB images of any size.
+
+        Text models use ``captions`` (both dates) or caption the images on the fly.
+        """
+        text_a = text_b = None
+        if self.uses_text:
+            if captions is None:
+                image_a_small = ArraySource(image_a, "image A").thumbnail(CAPTION_SIDE)
+                image_b_small = ArraySource(image_b, "image B").thumbnail(CAPTION_SIDE)
+                text_a, text_b, _ = self.text_embeddings(image_a_small, image_b_small)
+            else:
+                text_a, text_b, _ = self.text_embeddings(captions=captions)
+        return sliding_window_probabilities(self.runner, image_a, image_b, text_a, text_b, tile=self.config.tile,
+                                            overlap=self.config.overlap, batch_size=self.config.batch_size)
+
+    def change_mask(self, image_a: np.ndarray, image_b: np.ndarray, captions: Sequence[str] | None = None) -> np.ndarray:
+        """Bool change mask ``[H, W]``: :meth:`probabilities` above the decision threshold."""
+        return self.probabilities(image_a, image_b, captions) > self.threshold
+
     def _pair_text(self, source_a: RasterSource, source_b: RasterSource, path_a: Path | None,
                    path_b: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str] | None]:
         if not self.uses_text:
@@ -207,19 +234,15 @@ class ChangePredictor:
         """Predict one pair of open sources and write ``outputs``; the sources stay open."""
         start = time.perf_counter()
         outputs.validate()
-        if (source_a.height, source_a.width) != (source_b.height, source_b.width):
-            raise InputError(f"size mismatch: {path_a or source_a.name} is {source_a.width}x{source_a.height} but "
-                             f"{path_b or source_b.name} is {source_b.width}x{source_b.height} (width x height); "
-                             f"the two dates must be co-registered images of the same size")
-        georef = check_same_georeference(source_a.georef, source_b.georef, path_a or Path(source_a.name),
-                                         path_b or Path(source_b.name))
+        georef = check_pair(source_a, source_b, path_a, path_b)
         if georef is not None and (source_a.georef is None or source_b.georef is None):
             plain = source_b.name if source_b.georef is None else source_a.name
             self.warn(f"{plain} has no georeferencing; using the other date's CRS and transform")
         if georef is not None:
             for kind, path in outputs.paths().items():
-                if kind in ("mask", "prob") and path.suffix.lower() not in TIFF_SUFFIXES:
-                    self.warn(f"{path}: a {path.suffix} {kind} output drops the CRS and transform; name it .tif to keep them")
+                if kind in ("mask", "prob") and not _is_tiff(path):
+                    self.warn(f"{path}: a {path.suffix} {kind} output drops the CRS and transform; "
+                              f"name it .tif to keep them")
         height, width = source_a.height, source_a.width
         t0 = time.perf_counter()
         text_a, text_b, captions = self._pair_text(source_a, source_b, path_a, path_b)
@@ -244,7 +267,7 @@ class ChangePredictor:
                     prob_writer.write(y0, np.rint(prob * 255.0).astype(np.uint8))
 
         try:
-            timings = sliding_window_logits(WindowNetwork(self.runner, text_a, text_b), grid, source_a.read_rows,
+            timings = sliding_window_logits(network_for(self.runner, text_a, text_b, self.config.batch_size), grid, source_a.read_rows,
                                             source_b.read_rows, emit, batch_size=self.config.batch_size,
                                             progress=progress)
         except BaseException:
@@ -282,8 +305,20 @@ class ChangePredictor:
         path_a, path_b = Path(path_a), Path(path_b)
         outputs.validate()
         with open_source(path_a, self.warn) as source_a, open_source(path_b, self.warn) as source_b:
+            check_pair(source_a, source_b, path_a, path_b)
             return self.predict_sources(source_a, source_b, outputs, path_a=path_a, path_b=path_b,
                                         progress=progress)
+
+
+def check_pair(source_a: RasterSource, source_b: RasterSource, path_a: Path | None = None,
+               path_b: Path | None = None) -> GeoReference | None:
+    """Check that two dates can be compared (same size, same CRS and transform); returns their georeference."""
+    name_a, name_b = path_a or Path(source_a.name), path_b or Path(source_b.name)
+    if (source_a.height, source_a.width) != (source_b.height, source_b.width):
+        raise InputError(f"size mismatch: {name_a} is {source_a.width}x{source_a.height} but {name_b} is "
+                         f"{source_b.width}x{source_b.height} (width x height); the two dates must be "
+                         f"co-registered images of the same size")
+    return check_same_georeference(source_a.georef, source_b.georef, name_a, name_b)
 
 
 def _is_tiff(path: Path) -> bool:
@@ -334,8 +369,11 @@ def predict_pair(checkpoint: str | Path, image_a: str | Path, image_b: str | Pat
     outputs = pair_outputs(image_a, image_b, Path(output), prob=_opt_path(prob), overlay=_opt_path(overlay),
                            vector=_opt_path(vector))
     outputs.validate()
-    predictor = ChangePredictor.from_checkpoint(checkpoint, config, captions=captions, warn=warn)
-    return predictor.predict_files(image_a, image_b, outputs, progress=progress)
+    with open_source(image_a, warn) as source_a, open_source(image_b, warn) as source_b:
+        check_pair(source_a, source_b, image_a, image_b)  # fail before loading the model
+        predictor = ChangePredictor.from_checkpoint(checkpoint, config, captions=captions, warn=warn)
+        return predictor.predict_sources(source_a, source_b, outputs, path_a=image_a, path_b=image_b,
+                                         progress=progress)
 
 
 def _opt_path(path: str | Path | None) -> Path | None:

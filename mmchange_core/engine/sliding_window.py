@@ -28,14 +28,16 @@ class WindowNetwork:
     """Turns uint8 NHWC window batches of both dates into float32 logits ``[N, h, w]`` (numpy, CPU).
 
     The text embeddings (``[1, D]`` or ``[D]`` per date) are those of the whole image and are shared
-    by all of its windows; ``None`` for image-only models.
+    by all of its windows; ``None`` for image-only models. With ``fixed_batch`` a short last batch is
+    padded to that size, so runners that capture one CUDA graph per shape capture only one.
     """
 
     def __init__(self, runner: InferenceRunner, text_a: torch.Tensor | None = None,
-                 text_b: torch.Tensor | None = None) -> None:
+                 text_b: torch.Tensor | None = None, *, fixed_batch: int | None = None) -> None:
         if runner.uses_text and (text_a is None or text_b is None):
             raise InputError("this checkpoint uses text: give the text embeddings (or captions) of both dates")
         self.runner = runner
+        self.fixed_batch = fixed_batch
         self.text_a = None if text_a is None else text_a.reshape(1, -1).to(runner.device)
         self.text_b = None if text_b is None else text_b.reshape(1, -1).to(runner.device)
 
@@ -44,12 +46,23 @@ class WindowNetwork:
         return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous())
 
     def __call__(self, batch_a: np.ndarray, batch_b: np.ndarray) -> np.ndarray:
-        n = batch_a.shape[0]
+        count = n = batch_a.shape[0]
+        if self.fixed_batch is not None and n < self.fixed_batch:
+            pad = [(0, self.fixed_batch - n)] + [(0, 0)] * 3
+            batch_a, batch_b = np.pad(batch_a, pad, mode="edge"), np.pad(batch_b, pad, mode="edge")
+            n = self.fixed_batch
         text_a = text_b = None
         if self.runner.uses_text:
             text_a, text_b = self.text_a.expand(n, -1), self.text_b.expand(n, -1)
         logits = self.runner.logits(self._images(batch_a), self._images(batch_b), text_a, text_b)
-        return logits[:, 0].cpu().numpy()
+        return logits[:count, 0].cpu().numpy()
+
+
+def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: torch.Tensor | None,
+                batch_size: int) -> WindowNetwork:
+    """The :class:`WindowNetwork` for ``runner``: batches padded to ``batch_size`` when it replays CUDA graphs."""
+    fixed = batch_size if getattr(runner, "cuda_graphs", False) else None
+    return WindowNetwork(runner, text_a, text_b, fixed_batch=fixed)
 
 
 @dataclass
@@ -113,7 +126,7 @@ def sliding_window_probabilities(runner: InferenceRunner, image_a: np.ndarray, i
     def emit(y0: int, rows: np.ndarray) -> None:
         probs[y0:y0 + len(rows)] = torch.sigmoid(torch.from_numpy(rows)).numpy()
 
-    sliding_window_logits(WindowNetwork(runner, text_a, text_b), grid,
+    sliding_window_logits(network_for(runner, text_a, text_b, batch_size), grid,
                           lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], emit,
                           batch_size=batch_size)
     return probs

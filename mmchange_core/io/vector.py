@@ -128,7 +128,8 @@ def polygonize_numpy(mask: np.ndarray) -> list[ChangePolygon]:
     run_key = rows * (width + 1) + starts
     seen = np.zeros(len(sx), dtype=bool)
     dx, dy = ex - sx, ey - sy
-    rings: dict[int, list[tuple[Ring, float]]] = {}
+    exteriors: dict[int, list[tuple[Ring, float]]] = {}
+    holes: dict[int, list[tuple[Ring, float]]] = {}
     for e0 in range(len(sx)):
         if seen[e0]:
             continue
@@ -138,27 +139,56 @@ def polygonize_numpy(mask: np.ndarray) -> list[ChangePolygon]:
             seen[e] = True
             chain.append(e)
             e = nxt[e]
-        chain = np.asarray(chain)
-        turn = (dx[chain] != dx[np.roll(chain, 1)]) | (dy[chain] != dy[np.roll(chain, 1)])
-        corners = chain[turn]
-        ring = np.stack([sx[corners], sy[corners]], axis=1).astype(np.float64)
-        ring = np.vstack([ring, ring[:1]])
         # the change pixel on the left of the ring's first edge names its component
         if dy[e0] == 0:
             px_row, px_col = (sy[e0] - 1, sx[e0]) if dx[e0] > 0 else (sy[e0], ex[e0])
         else:
             px_row, px_col = (sy[e0], sx[e0]) if dy[e0] > 0 else (ey[e0], sx[e0] - 1)
         run = np.searchsorted(run_key, px_row * (width + 1) + px_col, side="right") - 1
-        rings.setdefault(int(comp[run]), []).append((ring, signed_area(ring)))
+        component = int(comp[run])
+        for ring in _split_pinched(np.stack([sx[chain], sy[chain]], axis=1)):
+            area = signed_area(ring)
+            # change on the left in y-down axes: outer boundaries run clockwise on screen (area < 0)
+            (exteriors if area < 0 else holes).setdefault(component, []).append((ring, area))
     polygons = []
-    for component, parts in rings.items():
-        # the exterior is the ring with the largest absolute area; the others are holes
-        parts.sort(key=lambda item: -abs(item[1]))
+    for component, parts in exteriors.items():
+        if len(parts) != 1:
+            raise AssertionError(f"component {component} has {len(parts)} outer rings")
         exterior, area = parts[0]
-        holes = [ring for ring, _ in parts[1:]]
-        pixels = round(abs(area) - sum(abs(a) for _, a in parts[1:]))
-        polygons.append(ChangePolygon(exterior, holes, pixels))
+        inner = holes.get(component, [])
+        pixels = round(abs(area) - sum(abs(a) for _, a in inner))
+        polygons.append(ChangePolygon(exterior, [ring for ring, _ in inner], pixels))
     return polygons
+
+
+def _split_pinched(vertices: np.ndarray) -> list[Ring]:
+    """Split a closed vertex chain that passes a vertex twice (a diagonal pinch) into simple rings,
+    as GDAL does (a hole may touch the outer ring at a point), and drop collinear vertices."""
+    rings = []
+    stack: list[tuple[int, int]] = []
+    where: dict[tuple[int, int], int] = {}
+    for vertex in map(tuple, vertices.tolist()):
+        if vertex in where:
+            cut = where[vertex]
+            loop = stack[cut:]
+            for v in loop[1:]:
+                del where[v]
+            del stack[cut + 1:]
+            rings.append(loop)
+        else:
+            where[vertex] = len(stack)
+            stack.append(vertex)
+    if stack:
+        rings.append(stack)
+    out = []
+    for loop in rings:
+        pts = np.asarray(loop, dtype=np.float64)
+        prev_dir = pts - np.roll(pts, 1, axis=0)
+        next_dir = np.roll(pts, -1, axis=0) - pts
+        keep = (np.sign(prev_dir) != np.sign(next_dir)).any(axis=1)
+        pts = pts[keep]
+        out.append(np.vstack([pts, pts[:1]]))
+    return out
 
 
 # --- rasterio -----------------------------------------------------------------------------------
