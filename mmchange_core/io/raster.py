@@ -9,6 +9,7 @@ array, which is kept as uint8. Every output is written atomically.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,9 @@ class RasterioSource(RasterSource):
         self.path = path
         self.name = path.name
         try:
-            self.dataset = rasterio.open(path)
+            with warnings.catch_warnings():  # a plain TIFF is fine: it simply has no georeference
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self.dataset = rasterio.open(path)
         except rasterio.errors.RasterioError as exc:
             raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
         ds = self.dataset
@@ -236,7 +239,9 @@ class GeoTiffRowWriter(RowWriter):
             profile.update(crs=georef.crs, transform=georef.transform)
         if bands == 3:
             profile["photometric"] = "RGB"
-        self.dataset = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
+        with warnings.catch_warnings():  # writing a plain TIFF (no georeference) is intended
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            self.dataset = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
 
     def write(self, y0: int, rows: np.ndarray) -> None:
         from rasterio.windows import Window
