@@ -138,11 +138,13 @@ class ChangePredictor:
     The decision threshold is the checkpoint's (``meta['threshold']``, tuned by ``mmchange eval``)
     unless ``config.threshold`` is set. Models that use text get their embeddings from ``captions``
     (a :class:`CaptionFile`) or else by captioning each date on the fly with the captioner and text
-    encoder recorded in the checkpoint.
+    encoder recorded in the checkpoint. With ``caption_cache`` (a caption-store file) on-the-fly
+    captions are kept, keyed by image path and content hash, so a rerun does not caption again.
     """
 
     def __init__(self, model: MMChange, meta: dict[str, Any], config: PredictConfig | None = None, *,
-                 captions: CaptionFile | None = None, warn: Warn | None = None, name: str = "checkpoint") -> None:
+                 captions: CaptionFile | None = None, caption_cache: str | Path | None = None,
+                 warn: Warn | None = None, name: str = "checkpoint") -> None:
         self.config = config or PredictConfig()
         self.meta = meta
         self.name = name
@@ -153,7 +155,9 @@ class ChangePredictor:
             raise MMChangeError(f"threshold must be between 0 and 1 (exclusive); got {threshold}")
         self.threshold = float(threshold)
         self.captions = captions
+        self.caption_cache = None if caption_cache is None else Path(caption_cache)
         self._pipeline = None
+        self._store = None
         if self.uses_text and not meta.get("text"):
             raise CheckpointError(f"{name} uses text but records no text pipeline (meta 'text'); it cannot caption "
                                   f"or encode new images: retrain it or set its 'text' entry with update_checkpoint_meta")
@@ -164,14 +168,15 @@ class ChangePredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: PredictConfig | None = None, *,
-                        captions: str | Path | CaptionFile | None = None, warn: Warn | None = None) -> ChangePredictor:
+                        captions: str | Path | CaptionFile | None = None, caption_cache: str | Path | None = None,
+                        warn: Warn | None = None) -> ChangePredictor:
         """Load ``path`` (an mmchange checkpoint) and, if given, a captions file."""
         from mmchange_core.models.checkpoint import load_checkpoint
 
-        model, meta = load_checkpoint(path, "cpu")
         if captions is not None and not isinstance(captions, CaptionFile):
             captions = CaptionFile.load(captions)
-        return cls(model, meta, config, captions=captions, warn=warn, name=str(path))
+        model, meta = load_checkpoint(path, "cpu")
+        return cls(model, meta, config, captions=captions, caption_cache=caption_cache, warn=warn, name=str(path))
 
     @property
     def uses_text(self) -> bool:
@@ -226,7 +231,23 @@ class ChangePredictor:
             if path_a is None or path_b is None:
                 raise InputError("a captions file matches images by file name; give image paths")
             return self.text_embeddings(captions=self.captions.pair(path_a, path_b))
+        if self.caption_cache is not None and path_a is not None and path_b is not None:
+            return self._cached_text([(path_a, source_a), (path_b, source_b)])
         return self.text_embeddings(source_a.thumbnail(CAPTION_SIDE), source_b.thumbnail(CAPTION_SIDE))
+
+    def _cached_text(self, images: list[tuple[Path, RasterSource]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        from mmchange_core.text import CaptionStore
+        from mmchange_core.text.store import sha256_file
+
+        pipeline = self.text_pipeline()
+        if self._store is None:
+            self._store = CaptionStore(self.caption_cache)
+        keys = [path.resolve().as_posix() for path, _ in images]
+        items = [(key, sha256_file(path), lambda source=source: source.thumbnail(CAPTION_SIDE))
+                 for key, (path, source) in zip(keys, images)]
+        embeddings = torch.from_numpy(self._store.ensure(items, pipeline))
+        captions = self._store.captions_for(keys, pipeline.describe())
+        return embeddings[0], embeddings[1], captions
 
     def predict_sources(self, source_a: RasterSource, source_b: RasterSource, outputs: PairOutputs, *,
                         path_a: Path | None = None, path_b: Path | None = None,
@@ -412,14 +433,18 @@ def predict_folder(checkpoint: str | Path, dir_a: str | Path, dir_b: str | Path,
 
     Masks go to ``output_dir/<stem>.png`` (``.tif`` for TIFF input); ``prob_dir``, ``overlay_dir``
     and ``vector_dir`` receive the optional outputs under the same names. A pair that fails (bad
-    size, unreadable file...) is reported in ``failed`` and the others go on.
+    size, unreadable file...) is reported in ``failed`` and the others go on. Captions made on the fly
+    are cached in ``output_dir/mmchange_captions.jsonl`` so that a rerun does not caption again.
     """
     start = time.perf_counter()
     dir_a, dir_b, output_dir = Path(dir_a), Path(dir_b), Path(output_dir)
     pairs, only_a, only_b = match_folders(dir_a, dir_b)
     if not pairs:
         raise InputError(f"no file names in common between {dir_a} and {dir_b}; files are matched by name")
-    predictor = ChangePredictor.from_checkpoint(checkpoint, config, captions=captions, warn=warn)
+    from mmchange_core.text import STORE_FILENAME
+
+    predictor = ChangePredictor.from_checkpoint(checkpoint, config, captions=captions,
+                                                caption_cache=output_dir / STORE_FILENAME, warn=warn)
     results: list[PairResult] = []
     failed: dict[str, str] = {}
     for index, (path_a, path_b) in enumerate(pairs):
