@@ -280,7 +280,9 @@ class ChangePredictor:
 
         def emit(y0: int, logits: np.ndarray) -> None:
             prob = torch.sigmoid(torch.from_numpy(logits)).numpy()
-            mask[y0:y0 + len(prob)] = np.where(prob > threshold, 255, 0)
+            rows = mask[y0:y0 + len(prob)]
+            np.greater(prob, threshold, out=rows, casting="unsafe")
+            rows *= 255
             if prob_writer is not None:
                 if as_float:
                     prob_writer.write(y0, prob)
@@ -288,9 +290,9 @@ class ChangePredictor:
                     prob_writer.write(y0, np.rint(prob * 255.0).astype(np.uint8))
 
         try:
-            timings = sliding_window_logits(network_for(self.runner, text_a, text_b, self.config.batch_size), grid, source_a.read_rows,
-                                            source_b.read_rows, emit, batch_size=self.config.batch_size,
-                                            progress=progress)
+            network = network_for(self.runner, text_a, text_b, self.config.batch_size)
+            timings = sliding_window_logits(network, grid, source_a.read_rows, source_b.read_rows, emit,
+                                            batch_size=self.config.batch_size, progress=progress)
         except BaseException:
             if prob_writer is not None:
                 prob_writer.abort()
