@@ -118,3 +118,24 @@ def test_without_rasterio_geotiff_names_the_extra_and_plain_images_still_work(
     assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
     features = json.loads((out / "v.geojson").read_text())["features"]
     assert sum(f["properties"]["pixels"] for f in features) == int((mask == 255).sum())
+
+
+def test_geotiff_is_streamed_in_strips(image_only_checkpoint, geo_pair, tmp_path, monkeypatch) -> None:
+    """Windows are read through rasterio strip by strip: never the whole raster at full resolution."""
+    from mmchange_core.engine.predict import PredictConfig, predict_pair
+    from mmchange_core.engine.tiling import TileGrid
+    from mmchange_core.io.raster import RasterioSource
+
+    reads = []
+    original = RasterioSource._read
+
+    def spy(self, window, out_shape=None):
+        data = original(self, window, out_shape)
+        reads.append(data.shape[:2])
+        return data
+
+    monkeypatch.setattr(RasterioSource, "_read", spy)
+    predict_pair(image_only_checkpoint, *geo_pair, tmp_path / "m.tif", prob=tmp_path / "p.tif",
+                 config=PredictConfig(tile=128, overlap=32))
+    rows = TileGrid.plan(200, 300, 128, 32).rows
+    assert reads == [(128, 300)] * (2 * rows)     # one 128-row strip per window row and date, nothing else

@@ -156,7 +156,8 @@ def good_pair(tmp_path) -> tuple[Path, Path]:
     return write_pair(tmp_path, 64, 64)
 
 
-@pytest.mark.parametrize("case", ["missing", "unreadable", "size", "threshold", "tile", "suffix", "captions"])
+@pytest.mark.parametrize("case", ["missing", "unreadable", "size", "threshold", "tile", "suffix", "captions",
+                                  "overwrite"])
 def test_bad_input_exits_non_zero_without_traceback(case, image_only_checkpoint, good_pair, tmp_path, cli) -> None:
     path_a, path_b = good_pair
     args = [path_a, path_b, "-o", tmp_path / "mask.png", "--checkpoint", image_only_checkpoint]
@@ -181,6 +182,9 @@ def test_bad_input_exits_non_zero_without_traceback(case, image_only_checkpoint,
     elif case == "suffix":
         args[3] = tmp_path / "mask.jpg"
         expected = ("unsupported file type '.jpg'",)
+    elif case == "overwrite":
+        args[3] = path_b
+        expected = ("would overwrite an input image",)
     else:
         args[4:6] = ["--checkpoint", tmp_path / "missing.safetensors"]
         expected = ("checkpoint not found",)

@@ -79,8 +79,12 @@ class PairOutputs:
     overlay: Path | None = None
     vector: Path | None = None
 
-    def validate(self) -> None:
-        """Check the file types before any work is done."""
+    def validate(self, *inputs: Path | None) -> None:
+        """Check the file types, and that no output would overwrite an input, before any work is done."""
+        sources = {p.resolve() for p in inputs if p is not None}
+        for kind, path in self.paths().items():
+            if path.resolve() in sources:
+                raise InputError(f"the {kind} output {path} would overwrite an input image; choose another output path")
         check_output_suffix(self.mask, "mask output", MASK_SUFFIXES)
         if self.prob is not None:
             check_output_suffix(self.prob, "--prob output", MASK_SUFFIXES)
@@ -254,7 +258,7 @@ class ChangePredictor:
                         progress: Progress | None = None) -> PairResult:
         """Predict one pair of open sources and write ``outputs``; the sources stay open."""
         start = time.perf_counter()
-        outputs.validate()
+        outputs.validate(path_a, path_b)
         georef = check_pair(source_a, source_b, path_a, path_b)
         if georef is not None and (source_a.georef is None or source_b.georef is None):
             plain = source_b.name if source_b.georef is None else source_a.name
@@ -326,7 +330,7 @@ class ChangePredictor:
                       progress: Progress | None = None) -> PairResult:
         """Predict the pair of image files ``path_a`` (first date) and ``path_b`` (second date)."""
         path_a, path_b = Path(path_a), Path(path_b)
-        outputs.validate()
+        outputs.validate(path_a, path_b)
         with open_source(path_a, self.warn) as source_a, open_source(path_b, self.warn) as source_b:
             check_pair(source_a, source_b, path_a, path_b)
             return self.predict_sources(source_a, source_b, outputs, path_a=path_a, path_b=path_b,
@@ -391,7 +395,7 @@ def predict_pair(checkpoint: str | Path, image_a: str | Path, image_b: str | Pat
     image_a, image_b = Path(image_a), Path(image_b)
     outputs = pair_outputs(image_a, image_b, Path(output), prob=_opt_path(prob), overlay=_opt_path(overlay),
                            vector=_opt_path(vector))
-    outputs.validate()
+    outputs.validate(image_a, image_b)
     with open_source(image_a, warn) as source_a, open_source(image_b, warn) as source_b:
         check_pair(source_a, source_b, image_a, image_b)  # fail before loading the model
         predictor = ChangePredictor.from_checkpoint(checkpoint, config, captions=captions, warn=warn)
