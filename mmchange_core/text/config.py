@@ -146,7 +146,10 @@ class TextEncoderConfig:
         self.validate()
         base: dict[str, Any] = {"name": self.name, "algorithm": ALGORITHMS[self.name], "dim": int(self.dim)}
         if self.name == "clip":
-            base.update(model=_normalise_model(self.model), pretrained=_normalise_model(self.pretrained))
+            model = _normalise_model(self.model)
+            # A local model folder carries its own weights; ``pretrained`` is ignored for it.
+            pretrained = "" if Path(model).is_dir() else _normalise_model(self.pretrained)
+            base.update(model=model, pretrained=pretrained)
         return base
 
 

@@ -169,7 +169,7 @@ def caption_command(dataset_root: Path | None, store_path: Path, description: di
             defaults_enc = TextEncoderConfig()
             if enc["model"] != defaults_enc.model:
                 parts += ["--text-model", shlex.quote(str(enc["model"]))]
-            if enc["pretrained"] != defaults_enc.pretrained:
+            if enc["pretrained"] and enc["pretrained"] != defaults_enc.pretrained:
                 parts += ["--text-pretrained", shlex.quote(str(enc["pretrained"]))]
         if enc["dim"] != TextEncoderConfig().dim:
             parts += ["--set", f"encoder.dim={enc['dim']}"]
