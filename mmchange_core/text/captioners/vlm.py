@@ -102,13 +102,21 @@ def build_prompt(processor: Any, question: str) -> str:
 class VLMCaptioner:
     """Batched, seeded caption generation with a vision-language model."""
 
-    def __init__(self, config: CaptionerConfig, device: torch.device) -> None:
+    def __init__(self, config: CaptionerConfig, device: torch.device,
+                 components: tuple[Any, Any] | None = None) -> None:
+        """Load ``config``'s model, or use ``components`` = (processor, model) built elsewhere (benchmarks)."""
         self.config = config
         self.device = device
-        self.dtype = vlm_dtype(device)
-        self.processor, model = load_vlm(config.resolved_model, config.resolved_revision,
-                                         config.trust_remote_code, self.dtype)
+        if components is None:
+            self.dtype = vlm_dtype(device)
+            self.processor, model = load_vlm(config.resolved_model, config.resolved_revision,
+                                             config.trust_remote_code, self.dtype)
+        else:
+            self.processor, model = components
+            self.dtype = next(model.parameters()).dtype
         self.model = model.to(device).eval().requires_grad_(False)
+        #: Extra ``generate`` arguments, e.g. ``{"min_new_tokens": 32}`` for fixed-length benchmarks.
+        self.generation_overrides: dict[str, Any] = {}
         tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is None:
             raise MMChangeError(f"the processor of '{config.resolved_model}' has no tokenizer; it cannot caption")
@@ -126,6 +134,7 @@ class VLMCaptioner:
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False)
+        kwargs.update(self.generation_overrides)
         return kwargs
 
     def inputs(self, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
