@@ -115,7 +115,8 @@ class CaptionerConfig:
                         temperature=float(self.temperature), top_p=float(self.top_p),
                         max_new_tokens=int(self.max_new_tokens), seed=int(self.seed))
         elif self.name == "clip-tags":
-            base.update(revision=self.resolved_revision)
+            # A local open_clip folder carries its own weights; the pretrained tag is ignored for it.
+            base.update(revision=None if Path(base["model"]).is_dir() else self.resolved_revision)
         return base
 
 

@@ -151,7 +151,7 @@ def caption_command(dataset_root: Path | None, store_path: Path, description: di
         parts += ["--captioner", name]
         if cap.get("model") != DEFAULT_CAPTIONER_MODELS[name]:
             parts += ["--model", shlex.quote(str(cap["model"]))]
-        if cap.get("revision") != DEFAULT_CAPTIONER_REVISIONS[name]:
+        if cap.get("revision") and cap["revision"] != DEFAULT_CAPTIONER_REVISIONS[name]:
             parts += ["--revision", shlex.quote(str(cap["revision"]))]
         if name == "vlm":
             defaults = CaptionerConfig()

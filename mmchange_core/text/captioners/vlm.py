@@ -131,6 +131,7 @@ class VLMCaptioner:
         cfg = self.config
         kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": self.pad_token_id}
         if cfg.temperature > 0:
+            # Nucleus sampling only, as LLaVA/TinyLLaVA generate: top_k=0 turns off transformers' default top-k 50.
             kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False)
