@@ -126,3 +126,21 @@ def test_clip_tags_sentences_from_the_vocabulary(tiny_clip_dir: Path) -> None:
         assert 1 <= len(tags) <= 3 and set(tags) <= set(VOCABULARY)
     assert tags_sentence(["buildings", "roads", "trees"]) == "These are buildings, roads and trees."
     assert pipe.describe()["captioner"]["model"] == str(tiny_clip_dir)
+
+
+def test_vlm_processor_saved_without_patch_size_is_completed(tiny_llava_dir: Path, tmp_path: Path) -> None:
+    """Processors uploaded by old transformers (like TinyLLaVA-v1-hf's) lack the image-token expansion data."""
+    import json
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_llava_dir, legacy)
+    config_file = legacy / "processor_config.json"
+    data = json.loads(config_file.read_text())
+    for key in ("patch_size", "vision_feature_select_strategy", "num_additional_image_tokens"):
+        data.pop(key, None)
+    config_file.write_text(json.dumps(data))
+    images = _images(2)
+    old = _vlm(legacy, temperature=0.0, max_new_tokens=3)
+    assert old.captioner.processor.patch_size == 8 and old.captioner.processor.num_additional_image_tokens == 1
+    assert old.caption(images) == _vlm(tiny_llava_dir, temperature=0.0, max_new_tokens=3).caption(images)

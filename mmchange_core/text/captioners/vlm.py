@@ -90,6 +90,24 @@ def load_vlm(model_id: str, revision: str | None, trust_remote_code: bool, dtype
     return processor, model
 
 
+def complete_processor(processor: Any, model: Any) -> None:
+    """Fill in what processors saved by older transformers lack (TinyLLaVA-v1-hf's has no patch size).
+
+    Current LLaVA processors expand ``<image>`` into one token per vision feature, which needs the
+    vision tower's patch size, the feature selection strategy and the CLS-token count; processors
+    uploaded before transformers 4.45 carry none of them, so they are taken from the model config.
+    """
+    vision = getattr(model.config, "vision_config", None)
+    if getattr(processor, "patch_size", 0) is not None or vision is None or not hasattr(vision, "patch_size"):
+        return
+    processor.patch_size = vision.patch_size
+    if getattr(processor, "vision_feature_select_strategy", None) is None:
+        processor.vision_feature_select_strategy = getattr(model.config, "vision_feature_select_strategy", "default")
+    if not getattr(processor, "num_additional_image_tokens", 0):
+        # CLIP vision towers prepend a CLS token; SigLIP-style towers do not.
+        processor.num_additional_image_tokens = 1 if str(vision.model_type).startswith("clip") else 0
+
+
 def build_prompt(processor: Any, question: str) -> str:
     """The full prompt: the processor's chat template when it has one, else LLaVA-1.5's format."""
     if getattr(processor, "chat_template", None):
@@ -115,6 +133,7 @@ class VLMCaptioner:
             self.processor, model = components
             self.dtype = next(model.parameters()).dtype
         self.model = model.to(device).eval().requires_grad_(False)
+        complete_processor(self.processor, self.model)
         #: Extra ``generate`` arguments, e.g. ``{"min_new_tokens": 32}`` for fixed-length benchmarks.
         self.generation_overrides: dict[str, Any] = {}
         tokenizer = getattr(self.processor, "tokenizer", None)
