@@ -31,7 +31,11 @@ def offline_mode() -> bool:
 
 
 def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``)."""
+    """The Hugging Face hub cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, default ``~/.cache/huggingface/hub``).
+
+    Read at call time and passed to every download, so the folder named in error messages is the
+    one actually searched.
+    """
     explicit = os.environ.get("HF_HUB_CACHE")
     if explicit:
         return Path(explicit).expanduser()

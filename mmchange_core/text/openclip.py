@@ -72,7 +72,8 @@ def _tag_checkpoint(name: str, tag: str) -> str:
             error: Exception | None = None
             for candidate in candidates:
                 try:
-                    return hf_hub_download(repo, candidate, local_files_only=local_files_only)
+                    return hf_hub_download(repo, candidate, local_files_only=local_files_only,
+                                           cache_dir=str(hub_cache_dir()))
                 except Exception as exc:  # noqa: BLE001 - cache miss, missing file or network error
                     error = exc
             raise OSError(str(error))

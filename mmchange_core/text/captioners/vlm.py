@@ -68,7 +68,7 @@ def load_vlm(model_id: str, revision: str | None, trust_remote_code: bool, dtype
 
     def load(local_files_only: bool) -> tuple[Any, Any]:
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code,
-                                  "local_files_only": local_files_only}
+                                  "local_files_only": local_files_only, "cache_dir": str(hub_cache_dir())}
         with quiet_loading():
             processor = AutoProcessor.from_pretrained(source, **kwargs)
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **kwargs)
