@@ -104,7 +104,8 @@ def main() -> None:
     print(f"  captions + text {median_part['text']:8.2f} s")
     print(f"  write outputs   {median_part['write']:8.2f} s")
     print(f"two trunk passes  {trunk_time:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in trunk_times)})")
-    print(f"ratio full / trunk = {full / trunk_time:.3f}   (network / trunk = {median_part['network'] / trunk_time:.3f})")
+    network_ratio = median_part["network"] / trunk_time
+    print(f"ratio full / trunk = {full / trunk_time:.3f}   (network / trunk = {network_ratio:.3f})")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def predict(
     overlap: int = typer.Option(32, "--overlap", help="Minimum overlap of neighbouring windows in pixels."),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per network call."),
     threshold: float | None = typer.Option(None, "--threshold",
-                                           help="Change-probability threshold (default: the one stored in the checkpoint)."),
+                                           help="Change-probability threshold (default: the checkpoint's)."),
     prob: Path | None = typer.Option(None, "--prob",
                                      help="Also write the probability map: .png = 0-255, .tif = float 0-1."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Also write change outlines drawn on image B."),

@@ -164,7 +164,8 @@ class ChangePredictor:
         self._store = None
         if self.uses_text and not meta.get("text"):
             raise CheckpointError(f"{name} uses text but records no text pipeline (meta 'text'); it cannot caption "
-                                  f"or encode new images: retrain it or set its 'text' entry with update_checkpoint_meta")
+                                  f"or encode new images: retrain it or set its 'text' entry with "
+                                  f"update_checkpoint_meta")
         if not self.uses_text and captions is not None:
             self.warn(f"{name} is an image-only model; --captions is ignored")
             self.captions = None
@@ -223,7 +224,8 @@ class ChangePredictor:
         return sliding_window_probabilities(self.runner, image_a, image_b, text_a, text_b, tile=self.config.tile,
                                             overlap=self.config.overlap, batch_size=self.config.batch_size)
 
-    def change_mask(self, image_a: np.ndarray, image_b: np.ndarray, captions: Sequence[str] | None = None) -> np.ndarray:
+    def change_mask(self, image_a: np.ndarray, image_b: np.ndarray,
+                    captions: Sequence[str] | None = None) -> np.ndarray:
         """Bool change mask ``[H, W]``: :meth:`probabilities` above the decision threshold."""
         return self.probabilities(image_a, image_b, captions) > self.threshold
 
@@ -365,8 +367,8 @@ def pair_outputs(path_a: Path, path_b: Path, output: Path, *, prob: Path | None 
                  overlay: Path | None = None, vector: Path | None = None, folders: bool = False) -> PairOutputs:
     """Output paths for a pair: files as given, or (``folders=True``, or ``output`` a folder) names inside them.
 
-    Inside folders the files are named after the pair (``<stem>.png`` or ``.tif`` for TIFF input;
-    ``<stem>.png`` overlays, ``<stem>.geojson`` polygons).
+    Inside folders the files are named after the pair: ``<stem>.png`` (``.tif`` for TIFF input) for
+    masks, probabilities and overlays, ``<stem>.geojson`` for polygons.
     """
     name = _pair_name(path_a, path_b)
     suffix = default_mask_suffix(path_a)
@@ -380,7 +382,7 @@ def pair_outputs(path_a: Path, path_b: Path, output: Path, *, prob: Path | None 
             return path / f"{name}{default_suffix}"
         return path
 
-    return PairOutputs(mask=mask, prob=place(prob, suffix), overlay=place(overlay, suffix if suffix == ".tif" else ".png"),
+    return PairOutputs(mask=mask, prob=place(prob, suffix), overlay=place(overlay, suffix),
                        vector=place(vector, ".geojson"))
 
 

@@ -36,7 +36,8 @@ def require_rasterio(what: str) -> ModuleType:
     try:
         return importlib.import_module("rasterio")
     except ImportError as exc:
-        raise InputError(f"{what} needs rasterio, which is not installed; install the \"geo\" extra: {GEO_EXTRA}") from exc
+        raise InputError(f"{what} needs rasterio, which is not installed; "
+                         f"install the \"geo\" extra: {GEO_EXTRA}") from exc
 
 
 def is_tiff(path: str | Path) -> bool:

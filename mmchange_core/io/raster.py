@@ -142,7 +142,8 @@ class RasterioSource(RasterSource):
         try:
             data = self.dataset.read(unique, **kwargs)
         except Exception as exc:  # rasterio raises several types for corrupt blocks
-            raise InputError(f"cannot read pixels of {self.path} ({exc}); the file may be truncated or corrupt") from exc
+            raise InputError(f"cannot read pixels of {self.path} ({exc}); "
+                             f"the file may be truncated or corrupt") from exc
         return np.moveaxis(data, 0, -1)[..., [unique.index(b) for b in self.bands]]
 
     def _to_uint8(self, data: np.ndarray) -> np.ndarray:
