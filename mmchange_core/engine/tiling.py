@@ -1,0 +1,223 @@
+"""Sliding-window tiling: where the windows go and how their logits are blended back together.
+
+Windows have one fixed shape (batchable); along each axis they are spread evenly from the first to
+the last pixel, so every neighbouring pair overlaps by at least the requested amount and no window
+hangs over the border. An image smaller than the tile gets a window of its size rounded up to a
+multiple of 32 (the network's constraint), filled by reflection. Logits are blended with separable
+linear ramps across each overlap, normalised so the weights sum to one at every pixel; image
+borders keep full weight, so a single window is returned unchanged (bit-exact).
+
+Rows are produced strip by strip (:class:`StripBlender`): the accumulator holds one window row of
+float logits, and rows that no later window touches are handed on at once, so memory does not grow
+with the image height.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmchange_core.errors import MMChangeError
+
+#: The network needs height and width to be multiples of this.
+SIZE_MULTIPLE = 32
+
+
+def _positions(length: int, window: int, overlap: int) -> tuple[int, ...]:
+    """Window starts along one axis: evenly spread, first at 0, last flush with the end."""
+    if length <= window:
+        return (0,)
+    stride = window - overlap
+    count = math.ceil((length - window) / stride) + 1
+    return tuple(round(i * (length - window) / (count - 1)) for i in range(count))
+
+
+def _axis_weights(length: int, window: int, starts: tuple[int, ...]) -> np.ndarray:
+    """Per-window blending weights along one axis, ``[n, window]``, summing to 1 at every pixel."""
+    n = len(starts)
+    weights = np.ones((n, window), dtype=np.float64)
+    if n > 1:
+        ramp_len = window - max(b - a for a, b in zip(starts, starts[1:]))
+        if ramp_len > 0:
+            ramp = (np.arange(ramp_len, dtype=np.float64) + 0.5) / ramp_len
+            for i in range(n):
+                if i > 0:
+                    weights[i, :ramp_len] *= ramp
+                if i < n - 1:
+                    weights[i, window - ramp_len:] *= ramp[::-1]
+    total = np.zeros(max(length, window), dtype=np.float64)
+    for i, start in enumerate(starts):
+        total[start:start + window] += weights[i]
+    for i, start in enumerate(starts):
+        weights[i] /= total[start:start + window]
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The sliding-window layout for an image of ``height`` x ``width`` pixels.
+
+    ``tile_h`` x ``tile_w`` is the window shape given to the network (multiples of 32); ``ys`` and
+    ``xs`` are the window origins. ``weights_y[r]`` / ``weights_x[c]`` are the blending weights of
+    window row ``r`` / column ``c``.
+    """
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+    weights_y: np.ndarray
+    weights_x: np.ndarray
+
+    @classmethod
+    def plan(cls, height: int, width: int, tile: int = 256, overlap: int = 32) -> TileGrid:
+        """Lay out windows of ``tile`` pixels overlapping by at least ``overlap`` pixels."""
+        if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
+            raise MMChangeError(f"--tile must be a positive multiple of {SIZE_MULTIPLE} (for example 256); got {tile}")
+        if not 0 <= overlap < tile:
+            raise MMChangeError(f"--overlap must be between 0 and the tile size minus one ({tile - 1}); got {overlap}")
+        if height < 1 or width < 1:
+            raise MMChangeError(f"cannot tile an empty image ({width}x{height})")
+        tile_h = min(tile, math.ceil(height / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        tile_w = min(tile, math.ceil(width / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        ys = _positions(height, tile_h, overlap)
+        xs = _positions(width, tile_w, overlap)
+        return cls(height, width, tile_h, tile_w, ys, xs,
+                   _axis_weights(height, tile_h, ys), _axis_weights(width, tile_w, xs))
+
+    @property
+    def rows(self) -> int:
+        """Number of window rows."""
+        return len(self.ys)
+
+    @property
+    def columns(self) -> int:
+        """Number of window columns."""
+        return len(self.xs)
+
+    def __len__(self) -> int:
+        return self.rows * self.columns
+
+    def strip_height(self, row: int) -> int:
+        """Image rows covered by window row ``row`` (less than ``tile_h`` only for padded images)."""
+        return min(self.tile_h, self.height - self.ys[row])
+
+    def finished_until(self, row: int) -> int:
+        """First image row still open once window row ``row`` is blended (rows above it are final)."""
+        return self.ys[row + 1] if row + 1 < self.rows else self.height
+
+
+def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad ``array`` (``[h, w, ...]``) at the bottom/right to ``height`` x ``width`` by reflection."""
+    pad_h, pad_w = height - array.shape[0], width - array.shape[1]
+    if pad_h <= 0 and pad_w <= 0:
+        return array
+    pads = [(0, max(pad_h, 0)), (0, max(pad_w, 0))] + [(0, 0)] * (array.ndim - 2)
+    # reflection needs the padding to be shorter than the side; symmetric covers tiny images
+    mode = "reflect" if pad_h < array.shape[0] and pad_w < array.shape[1] else "symmetric"
+    return np.pad(array, pads, mode=mode)
+
+
+@dataclass
+class WindowBatch:
+    """A batch of windows from both dates: ``rows``/``cols`` index the grid, images are uint8 NHWC."""
+
+    rows: list[int]
+    cols: list[int]
+    image_a: np.ndarray
+    image_b: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+StripReader = Callable[[int, int], np.ndarray]
+"""``read(y0, height) -> uint8 [height, width, 3]``: full-width rows of one date."""
+
+
+def iter_window_batches(grid: TileGrid, read_a: StripReader, read_b: StripReader,
+                        batch_size: int) -> Iterator[WindowBatch]:
+    """Cut both dates into the grid's windows, strip by strip, and group them into batches.
+
+    Only one strip per date (``tile_h`` full-width rows) is read at a time; batches may span two
+    strips so that narrow images still fill the batch.
+    """
+    if batch_size < 1:
+        raise MMChangeError(f"--batch-size must be at least 1; got {batch_size}")
+    rows: list[int] = []
+    cols: list[int] = []
+    wins_a: list[np.ndarray] = []
+    wins_b: list[np.ndarray] = []
+    padded_w = max(grid.width, grid.tile_w)
+    for r, y in enumerate(grid.ys):
+        h = grid.strip_height(r)
+        strip_a = pad_to(read_a(y, h), grid.tile_h, padded_w)
+        strip_b = pad_to(read_b(y, h), grid.tile_h, padded_w)
+        for c, x in enumerate(grid.xs):
+            rows.append(r)
+            cols.append(c)
+            wins_a.append(strip_a[:, x:x + grid.tile_w])
+            wins_b.append(strip_b[:, x:x + grid.tile_w])
+            if len(rows) == batch_size:
+                yield WindowBatch(rows, cols, np.stack(wins_a), np.stack(wins_b))
+                rows, cols, wins_a, wins_b = [], [], [], []
+    if rows:
+        yield WindowBatch(rows, cols, np.stack(wins_a), np.stack(wins_b))
+
+
+RowSink = Callable[[int, np.ndarray], None]
+"""``emit(y0, logits)``: blended float32 logits for full-width image rows ``y0 .. y0 + len(logits)``."""
+
+
+class StripBlender:
+    """Accumulates weighted window logits one window row at a time and emits finished image rows.
+
+    Windows must arrive in grid order (row-major, as :func:`iter_window_batches` yields them).
+    """
+
+    def __init__(self, grid: TileGrid, emit: RowSink) -> None:
+        self.grid = grid
+        self.emit = emit
+        self.row = 0
+        self.acc = np.zeros((grid.tile_h, grid.width), dtype=np.float32)
+        self.closed = False
+
+    def add(self, rows: list[int], cols: list[int], logits: np.ndarray) -> None:
+        """Blend ``logits`` (``[N, tile_h, tile_w]`` float32) of the windows at ``rows``/``cols``."""
+        grid = self.grid
+        weights = grid.weights_y[rows][:, :, None] * grid.weights_x[cols][:, None, :]
+        weighted = logits * weights
+        for i, (r, c) in enumerate(zip(rows, cols)):
+            if r < self.row:
+                raise ValueError(f"window row {r} arrived after row {self.row} was emitted")
+            while r > self.row:
+                self._finish_row()
+            x = grid.xs[c]
+            h = grid.strip_height(r)
+            w = min(grid.tile_w, grid.width - x)
+            self.acc[:h, x:x + w] += weighted[i, :h, :w]
+
+    def _finish_row(self) -> None:
+        grid = self.grid
+        start = grid.ys[self.row]
+        end = grid.finished_until(self.row)
+        done = end - start
+        self.emit(start, self.acc[:done])
+        keep = grid.strip_height(self.row) - done
+        if keep > 0:
+            self.acc[:keep] = self.acc[done:done + keep]
+        self.acc[max(keep, 0):] = 0.0
+        self.row += 1
+
+    def close(self) -> None:
+        """Emit the remaining rows; every window must have been added."""
+        if self.closed:
+            return
+        while self.row < self.grid.rows:
+            self._finish_row()
+        self.closed = True

@@ -1,0 +1,288 @@
+"""Large images as row sources and row writers, so prediction never holds a scene as floats.
+
+Sources hand out full-width strips of uint8 RGB rows: PNG/JPEG (and plain TIFF without rasterio)
+are decoded once into a uint8 array; TIFF/GeoTIFF go through rasterio windows and are never read
+whole. Writers take rows as they are finished: GeoTIFF rows stream to disk; PNG needs the whole
+array, which is kept as uint8. Every output is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mmchange_core.errors import InputError
+from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.geo import (
+    GeoReference,
+    georeference_of,
+    has_geotiff_tags,
+    is_tiff,
+    rasterio_available,
+    require_rasterio,
+)
+from mmchange_core.io.images import Warn, read_rgb
+
+#: Largest side of the decimated read used for statistics (bit-depth stretch) and thumbnails.
+OVERVIEW_SIDE = 1024
+#: Output formats by suffix.
+PNG_SUFFIXES = (".png",)
+TIFF_SUFFIXES = (".tif", ".tiff")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+class RasterSource:
+    """An RGB image read by full-width strips: ``read_rows(y0, h) -> uint8 [h, width, 3]``."""
+
+    name: str
+    height: int
+    width: int
+    georef: GeoReference | None = None
+
+    def read_rows(self, y0: int, height: int) -> np.ndarray:
+        """Rows ``y0 .. y0 + height`` as uint8 ``[height, width, 3]``."""
+        raise NotImplementedError
+
+    def thumbnail(self, max_side: int = OVERVIEW_SIDE) -> np.ndarray:
+        """The whole image as uint8 RGB, downsampled (area average) so its longest side is <= ``max_side``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file handle (if any)."""
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _thumbnail_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class ArraySource(RasterSource):
+    """An in-memory uint8 ``[H, W, 3]`` image (decoded PNG/JPEG, or an array from the caller)."""
+
+    def __init__(self, array: np.ndarray, name: str = "array") -> None:
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise InputError(f"{name}: expected a uint8 [H, W, 3] RGB array, got {array.dtype} {list(array.shape)}")
+        self.array = array
+        self.name = name
+        self.height, self.width = array.shape[:2]
+
+    def read_rows(self, y0: int, height: int) -> np.ndarray:
+        return self.array[y0:y0 + height]
+
+    def thumbnail(self, max_side: int = OVERVIEW_SIDE) -> np.ndarray:
+        h, w = _thumbnail_size(self.height, self.width, max_side)
+        if (h, w) == (self.height, self.width):
+            return self.array
+        return np.asarray(Image.fromarray(self.array).resize((w, h), Image.Resampling.BOX))
+
+
+class RasterioSource(RasterSource):
+    """A TIFF/GeoTIFF read through rasterio windows, converted to 8-bit RGB on the fly.
+
+    Single-band images are repeated to RGB, an alpha band is dropped, extra bands are ignored (the
+    first three are RGB) and non-uint8 data is stretched linearly from its 1st to 99th percentile
+    (taken on a decimated read of the whole image) to 0..255. Each conversion is reported once.
+    """
+
+    def __init__(self, path: Path, warn: Warn | None = None) -> None:
+        rasterio = require_rasterio(f"reading {path}")
+        from rasterio.enums import ColorInterp
+
+        self.path = path
+        self.name = path.name
+        try:
+            with warnings.catch_warnings():  # a plain TIFF is fine: it simply has no georeference
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self.dataset = rasterio.open(path)
+        except rasterio.errors.RasterioError as exc:
+            raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
+        ds = self.dataset
+        self.height, self.width = ds.height, ds.width
+        self.georef = georeference_of(ds)
+        notes = []
+        colorinterp = list(ds.colorinterp)
+        if ds.count in (1, 2):
+            self.bands = [1, 1, 1]
+            notes.append("grayscale image converted to RGB" + (" (alpha band dropped)" if ds.count == 2 else ""))
+        elif ds.count == 4 and colorinterp[3] == ColorInterp.alpha:
+            self.bands = [1, 2, 3]
+            notes.append("RGBA image converted to RGB (alpha band dropped)")
+        else:
+            self.bands = [1, 2, 3]
+            if ds.count > 3:
+                notes.append(f"{ds.count}-band image: bands 1-3 used as RGB")
+        self.dtype = np.dtype(ds.dtypes[0])
+        self.scale: tuple[float, float] | None = None
+        if self.dtype != np.uint8:
+            sample = self._read(None, _thumbnail_size(self.height, self.width, OVERVIEW_SIDE))
+            lo, hi = np.percentile(sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample, [1.0, 99.0])
+            self.scale = (float(lo), float(max(hi, lo + 1e-6 if self.dtype.kind == "f" else lo + 1.0)))
+            notes.append(f"{self.dtype} (high bit depth) image scaled to 8-bit with a 1-99% stretch")
+        if notes and warn:
+            warn(f"{self.name}: " + "; ".join(notes))
+
+    def _read(self, window: Any, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        from rasterio.enums import Resampling
+
+        unique = sorted(set(self.bands))
+        kwargs: dict[str, Any] = {"window": window}
+        if out_shape is not None:
+            kwargs.update(out_shape=(len(unique), *out_shape), resampling=Resampling.average)
+        try:
+            data = self.dataset.read(unique, **kwargs)
+        except Exception as exc:  # rasterio raises several types for corrupt blocks
+            raise InputError(f"cannot read pixels of {self.path} ({exc}); "
+                             f"the file may be truncated or corrupt") from exc
+        return np.moveaxis(data, 0, -1)[..., [unique.index(b) for b in self.bands]]
+
+    def _to_uint8(self, data: np.ndarray) -> np.ndarray:
+        if self.scale is None:
+            return np.ascontiguousarray(data, dtype=np.uint8)
+        lo, hi = self.scale
+        values = (data.astype(np.float32) - lo) * (255.0 / (hi - lo))
+        return np.clip(np.nan_to_num(values, nan=0.0), 0, 255).round().astype(np.uint8)
+
+    def read_rows(self, y0: int, height: int) -> np.ndarray:
+        from rasterio.windows import Window
+
+        return self._to_uint8(self._read(Window(0, y0, self.width, height)))
+
+    def thumbnail(self, max_side: int = OVERVIEW_SIDE) -> np.ndarray:
+        return self._to_uint8(self._read(None, _thumbnail_size(self.height, self.width, max_side)))
+
+    def close(self) -> None:
+        self.dataset.close()
+
+
+def open_source(path: str | Path, warn: Warn | None = None) -> RasterSource:
+    """Open an image for strip reading: TIFFs through rasterio when installed, everything else decoded once.
+
+    Without rasterio a GeoTIFF raises an :class:`InputError` naming the ``geo`` extra; a TIFF
+    without geo tags is decoded by Pillow.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    if is_tiff(path):
+        if rasterio_available():
+            return RasterioSource(path, warn)
+        if has_geotiff_tags(path):
+            require_rasterio(f"GeoTIFF input {path}")
+    return ArraySource(read_rgb(path, warn), path.name)
+
+
+def check_output_suffix(path: Path, what: str, allowed: tuple[str, ...]) -> None:
+    """Raise an :class:`InputError` unless ``path`` ends with one of ``allowed``."""
+    if path.suffix.lower() not in allowed:
+        raise InputError(f"{what} {path}: unsupported file type '{path.suffix}'; use one of {', '.join(allowed)}")
+
+
+class RowWriter:
+    """Receives finished image rows in order and writes one image file at :meth:`close`."""
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        """Store rows ``y0 .. y0 + len(rows)`` (``[h, W]`` or ``[h, W, bands]``)."""
+        raise NotImplementedError
+
+    def close(self) -> Path:
+        """Finish the file (atomically) and return its path."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop a partly written file."""
+
+
+class ArrayRowWriter(RowWriter):
+    """Collects rows in memory, then writes PNG, JPEG or (without geo data) TIFF through Pillow."""
+
+    def __init__(self, path: Path, height: int, width: int, bands: int, dtype: np.dtype | type) -> None:
+        self.path = path
+        shape = (height, width) if bands == 1 else (height, width, bands)
+        self.array = np.zeros(shape, dtype=dtype)
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        self.array[y0:y0 + len(rows)] = rows
+
+    def close(self) -> Path:
+        return write_image(self.path, self.array)
+
+
+class GeoTiffRowWriter(RowWriter):
+    """Streams rows into a (Geo)TIFF through rasterio: tiled, deflate-compressed, CRS and transform kept."""
+
+    def __init__(self, path: Path, height: int, width: int, bands: int, dtype: np.dtype | type,
+                 georef: GeoReference | None) -> None:
+        rasterio = require_rasterio(f"writing {path}")
+        self.path = path
+        self.bands = bands
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(path))
+        profile: dict[str, Any] = {
+            "driver": "GTiff", "height": height, "width": width, "count": bands,
+            "dtype": np.dtype(dtype).name, "compress": "deflate",
+        }
+        if height >= 256 and width >= 256:
+            profile.update(tiled=True, blockxsize=256, blockysize=256)
+        if np.dtype(dtype).kind == "f":
+            profile["predictor"] = 3
+        if georef is not None:
+            profile.update(crs=georef.crs, transform=georef.transform)
+        if bands == 3:
+            profile["photometric"] = "RGB"
+        with warnings.catch_warnings():  # writing a plain TIFF (no georeference) is intended
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            self.dataset = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        data = rows[None] if rows.ndim == 2 else np.moveaxis(rows, -1, 0)
+        self.dataset.write(data, window=Window(0, y0, data.shape[2], data.shape[1]))
+
+    def close(self) -> Path:
+        self._stack.close()
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
+
+
+def open_row_writer(path: str | Path, height: int, width: int, *, bands: int = 1, dtype: np.dtype | type = np.uint8,
+                    georef: GeoReference | None = None) -> RowWriter:
+    """A writer for ``path``: TIFF streams through rasterio when installed; PNG/JPEG collect in memory."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
+        return GeoTiffRowWriter(path, height, width, bands, dtype, georef)
+    return ArrayRowWriter(path, height, width, bands, dtype)
+
+
+def write_image(path: str | Path, array: np.ndarray, georef: GeoReference | None = None) -> Path:
+    """Write a whole array (uint8 gray/RGB, float32 gray for TIFF) by suffix, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
+        bands = 1 if array.ndim == 2 else array.shape[2]
+        writer = GeoTiffRowWriter(path, array.shape[0], array.shape[1], bands, array.dtype, georef)
+        writer.write(0, array)
+        return writer.close()
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    if fmt is None:
+        raise InputError(f"cannot write {path}: unsupported file type '{path.suffix}'; use .png, .tif or .jpg")
+    with atomic_path(path) as tmp:
+        image = Image.fromarray(np.ascontiguousarray(array))
+        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    return path
