@@ -12,6 +12,7 @@ import pkgutil
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from mmchange_cli import commands
@@ -60,7 +61,7 @@ class ErrorHandlingGroup(TyperGroup):
             if _is_cli_control_flow(exc) or STATE.debug:
                 raise
             message, code = _describe(exc)
-            err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
 
 

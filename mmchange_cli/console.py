@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,12 +33,12 @@ def print_json(data: Any) -> None:
 
 def warn(message: str) -> None:
     """A one-line warning on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def info(message: str) -> None:
     """A one-line status message on stderr."""
-    err.print(message)
+    err.print(escape(message))
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -93,3 +93,26 @@ def test_run_dirs_increment(tmp_path: Path) -> None:
     named = next_run_dir(tmp_path, "train", "levir")
     assert (first.name, second.name, named.name) == ("exp", "exp2", "levir")
     assert next_run_dir(tmp_path, "train", "levir").name == "levir2"
+
+
+def test_atomic_writes_get_umask_permissions(tmp_path: Path) -> None:
+    import os
+
+    from mmchange_core.io.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "f.txt", "x")
+        mask = write_png(tmp_path / "m.png", np.zeros((2, 2), bool))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert mask.stat().st_mode & 0o777 == 0o644
+
+
+def test_error_messages_keep_square_brackets(cli, tmp_path: Path) -> None:
+    from mmchange_cli import console
+
+    assert "[geo]" in console.escape('pip install "mmchange[geo]"')
+    result = cli("convert", tmp_path / "no[such].pth", "-o", tmp_path / "o.safetensors")
+    assert result.exit_code == 1 and "no[such].pth" in result.output

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask_mode() -> int:
+    """The mode a newly created regular file gets under the current umask (mkstemp uses 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -32,6 +39,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _umask_mode())
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -64,6 +72,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _umask_mode())
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
