@@ -1,0 +1,1 @@
+"""Datasets: layout detection, pairs, transforms and the synthetic generator."""
