@@ -1,0 +1,30 @@
+"""Captioners: turn uint8 RGB images into one caption each (``vlm``, ``clip-tags``, ``basic``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from mmchange_core.errors import MMChangeError
+from mmchange_core.text.config import CaptionerConfig
+
+
+class Captioner(Protocol):
+    """Anything that captions a batch of uint8 ``[H, W, 3]`` RGB images."""
+
+    def caption(self, images: Sequence[np.ndarray]) -> list[str]:
+        """One caption per image, in order."""
+        ...
+
+
+def build_captioner(config: CaptionerConfig, device: torch.device) -> Captioner:
+    """Instantiate (and load the model of) the captioner named by ``config``."""
+    config.validate()
+    if config.name == "basic":
+        from mmchange_core.text.captioners.basic import BasicCaptioner
+
+        return BasicCaptioner(config.resolved_model)
+    raise MMChangeError(f"captioner '{config.name}' is not available in this build yet; use --captioner basic")

@@ -1,0 +1,179 @@
+"""``caption_dataset``: caption every image of both dates of a dataset into its caption store.
+
+This is the library call behind ``mmchange caption``. The dataset layout is detected exactly as for
+training; every image of the chosen splits is hashed (sha256 of its bytes) and the store is updated:
+images already captioned with the same content and settings are skipped, changed images are
+captioned again, unreadable images are reported and left out. Under ``torchrun`` each rank captions
+a disjoint shard and rank 0 merges (see :mod:`mmchange_core.text.distributed`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmchange_core.data.layouts import detect_layout
+from mmchange_core.errors import InputError, MMChangeError
+from mmchange_core.io.images import read_rgb
+from mmchange_core.text.config import CaptionerConfig, TextEncoderConfig, settings_id
+from mmchange_core.text.distributed import distributed_context
+from mmchange_core.text.pipeline import TextPipeline
+from mmchange_core.text.store import CaptionStore, Item, UpdateResult, sha256_file
+
+#: ``progress(phase, done, total)`` with phase ``"hashing"`` or ``"captioning"``.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class CaptionReport:
+    """What a caption run did, for the summary table and ``--json``."""
+
+    root: str
+    layout: str
+    store: str
+    splits: list[str]
+    images: int
+    captioned: int = 0
+    reused: int = 0
+    skipped: int = 0
+    encoded: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    mean_words: float = 0.0
+    distinct_captions: int = 0
+    seconds: float = 0.0
+    caption_seconds: float = 0.0
+    world_size: int = 1
+    captioner: dict[str, Any] = field(default_factory=dict)
+    encoder: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        """Newly captioned images per second of captioning (0 when nothing was captioned)."""
+        return self.captioned / self.caption_seconds if self.caption_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view."""
+        from mmchange_core.config import to_dict
+
+        data = to_dict(self)
+        data["failed"] = [{"image": key, "error": reason} for key, reason in self.failed]
+        data["images_per_second"] = round(self.images_per_second, 3)
+        return data
+
+
+def _image_keys(root: Path, layout: Any, splits: Sequence[str]) -> list[tuple[str, Path]]:
+    seen: dict[str, Path] = {}
+    for split in splits:
+        for pair in layout.pairs(split):
+            for path, key in zip((pair.image_a, pair.image_b), pair.relative(root)):
+                seen.setdefault(key, path)
+    return list(seen.items())
+
+
+def _hash_all(paths: Sequence[Path], progress: ProgressFn | None) -> list[str | Exception]:
+    """sha256 of every file (threads; I/O bound); an exception in place of a hash that failed."""
+    def one(path: Path) -> str | Exception:
+        try:
+            return sha256_file(path)
+        except OSError as exc:
+            return InputError(f"cannot read {path} ({exc.strerror or exc})")
+
+    results: list[str | Exception] = []
+    if progress is not None:
+        progress("hashing", 0, len(paths))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for i, digest in enumerate(pool.map(one, paths), start=1):
+            results.append(digest)
+            if progress is not None and (i % 64 == 0 or i == len(paths)):
+                progress("hashing", i, len(paths))
+    return results
+
+
+def _load(path: Path, warn: Callable[[str], None] | None) -> np.ndarray:
+    return read_rgb(path, warn)
+
+
+def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: TextEncoderConfig,
+                    splits: Sequence[str] | None = None, store: str | Path | None = None,
+                    overwrite: bool = False, device: str = "auto", progress: ProgressFn | None = None,
+                    warn: Callable[[str], None] | None = None) -> CaptionReport:
+    """Caption (and embed) every image of both dates of ``splits`` (default: all) of the dataset at ``root``.
+
+    Resumable and append-only (see :class:`CaptionStore`). ``warn`` receives one-line notes
+    (image conversions, store repairs); ``progress`` receives hashing and captioning progress.
+    Failed images are listed in the report, not raised; the CLI exits non-zero for them.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    layout = detect_layout(root)
+    chosen = list(splits) if splits else list(layout.splits)
+    for split in chosen:
+        layout.pairs(split)  # one-line error for an unknown or empty split
+    keys = _image_keys(root, layout, chosen)
+    caption_store = CaptionStore.open(root, store)
+    captioner.validate()
+    encoder.validate()
+
+    with distributed_context() as ctx:
+        if ctx.is_main:
+            caption_store.merge_shards()  # leftovers of an interrupted multi-process run
+        ctx.barrier()
+        caption_store.reload()
+        pipeline = TextPipeline(captioner, encoder, device=ctx.device(device))
+        mine = keys[ctx.rank::ctx.world_size]
+        hashes = _hash_all([path for _, path in mine], progress if ctx.is_main else None)
+        items: list[Item] = []
+        failed: list[tuple[str, str]] = []
+        for (key, path), digest in zip(mine, hashes):
+            if isinstance(digest, Exception):
+                failed.append((key, str(digest)))
+            else:
+                items.append((key, digest, partial(_load, path, warn)))
+        writer = caption_store.shard_view(ctx.rank) if ctx.active else caption_store
+        report_progress = (lambda done, total: progress("captioning", done, total)) if (
+            progress is not None and ctx.is_main) else None
+        try:
+            result = writer.update(items, pipeline, overwrite=overwrite, progress=report_progress,
+                                   on_failure=lambda key, reason: None)
+            error = None
+        except MMChangeError as exc:  # every rank must reach the barrier, then the error is raised
+            result, error = UpdateResult(captions=[]), exc
+        partial_reports = ctx.gather({
+            "captioned": result.captioned, "reused": result.reused, "skipped": result.skipped,
+            "encoded": result.encoded, "failed": failed + result.failed, "seconds": result.caption_seconds,
+            "error": str(error) if error else None})
+        ctx.barrier()
+        if ctx.is_main and ctx.active:
+            caption_store.merge_shards()
+        ctx.barrier()
+    if error is not None:
+        raise error
+    other_errors = [p["error"] for p in partial_reports if p["error"]]
+    if other_errors:
+        raise MMChangeError(other_errors[0])
+
+    caption_store.reload()
+    description = pipeline.describe()
+    cap_id = settings_id(description["captioner"])
+    captions = [rec.caption for key, _ in keys if (rec := caption_store.caption_record(key, cap_id)) is not None]
+    report = CaptionReport(
+        root=str(root), layout=layout.kind, store=str(caption_store.path), splits=chosen, images=len(keys),
+        captioned=sum(p["captioned"] for p in partial_reports), reused=sum(p["reused"] for p in partial_reports),
+        skipped=sum(p["skipped"] for p in partial_reports), encoded=sum(p["encoded"] for p in partial_reports),
+        failed=sorted(tuple(f) for p in partial_reports for f in p["failed"]),
+        mean_words=float(np.mean([len(c.split()) for c in captions])) if captions else 0.0,
+        distinct_captions=len(set(captions)), seconds=time.perf_counter() - started,
+        caption_seconds=max(p["seconds"] for p in partial_reports), world_size=ctx.world_size,
+        captioner=description["captioner"], encoder=description["encoder"], warnings=list(caption_store.warnings))
+    if warn is not None:
+        for note in report.warnings:
+            warn(note)
+    return report
