@@ -10,7 +10,9 @@ different sun position (shadows move), a small misregistration of date B and sen
 
 ``text_signal=True`` couples the land-cover mix to the labelled change, so that captions describing
 land-cover shares (the ``basic`` captioner) carry information about the change: new buildings are
-placed on vegetation and their lot is cleared to paved ground, and demolitions leave bare soil.
+placed on vegetation and a lot twice their size is cleared to paved ground, demolitions leave a bare
+lot, and the seasonal and colour-cast changes stay mild enough that the land-cover shares (as the
+``basic`` captioner measures them) move little where nothing changed.
 Without it, new buildings stand on the unchanged ground and a demolished building reveals the ground
 that was around it, so the land-cover shares hardly move except for the roofs themselves.
 
@@ -33,6 +35,9 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.images import write_png
 
 MANIFEST = "synth.json"
+#: With ``text_signal``, the lot cleared around a new building (or left bare by a demolition), as a
+#: multiple of the building's side.
+_LOT_SCALE = 2.0
 
 _ROOF_COLOURS = np.array([
     (168, 168, 172), (190, 186, 180), (214, 212, 206), (140, 86, 70), (166, 100, 78),
@@ -221,7 +226,8 @@ class _Scene:
             width = length * rng.uniform(0.5, 1.0)
             angle = self.angle + rng.normal(0, 0.05)
             cx, cy = rng.uniform(length / 2 + 1, s - length / 2 - 1, 2)
-            lot = _polygon_mask(s, [_rectangle(cx, cy, length * 1.6 + 4, width * 1.6 + 4, angle).corners])
+            margin = (_LOT_SCALE if self.text_signal else 1.5) + 0.1
+            lot = _polygon_mask(s, [_rectangle(cx, cy, length * margin + 4, width * margin + 4, angle).corners])
             if (lot & self.occupied).any():
                 continue
             score = float(self.vegetation[lot].mean())
@@ -244,7 +250,8 @@ class _Scene:
                 continue
             xs, ys = zip(*b.corners)
             cx, cy = sum(xs) / 4, sum(ys) / 4
-            polys.append([(cx + 1.5 * (x - cx), cy + 1.5 * (y - cy)) for x, y in b.corners])
+            scale = _LOT_SCALE if self.text_signal else 1.5
+            polys.append([(cx + scale * (x - cx), cy + scale * (y - cy)) for x, y in b.corners])
         return _polygon_mask(self.size, polys) if polys else np.zeros((self.size, self.size), bool)
 
     def label(self) -> np.ndarray:
@@ -258,7 +265,9 @@ class _Scene:
 
 def _render(scene: _Scene, date: str, rng: np.random.Generator, ground: dict[str, np.ndarray]) -> np.ndarray:
     s = scene.size
-    season = float(rng.uniform(0.0, 0.7))  # 0 = lush green, 0.7 = dry/autumn
+    # 0 = lush green, 0.7 = dry/autumn; with text_signal the vegetation stays green enough to be
+    # described as vegetation, so that land-cover descriptions only move where the land changed
+    season = float(rng.uniform(0.0, 0.2 if scene.text_signal else 0.7))
     veg_colour = (1 - season) * np.array([62, 104, 48], np.float32) + season * np.array([140, 128, 70], np.float32)
     img = ground["soil"].copy()
     vegetation = scene.vegetation.copy()
@@ -315,8 +324,9 @@ def _ground(scene: _Scene, rng: np.random.Generator) -> dict[str, np.ndarray]:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(120, 256)))
     canopy = np.asarray(canopy_img.filter(ImageFilter.GaussianBlur(0.7)), np.float32) / 255.0
     water = np.array([46, 74, 96], np.float32) * (0.9 + 0.2 * _smooth_noise(rng, s, s / 4)[..., None])
-    asphalt = np.float32(rng.uniform(95, 130)) * (0.95 + 0.1 * fine[..., None]) * np.ones(3, np.float32)
-    paved = np.array([176, 174, 168], np.float32) * (0.92 + 0.12 * fine[..., None])
+    asphalt = np.float32(rng.uniform(95, 130)) * (0.95 + 0.1 * fine[..., None]) * np.array([0.97, 0.99, 1.04],
+                                                                                          np.float32)
+    paved = np.array([170, 173, 180], np.float32) * (0.92 + 0.12 * fine[..., None])
     bare = np.array([150, 118, 84], np.float32) * (0.85 + 0.3 * mottling)
     return {"soil": soil, "canopy": canopy, "water": water, "asphalt": asphalt, "paved": paved,
             "bare": bare, "fine": fine, "sun": np.float32(rng.uniform(0, 2 * math.pi))}
@@ -345,11 +355,11 @@ def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return out
 
 
-def _acquire(img: np.ndarray, rng: np.random.Generator, shift: tuple[float, float]) -> np.ndarray:
+def _acquire(img: np.ndarray, rng: np.random.Generator, shift: tuple[float, float], cast_range: float) -> np.ndarray:
     """Sensor and atmosphere: gain, colour cast, gamma, haze gradient, misregistration, noise."""
     s = img.shape[0]
     gain = rng.uniform(0.8, 1.2)
-    cast = rng.uniform(0.92, 1.08, 3).astype(np.float32)
+    cast = rng.uniform(1 - cast_range, 1 + cast_range, 3).astype(np.float32)
     gamma = rng.uniform(0.85, 1.15)
     ramp = np.linspace(-1, 1, s, dtype=np.float32)
     angle = rng.uniform(0, 2 * math.pi)
@@ -372,8 +382,10 @@ def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
     clean_b = _render(scene, "B", rng, ground)
     max_shift = max(0.5, config.size / 256)
     shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
-    image_a = _acquire(clean_a, rng, (0.0, 0.0))
-    image_b = _acquire(clean_b, rng, shift)  # type: ignore[arg-type]
+    # with text_signal the colour cast stays small so that it does not move the land-cover shares
+    cast_range = 0.03 if config.text_signal else 0.08
+    image_a = _acquire(clean_a, rng, (0.0, 0.0), cast_range)
+    image_b = _acquire(clean_b, rng, shift, cast_range)  # type: ignore[arg-type]
     label = scene.label()
     info = {
         "new": sum(b.kind == "new" for b in scene.buildings),
