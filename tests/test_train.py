@@ -111,6 +111,12 @@ def test_bad_inputs_fail_with_one_line(captioned: Path, tmp_path: Path) -> None:
     run = result.run_dir
     assert run == tmp_path / "train" / "plain" and find_run("plain", tmp_path) == run
     assert read_checkpoint_meta(result.best_checkpoint)["text"] is None  # image-only: no text, no store needed
+    # an image that is damaged after its header only fails when a DataLoader worker decodes it: still one line
+    broken = uncaptioned / "train" / "B" / sorted((uncaptioned / "train" / "B").iterdir())[0].name
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"^cannot read image .*B[/\\]\d+\.png \(") as info:
+        train(tiny_config(uncaptioned, tmp_path, iters=1, batch_size=2, num_workers=1, val_split=None))
+    assert "Traceback" not in str(info.value)
     with pytest.raises(ConfigError, match="cannot change 'lr'"):
         resume_config(run, ["lr=0.1"])
     assert resume_config(run, ["num_workers=2"]).num_workers == 2

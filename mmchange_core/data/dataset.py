@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -144,10 +143,6 @@ class ChangeDetectionDataset(Dataset):
             generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
             sample = self.transform(sample, generator)
         return sample
-
-    def pair_path(self, index: int) -> Path:
-        """The A image of sample ``index`` (for messages)."""
-        return self.pairs[self.tiles[index].pair].image_a
 
 
 class EpochSampler(DistributedSampler):

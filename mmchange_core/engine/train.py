@@ -334,6 +334,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None
     root = resolve_dataset_root(config.dataset)
     layout = detect_layout(root)
     observer.on_message(f"dataset {layout.describe()}")
+    if layout.kind == "flat" and config.val_split:
+        observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
     train_pairs = layout.require_labels(config.train_split)
     try:
         val_pairs = layout.require_labels(config.val_split) if config.val_split else []
