@@ -235,10 +235,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _unwrap(model: torch.nn.Module) -> MMChange:
-    return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
-
-
 def _clean_worker_error(exc: MMChangeError) -> MMChangeError:
     """DataLoader workers re-raise errors with their traceback in the message; keep our one line."""
     text = str(exc)
@@ -315,202 +311,256 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
     validate_config(config)
     ctx = setup_distributed(config.device)
     try:
-        return _train(config, ctx, Path(resume_dir) if resume_dir else None, stop_after,
-                      observer if (observer is not None and ctx.is_main) else TrainObserver())
+        session = _Session.start(config, ctx, Path(resume_dir) if resume_dir else None,
+                                 observer if (observer is not None and ctx.is_main) else TrainObserver())
+        return session.run(stop_after)
     finally:
         cleanup_distributed(ctx)
 
 
-def _train(config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None, stop_after: int | None,
-           observer: TrainObserver) -> TrainResult:
-    device = ctx.device
-    precision = resolve_precision(config.precision, device)
-    if config.batch_size % ctx.world_size:
-        raise ConfigError(f"batch_size {config.batch_size} must be divisible by the number of processes "
-                          f"({ctx.world_size})")
-    per_rank_batch = config.batch_size // ctx.world_size
-    seed_everything(config.seed)
+@dataclass
+class _Session:
+    """One process's view of a run: data, model, optimisation state and the run folder."""
 
-    root = resolve_dataset_root(config.dataset)
-    layout = detect_layout(root)
-    observer.on_message(f"dataset {layout.describe()}")
-    if layout.kind == "flat" and config.val_split:
-        observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
-    train_pairs = layout.require_labels(config.train_split)
-    try:
-        val_pairs = layout.require_labels(config.val_split) if config.val_split else []
-    except InputError as exc:
-        raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
-                         f"validation with --set val_split=null") from None
-    uses_text = ModelConfig(config.backbone, config.variant).uses_text
-    text = _TextSetup()
-    payload = load_train_state(resume_dir / STATE_FILE) if resume_dir else None
-    if uses_text:
-        stored = None
-        if resume_dir and (resume_dir / CAPTION_STORE_FILE).is_file():
-            stored = json.loads((resume_dir / CAPTION_STORE_FILE).read_text(encoding="utf-8")).get("text")
-        text = _load_text(config, layout, train_pairs, val_pairs, stored)
+    config: TrainConfig
+    ctx: DistributedContext
+    observer: TrainObserver
+    layout: DatasetLayout
+    text: _TextSetup
+    train_set: ChangeDetectionDataset
+    val_pairs: list[Any]
+    sampler: EpochSampler
+    per_rank_batch: int
+    epochs: int
+    total_iters: int
+    precision: str
+    model: MMChange
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupPolyLR
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    run_dir: Path
 
-    augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p, config.augment.swap_p,
-                                      config.augment.crop_p)
-    train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
-                                       transform=augmentation, seed=config.seed)
-    descriptions = [train_set.describe()]
-    if val_pairs:
-        val_set = ChangeDetectionDataset(layout, config.val_split, config.crop_size)  # checks sizes only
-        descriptions.append(val_set.describe() + " (validation)")
-    sampler = EpochSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
-    iters_per_epoch = sampler.num_samples // per_rank_batch
-    if iters_per_epoch == 0:
-        raise InputError(f"split '{config.train_split}' of {root} has {len(train_set)} training tiles, fewer than "
-                         f"the batch size {config.batch_size}; lower --batch-size or add data")
-    epochs, total_iters = run_length(config.iters, iters_per_epoch)
+    @classmethod
+    def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
+              observer: TrainObserver) -> _Session:
+        """Check the data and captions, build the model and optimiser, restore or create the run folder.
 
-    text_dim = text.train[0].shape[1] if text.train is not None else 512
-    model = build_model(config.backbone, config.variant, text_dim=text_dim,
-                        pretrained_backbone=config.pretrained and payload is None)
-    model.to(device)
-    if config.channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-                                 weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
-    scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
-                             power=config.poly_power)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        Everything that can fail on user input happens before a new run folder is created.
+        """
+        device = ctx.device
+        precision = resolve_precision(config.precision, device)
+        if config.batch_size % ctx.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} must be divisible by the number of processes "
+                              f"({ctx.world_size})")
+        per_rank_batch = config.batch_size // ctx.world_size
+        seed_everything(config.seed)
 
-    state = TrainState(iters_per_epoch=iters_per_epoch)
-    if payload is not None:
-        state = progress_from(payload)
-        if state.iters_per_epoch != iters_per_epoch:
-            raise InputError(f"the dataset or batch size changed since {resume_dir} started ({state.iters_per_epoch} "
-                             f"iterations per epoch then, {iters_per_epoch} now); start a new run")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        scaler.load_state_dict(payload["scaler"])
-        restore_rng_state(payload["rng"])
-        run_dir = resume_dir
-    else:
-        run_dir = broadcast_object(str(next_run_dir(config.project, "train", config.name)) if ctx.is_main else None,
-                                   ctx)
-        run_dir = Path(run_dir)
-        if ctx.is_main:
-            save_config(config, run_dir / CONFIG_FILE)
-            if text.description is not None:
-                atomic_write_text(run_dir / CAPTION_STORE_FILE,
-                                  json.dumps({"text": text.description, "identity": text.identity}, indent=2))
-    assert run_dir is not None
-    net = model
-    if ctx.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        root = resolve_dataset_root(config.dataset)
+        layout = detect_layout(root)
+        observer.on_message(f"dataset {layout.describe()}")
+        if layout.kind == "flat" and config.val_split:
+            observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
+        train_pairs = layout.require_labels(config.train_split)
+        try:
+            val_pairs = layout.require_labels(config.val_split) if config.val_split else []
+        except InputError as exc:
+            raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
+                             f"validation with --set val_split=null") from None
+        payload = load_train_state(resume_dir / STATE_FILE) if resume_dir else None
+        text = _TextSetup()
+        if ModelConfig(config.backbone, config.variant).uses_text:
+            stored = None
+            if resume_dir and (resume_dir / CAPTION_STORE_FILE).is_file():
+                stored = json.loads((resume_dir / CAPTION_STORE_FILE).read_text(encoding="utf-8")).get("text")
+            text = _load_text(config, layout, train_pairs, val_pairs, stored)
 
-    observer.on_start(TrainInfo(run_dir, layout.describe(), descriptions, str(device), precision, ctx.world_size,
-                                epochs, iters_per_epoch, total_iters, state.iteration, text.description,
-                                payload is not None))
+        augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p,
+                                          config.augment.swap_p, config.augment.crop_p)
+        train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
+                                           transform=augmentation, seed=config.seed)
+        descriptions = [train_set.describe()]
+        if val_pairs:
+            val_set = ChangeDetectionDataset(layout, config.val_split, config.crop_size)  # checks sizes only
+            descriptions.append(val_set.describe() + " (validation)")
+        sampler = EpochSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                               seed=config.seed)
+        iters_per_epoch = sampler.num_samples // per_rank_batch
+        if iters_per_epoch == 0:
+            raise InputError(f"split '{config.train_split}' of {root} has {len(train_set)} training tiles, fewer "
+                             f"than the batch size {config.batch_size}; lower --batch-size or add data")
+        epochs, total_iters = run_length(config.iters, iters_per_epoch)
 
-    def save_progress(epoch_done: int | None, is_best: bool) -> None:
-        if not ctx.is_main:
-            return
-        meta = _checkpoint_meta(config, run_dir, layout, text, state,
-                                epoch_done if epoch_done is not None else state.epoch, total_iters)
+        text_dim = text.train[0].shape[1] if text.train is not None else 512
+        model = build_model(config.backbone, config.variant, text_dim=text_dim,
+                            pretrained_backbone=config.pretrained and payload is None)
+        model.to(device)
+        if config.channels_last and device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
+                                     weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
+        scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
+                                 power=config.poly_power)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+        state = TrainState(iters_per_epoch=iters_per_epoch)
+        if payload is not None and resume_dir is not None:
+            state = progress_from(payload)
+            if state.iters_per_epoch != iters_per_epoch:
+                raise InputError(f"the dataset or batch size changed since {resume_dir} started "
+                                 f"({state.iters_per_epoch} iterations per epoch then, {iters_per_epoch} now); "
+                                 f"start a new run")
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            scaler.load_state_dict(payload["scaler"])
+            restore_rng_state(payload["rng"])
+            run_dir = resume_dir
+        else:
+            created = str(next_run_dir(config.project, "train", config.name)) if ctx.is_main else None
+            run_dir = Path(broadcast_object(created, ctx))
+            if ctx.is_main:
+                save_config(config, run_dir / CONFIG_FILE)
+                if text.description is not None:
+                    atomic_write_text(run_dir / CAPTION_STORE_FILE,
+                                      json.dumps({"text": text.description, "identity": text.identity}, indent=2))
+        net: torch.nn.Module = model
+        if ctx.enabled:
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        observer.on_start(TrainInfo(run_dir, layout.describe(), descriptions, str(device), precision,
+                                    ctx.world_size, epochs, iters_per_epoch, total_iters, state.iteration,
+                                    text.description, payload is not None))
+        return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
+                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, stop_after: int | None) -> TrainResult:
+        """Train the remaining epochs; returns early (resumable) on a stop request or ``stop_after``."""
+        if self.state.epoch >= self.epochs:
+            self.observer.on_message(f"{self.run_dir} is already complete ({self.state.iteration} iterations)")
+            return self.result(True)
+        with StopSignal() as stop:
+            for epoch in range(self.state.epoch, self.epochs):
+                started = time.perf_counter()
+                if self._train_epoch(epoch, stop, stop_after):
+                    self._save(None, False)
+                    return self._stopped(stop)
+                self._end_epoch(epoch, started)
+                requested = self._any_process(stop.requested)
+                if (requested or self._limit_hit(stop_after)) and epoch < self.epochs - 1:
+                    return self._stopped(stop)
+        return self.result(True)
+
+    def result(self, completed: bool) -> TrainResult:
+        """The run's outcome as it stands."""
+        best, last = self.run_dir / BEST_FILE, self.run_dir / LAST_FILE
+        s = self.state
+        return TrainResult(self.run_dir, best if best.is_file() else None, last if last.is_file() else None,
+                           s.best_epoch, s.best_f1 if s.best_epoch >= 0 else None, s.iteration, self.total_iters,
+                           completed, list(s.history))
+
+    def _any_process(self, flag: bool) -> bool:
+        return bool(all_reduce_sum(torch.tensor([float(flag)]), self.ctx)[0] > 0)
+
+    def _limit_hit(self, stop_after: int | None) -> bool:
+        return stop_after is not None and self.state.iteration >= stop_after
+
+    def _stopped(self, stop: StopSignal) -> TrainResult:
+        reason = "stop requested" if stop.requested else f"stopped after {self.state.iteration} iterations"
+        self.observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {self.run_dir}")
+        return self.result(False)
+
+    def _train_epoch(self, epoch: int, stop: StopSignal, stop_after: int | None) -> bool:
+        """Train the rest of ``epoch``; True when it stopped early (stop request or ``stop_after``)."""
+        config, state, device = self.config, self.state, self.ctx.device
+        self.net.train()
+        self.sampler.set_position(epoch, state.batch * self.per_rank_batch)
+        # workers' base seed comes from this generator, not from the global RNG the model's dropout uses
+        generator = torch.Generator().manual_seed(config.seed + epoch)
+        loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=self.sampler, drop_last=True,
+                            num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=generator)
+        try:
+            for batch in loader:
+                loss = _forward_loss(self.net, batch, device, self.precision, config)
+                # every process learns the mean loss and any stop request before the backward pass
+                flags = torch.tensor([float(loss.detach()), float(stop.requested)], dtype=torch.float64)
+                flags = all_reduce_sum(flags, self.ctx).cpu()
+                mean_loss = float(flags[0]) / self.ctx.world_size
+                if not math.isfinite(mean_loss):
+                    last = self.run_dir / LAST_FILE
+                    kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                    raise TrainingDivergedError(
+                        f"the loss became {mean_loss} at iteration {state.iteration + 1} (epoch {epoch}); "
+                        f"stopped, {kept}; lower the learning rate (--set lr=...) or use --precision fp32")
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                state.iteration += 1
+                state.batch += 1
+                state.loss_sum += mean_loss
+                state.loss_count += 1
+                self.observer.on_iteration(state.iteration, self.total_iters, mean_loss, lr)
+                mid_epoch = state.batch < self.sampler.num_samples // self.per_rank_batch
+                if mid_epoch and (flags[1] > 0 or self._limit_hit(stop_after)):
+                    stop.requested = stop.requested or bool(flags[1] > 0)
+                    return True
+        except MMChangeError as exc:
+            raise _clean_worker_error(exc) from None
+        return False
+
+    def _end_epoch(self, epoch: int, started: float) -> None:
+        """Validate (process 0), pick the best epoch, write checkpoints, state and metrics.csv."""
+        config, state = self.config, self.state
+        row: dict[str, Any] = {"epoch": epoch, "iterations": state.iteration,
+                               "lr": self.scheduler.base_lrs[0] * self.scheduler.factor(state.iteration - 1),
+                               "train_loss": state.loss_sum / max(1, state.loss_count)}
+        metrics = None
+        if self.val_pairs and (epoch >= config.val_start_epoch or epoch == self.epochs - 1):
+            self.observer.on_validation(epoch)
+            metrics = broadcast_object(self._validate() if self.ctx.is_main else None, self.ctx)
+            self.net.train()
+            row.update({f"val_{k}": metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")})
+        # ties go to the later epoch; without validation the latest epoch is the best we know
+        is_best = (metrics["f1"] >= state.best_f1) if metrics is not None else not self.val_pairs
         if is_best:
-            save_checkpoint(run_dir / BEST_FILE, model, meta)
-        save_checkpoint(run_dir / LAST_FILE, model, meta)
-        save_train_state(run_dir / STATE_FILE, state, model=model, optimizer=optimizer, scheduler=scheduler,
-                         scaler=scaler)
-        write_metrics_csv(run_dir / METRICS_FILE, state.history)
+            state.best_f1 = metrics["f1"] if metrics is not None else state.best_f1
+            state.best_epoch = epoch
+        row["best"] = is_best
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        state.history.append(row)
+        state.epoch, state.batch = epoch + 1, 0
+        state.loss_sum, state.loss_count = 0.0, 0
+        self._save(epoch, is_best)
+        self.observer.on_epoch_end(row)
 
-    def result(completed: bool) -> TrainResult:
-        best = run_dir / BEST_FILE
-        last = run_dir / LAST_FILE
-        return TrainResult(run_dir, best if best.is_file() else None, last if last.is_file() else None,
-                           state.best_epoch, state.best_f1 if state.best_epoch >= 0 else None, state.iteration,
-                           total_iters, completed, list(state.history))
+    def _validate(self) -> dict[str, float | int]:
+        provider = None
+        if self.text.val is not None:
+            val_text = self.text.val
+            provider = lambda _pairs: val_text  # noqa: E731 - embeddings are in split order
+        runner = InferenceRunner(self.model, self.ctx.device, self.precision)
+        result = evaluate(runner, self.layout, self.config.val_split or "val", pairs=self.val_pairs,
+                          tile_size=self.config.crop_size, batch_size=self.per_rank_batch,
+                          num_workers=self.config.num_workers, text_provider=provider)
+        return result.metrics()
 
-    if state.epoch >= epochs:
-        observer.on_message(f"{run_dir} is already complete ({state.iteration} iterations)")
-        return result(True)
-
-    data_generator = torch.Generator()
-    stop_flag = StopSignal()
-    with stop_flag:
-        for epoch in range(state.epoch, epochs):
-            epoch_start = time.perf_counter()
-            net.train()
-            sampler.set_position(epoch, state.batch * per_rank_batch)
-            data_generator.manual_seed(config.seed + epoch)
-            loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
-                                num_workers=config.num_workers, pin_memory=device.type == "cuda",
-                                generator=data_generator)
-            try:
-                for batch in loader:
-                    loss = _forward_loss(net, batch, device, precision, config)
-                    # every process learns the mean loss and any stop request before the backward pass
-                    flags = torch.tensor([float(loss.detach()), float(stop_flag.requested)], dtype=torch.float64)
-                    flags = all_reduce_sum(flags, ctx).cpu()
-                    mean_loss = float(flags[0]) / ctx.world_size
-                    if not math.isfinite(mean_loss):
-                        last = run_dir / LAST_FILE
-                        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-                        raise TrainingDivergedError(
-                            f"the loss became {mean_loss} at iteration {state.iteration + 1} (epoch {epoch}); "
-                            f"stopped, {kept}; lower the learning rate (--set lr=...) or use --precision fp32")
-                    lr = optimizer.param_groups[0]["lr"]
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    state.iteration += 1
-                    state.batch += 1
-                    state.loss_sum += mean_loss
-                    state.loss_count += 1
-                    observer.on_iteration(state.iteration, total_iters, mean_loss, lr)
-                    limit_hit = stop_after is not None and state.iteration >= stop_after
-                    if (flags[1] > 0 or limit_hit) and state.batch < iters_per_epoch:
-                        save_progress(None, False)
-                        reason = "stop requested" if flags[1] > 0 else f"stopped after {state.iteration} iterations"
-                        observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {run_dir}")
-                        return result(False)
-            except MMChangeError as exc:
-                raise _clean_worker_error(exc) from None
-
-            # end of epoch: validate, select, save
-            row: dict[str, Any] = {"epoch": epoch, "iterations": state.iteration,
-                                   "lr": scheduler.base_lrs[0] * scheduler.factor(state.iteration - 1),
-                                   "train_loss": state.loss_sum / max(1, state.loss_count)}
-            is_last_epoch = epoch == epochs - 1
-            metrics = None
-            if val_pairs and (epoch >= config.val_start_epoch or is_last_epoch):
-                observer.on_validation(epoch)
-                metrics = broadcast_object(_validate(model, layout, val_pairs, text, config, device, precision,
-                                                     per_rank_batch) if ctx.is_main else None, ctx)
-                net.train()
-            if metrics is not None:
-                row.update({f"val_{k}": metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")})
-            is_best = False
-            if metrics is not None and metrics["f1"] >= state.best_f1:
-                is_best = True
-            elif not val_pairs:
-                is_best = True  # no validation: the latest epoch is the best we know
-            if is_best:
-                state.best_f1 = metrics["f1"] if metrics is not None else state.best_f1
-                state.best_epoch = epoch
-            row["best"] = is_best
-            row["seconds"] = round(time.perf_counter() - epoch_start, 3)
-            state.history.append(row)
-            state.epoch = epoch + 1
-            state.batch = 0
-            state.loss_sum, state.loss_count = 0.0, 0
-            save_progress(epoch, is_best)
-            observer.on_epoch_end(row)
-            limit_hit = stop_after is not None and state.iteration >= stop_after
-            requested = bool(all_reduce_sum(torch.tensor([float(stop_flag.requested)]), ctx)[0] > 0)
-            if (requested or limit_hit) and not is_last_epoch:
-                reason = "stop requested" if requested else f"stopped after {state.iteration} iterations"
-                observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {run_dir}")
-                return result(False)
-    return result(True)
+    def _save(self, epoch_done: int | None, is_best: bool) -> None:
+        """Process 0 writes best (if improved), last, the resumable state and metrics.csv, in that order."""
+        if not self.ctx.is_main:
+            return
+        epoch = epoch_done if epoch_done is not None else self.state.epoch
+        meta = _checkpoint_meta(self.config, self.run_dir, self.layout, self.text, self.state, epoch,
+                                self.total_iters)
+        if is_best:
+            save_checkpoint(self.run_dir / BEST_FILE, self.model, meta)
+        save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
+        save_train_state(self.run_dir / STATE_FILE, self.state, model=self.model, optimizer=self.optimizer,
+                         scheduler=self.scheduler, scaler=self.scaler)
+        write_metrics_csv(self.run_dir / METRICS_FILE, self.state.history)
 
 
 def _forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device, precision: str,
@@ -525,16 +575,3 @@ def _forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: 
     with autocast_context(precision, device):
         outputs = net(img_a, img_b, text_a, text_b)
     return deep_supervision_loss(outputs, label)
-
-
-def _validate(model: MMChange, layout: DatasetLayout, pairs: Sequence[Any], text: _TextSetup, config: TrainConfig,
-              device: torch.device, precision: str, batch_size: int) -> dict[str, float | int]:
-    provider = None
-    if text.val is not None:
-        val_text = text.val
-        provider = lambda _pairs: val_text  # noqa: E731 - embeddings are in split order
-    runner = InferenceRunner(model, device, precision)
-    result = evaluate(runner, layout, config.val_split or "val", pairs=pairs, tile_size=config.crop_size,
-                      batch_size=batch_size, num_workers=config.num_workers, text_provider=provider)
-    model.train()
-    return result.metrics()
