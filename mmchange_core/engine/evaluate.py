@@ -26,9 +26,10 @@ from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, 
 from mmchange_core.data.normalize import to_tensor
 from mmchange_core.data.tiles import Window, padded_size, tile_windows
 from mmchange_core.engine.inference import InferenceRunner
+from mmchange_core.engine.loader_errors import unwrap_worker_error
 from mmchange_core.engine.text_features import TextProvider
 from mmchange_core.engine.visualize import error_overlay
-from mmchange_core.errors import InputError
+from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.images import read_mask, read_rgb, write_png
 from mmchange_core.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, summarize
 from mmchange_core.models.mmchange import MMChange
@@ -220,10 +221,9 @@ def evaluate(model: MMChange | InferenceRunner, dataset: DatasetLayout | str | P
             if canvas.remaining == 0:
                 finish(canvas)
 
-    for item in loader:
+    def add_pair(item: dict) -> None:
         index = int(item["index"])
-        label = item["label"]
-        windows = item["windows"]
+        label, windows = item["label"], item["windows"]
         canvases[index] = _Canvas(index, label, windows, torch.zeros(label.shape, dtype=torch.float32),
                                   len(windows))
         shape = tuple(item["tiles_a"].shape[-2:])
@@ -231,6 +231,12 @@ def evaluate(model: MMChange | InferenceRunner, dataset: DatasetLayout | str | P
             pending.setdefault(shape, []).append((index, tile, item["tiles_a"][tile], item["tiles_b"][tile]))
             if len(pending[shape]) >= batch_size:
                 flush(shape)
+
+    try:
+        for item in loader:
+            add_pair(item)
+    except MMChangeError as exc:
+        raise unwrap_worker_error(exc) from None
     for shape in list(pending):
         flush(shape)
     results.sort(key=lambda r: r.index)

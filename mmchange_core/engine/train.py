@@ -44,6 +44,7 @@ from mmchange_core.engine.distributed import (
 from mmchange_core.engine.evaluate import evaluate
 from mmchange_core.engine.inference import InferenceRunner, autocast_context, resolve_precision
 from mmchange_core.engine.interrupt import StopSignal
+from mmchange_core.engine.loader_errors import unwrap_worker_error
 from mmchange_core.engine.losses import deep_supervision_loss
 from mmchange_core.engine.schedule import WarmupPolyLR, run_length
 from mmchange_core.engine.text_features import open_caption_store, pair_embeddings
@@ -233,15 +234,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _clean_worker_error(exc: MMChangeError) -> MMChangeError:
-    """DataLoader workers re-raise errors with their traceback in the message; keep our one line."""
-    text = str(exc)
-    marker = f"{type(exc).__name__}: "
-    if "Original Traceback" in text and marker in text:
-        return type(exc)(text.rsplit(marker, 1)[1])
-    return exc
 
 
 def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> Path:
@@ -509,7 +501,7 @@ class _Session:
                     stop.requested = stop.requested or bool(flags[1] > 0)
                     return True
         except MMChangeError as exc:
-            raise _clean_worker_error(exc) from None
+            raise unwrap_worker_error(exc) from None
         return False
 
     def _end_epoch(self, epoch: int, started: float) -> None:
