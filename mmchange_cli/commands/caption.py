@@ -79,12 +79,14 @@ def caption(
                   overwrite=overwrite or cfg.overwrite, device=device or cfg.device)
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     bar = progress(_RateColumn())
     tasks: dict[str, Any] = {}
 
     def on_progress(phase: str, done: int, total: int) -> None:
         if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total)
+            label = f"{phase} (rank 0 of {world_size})" if world_size > 1 else phase
+            tasks[phase] = bar.add_task(label, total=total)
         bar.update(tasks[phase], completed=done, total=total)
 
     with bar:

@@ -115,7 +115,8 @@ class CaptionerConfig:
                         temperature=float(self.temperature), top_p=float(self.top_p),
                         max_new_tokens=int(self.max_new_tokens), seed=int(self.seed))
         elif self.name == "clip-tags":
-            base.update(revision=self.resolved_revision)
+            # A local open_clip folder carries its own weights; the pretrained tag is ignored for it.
+            base.update(revision=None if Path(base["model"]).is_dir() else self.resolved_revision)
         return base
 
 
@@ -146,7 +147,10 @@ class TextEncoderConfig:
         self.validate()
         base: dict[str, Any] = {"name": self.name, "algorithm": ALGORITHMS[self.name], "dim": int(self.dim)}
         if self.name == "clip":
-            base.update(model=_normalise_model(self.model), pretrained=_normalise_model(self.pretrained))
+            model = _normalise_model(self.model)
+            # A local model folder carries its own weights; ``pretrained`` is ignored for it.
+            pretrained = "" if Path(model).is_dir() else _normalise_model(self.pretrained)
+            base.update(model=model, pretrained=pretrained)
         return base
 
 

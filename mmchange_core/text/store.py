@@ -151,7 +151,7 @@ def caption_command(dataset_root: Path | None, store_path: Path, description: di
         parts += ["--captioner", name]
         if cap.get("model") != DEFAULT_CAPTIONER_MODELS[name]:
             parts += ["--model", shlex.quote(str(cap["model"]))]
-        if cap.get("revision") != DEFAULT_CAPTIONER_REVISIONS[name]:
+        if cap.get("revision") and cap["revision"] != DEFAULT_CAPTIONER_REVISIONS[name]:
             parts += ["--revision", shlex.quote(str(cap["revision"]))]
         if name == "vlm":
             defaults = CaptionerConfig()
@@ -169,7 +169,7 @@ def caption_command(dataset_root: Path | None, store_path: Path, description: di
             defaults_enc = TextEncoderConfig()
             if enc["model"] != defaults_enc.model:
                 parts += ["--text-model", shlex.quote(str(enc["model"]))]
-            if enc["pretrained"] != defaults_enc.pretrained:
+            if enc["pretrained"] and enc["pretrained"] != defaults_enc.pretrained:
                 parts += ["--text-pretrained", shlex.quote(str(enc["pretrained"]))]
         if enc["dim"] != TextEncoderConfig().dim:
             parts += ["--set", f"encoder.dim={enc['dim']}"]

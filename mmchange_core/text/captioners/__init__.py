@@ -27,4 +27,12 @@ def build_captioner(config: CaptionerConfig, device: torch.device) -> Captioner:
         from mmchange_core.text.captioners.basic import BasicCaptioner
 
         return BasicCaptioner(config.resolved_model)
-    raise MMChangeError(f"captioner '{config.name}' is not available in this build yet; use --captioner basic")
+    if config.name == "clip-tags":
+        from mmchange_core.text.captioners.clip_tags import ClipTagsCaptioner
+
+        return ClipTagsCaptioner(config, device)
+    if config.name == "vlm":
+        from mmchange_core.text.captioners.vlm import VLMCaptioner
+
+        return VLMCaptioner(config, device)
+    raise MMChangeError(f"unknown captioner '{config.name}'; use vlm, clip-tags or basic")

@@ -28,4 +28,8 @@ def build_text_encoder(config: TextEncoderConfig, device: torch.device) -> TextE
         from mmchange_core.text.encoders.hashing import HashingTextEncoder
 
         return HashingTextEncoder(config.dim)
-    raise MMChangeError(f"text encoder '{config.name}' is not available in this build yet; use --text-encoder hashing")
+    if config.name == "clip":
+        from mmchange_core.text.encoders.clip import ClipTextEncoder
+
+        return ClipTextEncoder(config, device)
+    raise MMChangeError(f"unknown text encoder '{config.name}'; use clip or hashing")
