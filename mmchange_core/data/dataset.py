@@ -1,0 +1,171 @@
+"""Training and validation samples: tiles of labelled image pairs as tensors, plus text embeddings.
+
+:class:`ChangeDetectionDataset` checks every pair when it is built (reading image headers only):
+A, B and label must exist, be readable and have the same size, and be at least one crop large.
+Images larger than the crop are cut into non-overlapping tiles (:mod:`mmchange_core.data.tiles`),
+so LEVIR-CD's 1024 x 1024 tiles become the paper's 256 x 256 crops. Labels >= 128 count as change.
+
+A sample key is an index, or ``(index, epoch)`` as :class:`EpochSampler` yields it; the key and the
+dataset's seed determine the augmentation draws, so samples are reproducible whatever the number
+of DataLoader workers and across resumed runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from mmchange_core.data.layouts import DatasetLayout, ImagePair
+from mmchange_core.data.normalize import to_tensor
+from mmchange_core.data.tiles import Window, tile_windows
+from mmchange_core.data.transforms import Sample, SampleTransform
+from mmchange_core.errors import InputError
+from mmchange_core.io.images import image_size, read_mask, read_rgb
+
+
+def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
+    """(height, width) shared by A, B and the label of ``pair``; a mismatch names the odd file."""
+    size_a = image_size(pair.image_a)
+    for path in (pair.image_b, pair.label):
+        if path is None:
+            continue
+        size = image_size(path)
+        if size != size_a:
+            raise InputError(f"{path} is {size[1]}x{size[0]} but {pair.image_a} is {size_a[1]}x{size_a[0]}; "
+                             f"A, B and label of a pair must have the same size")
+    return size_a
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for the augmentation of sample ``index`` in ``epoch``."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """One training sample: a window of one pair."""
+
+    pair: int
+    window: Window
+
+
+class ChangeDetectionDataset(Dataset):
+    """Labelled tiles of one split as normalised tensors, with the pair's text embeddings when given.
+
+    Args:
+        layout: the detected dataset.
+        split: ``train``, ``val``, ``test`` (or ``all`` for unsplit datasets).
+        crop_size: tile side in pixels (multiple of 32); images must be at least this large.
+        text: per-pair embeddings ``(emb_a, emb_b)``, each ``[num_pairs, D]``, or None (image-only).
+        transform: augmentation (see :mod:`mmchange_core.data.transforms`), or None.
+        seed: base seed of the augmentation draws.
+    """
+
+    def __init__(self, layout: DatasetLayout, split: str, crop_size: int = 256, *,
+                 text: tuple[np.ndarray, np.ndarray] | None = None, transform: SampleTransform | None = None,
+                 seed: int = 0) -> None:
+        if crop_size <= 0 or crop_size % 32:
+            raise InputError(f"crop size must be a positive multiple of 32, got {crop_size}")
+        self.root = layout.root
+        self.split = split
+        self.crop_size = crop_size
+        self.pairs = layout.require_labels(split)
+        self.transform = transform
+        self.seed = seed
+        self.tiles: list[TileRef] = []
+        self.sizes: list[tuple[int, int]] = []
+        for i, pair in enumerate(self.pairs):
+            h, w = check_pair_sizes(pair)
+            if h < crop_size or w < crop_size:
+                raise InputError(f"{pair.image_a} is {w}x{h}, smaller than the crop size {crop_size}; "
+                                 f"use a smaller --crop-size (a multiple of 32)")
+            self.sizes.append((h, w))
+            self.tiles.extend(TileRef(i, win) for win in tile_windows(h, w, crop_size))
+        self.text = None
+        if text is not None:
+            emb_a, emb_b = (np.ascontiguousarray(t, dtype=np.float32) for t in text)
+            if emb_a.shape != emb_b.shape or emb_a.shape[0] != len(self.pairs):
+                raise ValueError(f"text embeddings must be two [{len(self.pairs)}, D] arrays, got "
+                                 f"{emb_a.shape} and {emb_b.shape}")
+            self.text = (emb_a, emb_b)
+
+    @property
+    def text_dim(self) -> int | None:
+        """Width of the text embeddings, or None without text."""
+        return None if self.text is None else int(self.text[0].shape[1])
+
+    @property
+    def tiled(self) -> bool:
+        """Whether images are cut into several tiles."""
+        return len(self.tiles) != len(self.pairs)
+
+    def describe(self) -> str:
+        """One line: pairs, tiles and crop size."""
+        sizes = sorted(set(self.sizes))
+        size_text = f"{sizes[0][1]}x{sizes[0][0]}" if len(sizes) == 1 else f"{len(sizes)} sizes"
+        tiles = f" -> {len(self.tiles)} tiles of {self.crop_size}x{self.crop_size}" if self.tiled else ""
+        return f"{self.split}: {len(self.pairs)} pairs ({size_text}){tiles}"
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def load(self, index: int) -> Sample:
+        """Sample ``index`` without augmentation."""
+        ref = self.tiles[index]
+        pair = self.pairs[ref.pair]
+        rows, cols = ref.window.slices()
+        image_a = read_rgb(pair.image_a)
+        image_b = read_rgb(pair.image_b)
+        label = read_mask(pair.label)
+        if image_a.shape != image_b.shape or image_a.shape[:2] != label.shape:
+            # headers agreed when the dataset was built; the files changed since
+            raise InputError(f"{pair.image_a}, {pair.image_b} and {pair.label} differ in size; "
+                             f"A, B and label of a pair must have the same size")
+        sample: Sample = {
+            "image_a": to_tensor(image_a[rows, cols]),
+            "image_b": to_tensor(image_b[rows, cols]),
+            "label": torch.from_numpy(np.ascontiguousarray(label[rows, cols])).float().unsqueeze(0),
+        }
+        if self.text is not None:
+            sample["text_a"] = torch.from_numpy(self.text[0][ref.pair])
+            sample["text_b"] = torch.from_numpy(self.text[1][ref.pair])
+        return sample
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        sample = self.load(index)
+        if self.transform is not None:
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+            sample = self.transform(sample, generator)
+        return sample
+
+
+class EpochSampler(DistributedSampler):
+    """A DistributedSampler that yields ``(index, epoch)`` keys and can start part-way into an epoch.
+
+    The order of an epoch depends only on ``seed`` and the epoch (as in ``DistributedSampler``), so
+    skipping the first ``start`` samples reproduces the rest of an interrupted epoch exactly.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                 seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=False)
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """Start epoch ``epoch`` at its ``start``-th sample (of this process)."""
+        self.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        indices = list(super().__iter__())[self.start:]
+        return iter([(i, self.epoch) for i in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start

@@ -1,0 +1,45 @@
+"""Text embeddings of image pairs, read from a dataset's caption store (``mmchange caption``).
+
+Training and evaluation look up, for every pair, the embeddings of date A's and date B's caption
+under the keys :meth:`ImagePair.relative` gives. Captions are never made here: a missing one raises
+the store's :class:`MissingCaptionsError`, which says how many are missing and which
+``mmchange caption`` command makes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmchange_core.data.layouts import ImagePair
+
+#: ``provider(pairs) -> (emb_a, emb_b)``, each ``[len(pairs), D]`` float32.
+TextProvider = Callable[[Sequence[ImagePair]], tuple[np.ndarray, np.ndarray]]
+
+
+def open_caption_store(root: Path, store: str | Path | None = None) -> Any:
+    """The :class:`~mmchange_core.text.CaptionStore` of dataset ``root`` (or the file ``store``)."""
+    from mmchange_core.text import CaptionStore
+
+    return CaptionStore.open(Path(root), Path(store) if store else None)
+
+
+def pair_embeddings(store: Any, root: Path, pairs: Sequence[ImagePair],
+                    description: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(emb_a, emb_b)`` of ``pairs``; ``description`` selects the caption settings (None = latest)."""
+    keys_a, keys_b = zip(*(pair.relative(root) for pair in pairs)) if pairs else ((), ())
+    embeddings = np.asarray(store.embeddings_for(list(keys_a) + list(keys_b), description), dtype=np.float32)
+    n = len(pairs)
+    return embeddings[:n], embeddings[n:]
+
+
+def store_text_provider(store: Any, root: Path, description: dict | None = None) -> TextProvider:
+    """A :data:`TextProvider` that reads the embeddings of ``pairs`` from ``store``."""
+
+    def provide(pairs: Sequence[ImagePair]) -> tuple[np.ndarray, np.ndarray]:
+        return pair_embeddings(store, root, pairs, description)
+
+    return provide
