@@ -120,3 +120,15 @@ def test_small_inputs_work(size: int) -> None:
     with torch.no_grad():
         outputs = model(x, x, t, t)
     assert all(o.shape == (1, 1, size, size) and torch.isfinite(o).all() for o in outputs)
+
+
+def test_batch_one_text_is_shared_by_every_pair() -> None:
+    model = build_model("resnet18").eval()
+    img_a, img_b, text_a, text_b = _inputs(64, batch=3)
+    with torch.no_grad():
+        shared = model(img_a, img_b, text_a[:1], text_b[:1])[0]
+        expanded = model(img_a, img_b, text_a[:1].expand(3, -1), text_b[:1].expand(3, -1))[0]
+    assert shared.shape == (3, 1, 64, 64)
+    assert torch.allclose(shared, expanded, atol=1e-6)
+    with pytest.raises(ValueError, match="same batch size"):
+        model(img_a, img_b, text_a[:1], text_b)

@@ -53,7 +53,7 @@ class WindowNetwork:
             n = self.fixed_batch
         text_a = text_b = None
         if self.runner.uses_text:
-            text_a, text_b = self.text_a.expand(n, -1), self.text_b.expand(n, -1)
+            text_a, text_b = self.text_a, self.text_b  # [1, D]: one TDE pass shared by all windows
         logits = self.runner.logits(self._images(batch_a), self._images(batch_b), text_a, text_b)
         return logits[:count, 0].cpu().numpy()
 

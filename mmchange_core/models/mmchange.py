@@ -23,7 +23,8 @@ class MMChange(nn.Module):
 
     ``forward(img_a, img_b, text_a, text_b)`` takes normalised images [B, 3, H, W] (H, W multiples of
     32) and text embeddings [B, D]; it returns four logit maps [B, 1, H, W]: the main prediction
-    followed by the three deep-supervision side outputs.
+    followed by the three deep-supervision side outputs. Text embeddings of batch 1 are shared by
+    every pair of the batch (one TDE pass), as for the windows of one large scene.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
@@ -62,11 +63,14 @@ class MMChange(nn.Module):
         if text_a is None or text_b is None:
             raise ValueError(f"variant '{self.config.variant}' needs text embeddings for both dates "
                              f"(use variant 'image-only' to run without text)")
-        expected = (img_a.shape[0], self.config.text_dim)
+        batch = img_a.shape[0]
         for name, text in (("text_a", text_a), ("text_b", text_b)):
-            if tuple(text.shape) != expected:
-                raise ValueError(f"{name} must have shape [B, {self.config.text_dim}] = {list(expected)}; "
-                                 f"got {list(text.shape)}")
+            if text.ndim != 2 or text.shape[1] != self.config.text_dim or text.shape[0] not in (1, batch):
+                raise ValueError(f"{name} must have shape [B, {self.config.text_dim}] (B = {batch}) or "
+                                 f"[1, {self.config.text_dim}]; got {list(text.shape)}")
+        if text_a.shape[0] != text_b.shape[0]:
+            raise ValueError(f"text_a and text_b must have the same batch size; got {text_a.shape[0]} and "
+                             f"{text_b.shape[0]}")
 
     def encode_images(self, img_a: torch.Tensor, img_b: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Encode both dates with the shared encoder.
