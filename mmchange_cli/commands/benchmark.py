@@ -26,6 +26,7 @@ def benchmark(
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                               help="NHWC memory format (default: on for GPUs)."),
     with_text: bool = typer.Option(False, "--with-text", help="Include CLIP text encoding of fresh captions."),
+    train: bool = typer.Option(False, "--train", help="Also time training steps (AMP, fused Adam)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per row; the median is reported."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -37,7 +38,7 @@ def benchmark(
     cfg = BenchmarkConfig(backbone=backbone, variant=variant, size=size, batches=_int_list(batch),
                           precisions=[p.strip() for p in precision.split(",") if p.strip()],
                           compile=compile, cuda_graphs=cuda_graphs, channels_last=channels_last,
-                          with_text=with_text, repeats=repeats, device=device)
+                          with_text=with_text, train=train, repeats=repeats, device=device)
     report = run_benchmark(cfg, on_row=lambda r: err.print(
         f"{r.mode} batch {r.batch} {r.precision}: {r.pairs_per_s:,.1f} pairs/s (warm-up {r.warmup_s:.1f} s)"))
     if as_json:
