@@ -67,3 +67,28 @@ def test_precision_validation() -> None:
         resolve_precision("int8", cpu)
     with pytest.raises(MMChangeError, match="fp16 is not supported on the CPU"):
         resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_subgrid_trunk_gives_the_dilated_result(backbone: str) -> None:
+    from mmchange_core.models.encoder import trunk_features
+    from mmchange_core.models.space_to_batch import SubgridTrunk, from_subgrids, to_subgrids
+
+    x = torch.randn(2, 8, 16, 16)
+    assert torch.equal(from_subgrids(to_subgrids(x, 4), 4), x)
+    assert torch.equal(to_subgrids(x, 2)[(0 * 2 + 1) * 2 + 1], x[1, :, 0::2, 1::2])  # sub-grid (0, 1) of sample 1
+    model = build_model(backbone).eval().double()
+    _randomise_batchnorm(model)
+    fast = SubgridTrunk(model.encoder.trunk)
+    if backbone == "resnet50":
+        assert fast.factors == [[1, 2, 2, 2, 2, 2], [2, 4, 4]]
+    img = torch.randn(1, 3, 96, 160, dtype=torch.float64)
+    with torch.no_grad():
+        for ref, out in zip(trunk_features(model.encoder.trunk, img), fast(img)):
+            assert (ref - out).abs().max() < 1e-9
+    net = build_model(backbone).eval()
+    runner = InferenceRunner(net, "cpu", subgrid_trunk=True)
+    plain = InferenceRunner(net, "cpu")
+    assert runner.model.encoder.fast_trunk is not None and plain.model.encoder.fast_trunk is None
+    t = torch.randn(1, 512)
+    assert (runner.logits(img.float(), img.float(), t, t) - plain.logits(img.float(), img.float(), t, t)).abs().max() < 1e-3

@@ -25,6 +25,8 @@ def benchmark(
                                             help="Replay CUDA graphs (default: on for GPUs)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                               help="NHWC memory format (default: on for GPUs)."),
+    subgrid_trunk: bool = typer.Option(False, "--subgrid-trunk",
+                                       help="Run dilated trunk blocks as undilated convs on sub-grids."),
     with_text: bool = typer.Option(False, "--with-text", help="Include CLIP text encoding of fresh captions."),
     train: bool = typer.Option(False, "--train", help="Also time training steps (AMP, fused Adam)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per row; the median is reported."),
@@ -37,7 +39,7 @@ def benchmark(
 
     cfg = BenchmarkConfig(backbone=backbone, variant=variant, size=size, batches=_int_list(batch),
                           precisions=[p.strip() for p in precision.split(",") if p.strip()],
-                          compile=compile, cuda_graphs=cuda_graphs, channels_last=channels_last,
+                          compile=compile, subgrid_trunk=subgrid_trunk, cuda_graphs=cuda_graphs, channels_last=channels_last,
                           with_text=with_text, train=train, repeats=repeats, device=device)
     report = run_benchmark(cfg, on_row=lambda r: err.print(
         f"{r.mode} batch {r.batch} {r.precision}: {r.pairs_per_s:,.1f} pairs/s (warm-up {r.warmup_s:.1f} s)"))

@@ -33,6 +33,7 @@ class BenchmarkConfig:
     batches: list[int] = field(default_factory=lambda: [1, 32])
     precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
     compile: bool = False
+    subgrid_trunk: bool = False
     cuda_graphs: bool | None = None
     channels_last: bool | None = None
     device: str = "auto"
@@ -150,7 +151,8 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
     for precision in cfg.precisions:
         resolved = resolve_precision(precision, device)
         runner = InferenceRunner(model, device, resolved, channels_last=cfg.channels_last,
-                                 cuda_graphs=cfg.cuda_graphs, compile=cfg.compile)
+                                 cuda_graphs=cfg.cuda_graphs, compile=cfg.compile,
+                                 subgrid_trunk=cfg.subgrid_trunk)
         for batch in cfg.batches:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -170,7 +172,8 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
                 return runner.logits(img_a, img_b, text_a, text_b)
 
             warm, per_call = _measure(step, device, cfg)
-            row = BenchmarkRow("inference" + ("+text" if encoder is not None else ""), batch, resolved,
+            mode = "inference" + ("+subgrid" if cfg.subgrid_trunk else "") + ("+text" if encoder is not None else "")
+            row = BenchmarkRow(mode, batch, resolved,
                                cfg.compile, runner.cuda_graphs, runner.channels_last, batch / per_call,
                                per_call * 1000, per_call * 1000 / batch, _peak_memory_mb(device), warm)
             report.rows.append(row)

@@ -10,6 +10,7 @@ Outputs differ from the plain fp32 network only by floating-point rounding (boun
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from dataclasses import dataclass
@@ -91,11 +92,13 @@ class InferenceRunner:
         fold_bn: fold BatchNorm into convolutions (default on).
         cuda_graphs: capture one CUDA graph per input shape and replay it (default: on for GPUs).
         compile: ``torch.compile`` the network (cached on disk under :func:`compile_cache_dir`).
+        subgrid_trunk: run dilated trunk blocks as undilated convs on sub-grids (space-to-batch;
+            same outputs). Off by default.
     """
 
     def __init__(self, model: MMChange, device: str | torch.device = "auto", precision: str = "auto", *,
                  channels_last: bool | None = None, fold_bn: bool = True, cuda_graphs: bool | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, subgrid_trunk: bool = False) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         on_gpu = self.device.type == "cuda"
@@ -105,6 +108,10 @@ class InferenceRunner:
         self.config = model.config
         net = fold_batchnorm(model) if fold_bn else model.eval()
         net = net.to(self.device).eval()
+        self.subgrid_trunk = subgrid_trunk
+        if subgrid_trunk:
+            net = net if net is not model else copy.deepcopy(net)
+            net.encoder.use_subgrid_trunk()
         if self.precision != "fp32":
             # Weights are stored in the autocast dtype once, so no per-call weight casts are needed
             # (and CUDA graphs, which forbid autocast's weight cache, stay cheap).
