@@ -3,14 +3,16 @@
 Builds a synthetic dataset with ``--text-signal`` (land-cover mix follows the labelled change),
 captions it with the offline ``basic`` captioner + ``hashing`` encoder, then trains and evaluates
 the ``full`` model and the ``image-only`` variant the same way (resnet18 trunk, no pretrained
-weights, CPU) and reports held-out (test split) F1 and wall time of each.
+weights, CPU) and reports held-out (test split) F1 and wall time of each. For text models it also
+evaluates with wrong text (captions permuted across pairs, swapped between the dates, or one
+constant embedding) to show whether the network uses the text it is given.
 
     nice python benchmarks/learning.py --out bench-learning            # defaults below
     nice python benchmarks/learning.py --out bench-learning --variants image-only
 
 Re-running the same command resumes: the dataset and captions are completed, interrupted training
 runs continue from their state (``mmchange train --resume``), finished runs are only evaluated.
-Results go to ``<out>/results.json`` and are printed as a table. Not a timed test: see
+Results go to ``<out>/results.json`` and are printed. Not a timed test: see
 benchmarks/README.md for measured numbers.
 """
 
@@ -38,6 +40,43 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers.")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     return parser.parse_args()
+
+
+def _text_checks(checkpoint: Path, data: Path, workers: int) -> dict[str, float]:
+    """Test F1 of a text model when its captions are right, permuted across pairs, or swapped A<->B.
+
+    If the text features reach the network paired with the right images and the network uses them,
+    wrong text lowers F1; if F1 does not move, the network ignores the text.
+    """
+    import numpy as np
+
+    from mmchange_core.engine.evaluate import evaluate
+    from mmchange_core.engine.evaluation_run import checkpoint_text_provider
+    from mmchange_core.models import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    right = checkpoint_text_provider(meta, data)
+
+    def permuted(pairs):
+        emb_a, emb_b = right(pairs)
+        order = np.roll(np.arange(len(pairs)), 1)  # every pair gets another pair's captions
+        return emb_a[order], emb_b[order]
+
+    def swapped(pairs):
+        emb_a, emb_b = right(pairs)
+        return emb_b, emb_a
+
+    def constant(pairs):
+        emb_a, emb_b = right(pairs)
+        mean = (emb_a.mean(0, keepdims=True) + emb_b.mean(0, keepdims=True)) / 2
+        return np.repeat(mean, len(pairs), 0), np.repeat(mean, len(pairs), 0)
+
+    checks = {}
+    for name, provider in (("right", right), ("permuted", permuted), ("swapped", swapped), ("constant", constant)):
+        result = evaluate(model, data, "test", tile_size=int(meta["input"]["crop_size"]), batch_size=32,
+                          device="cpu", num_workers=workers, text_provider=provider)
+        checks[f"f1_text_{name}"] = result.metrics()["f1"]
+    return checks
 
 
 def main() -> None:
@@ -89,9 +128,15 @@ def main() -> None:
             "eval_seconds": round(eval_seconds, 1),
             "run_dir": str(result.run_dir),
         }
+        if variant != "image-only":
+            results[variant]["text_checks"] = _text_checks(result.best_checkpoint, data, args.workers)
         results["settings"] = {**vars(args), "out": str(args.out), "torch": torch.__version__,
                                "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
         results_path.write_text(json.dumps(results, indent=2))
+        extra = results[variant].get("text_checks")
+        if extra:
+            print(f"{variant}: test F1 with right / permuted / swapped / constant text: "
+                  + " / ".join(f"{v:.4f}" for v in extra.values()), flush=True)
         print(f"{variant}: test F1 {metrics['f1']:.4f} IoU {metrics['iou']:.4f} "
               f"(best epoch {result.best_epoch}, val F1 {result.best_f1:.4f}); train {train_seconds:.0f} s, "
               f"eval {eval_seconds:.0f} s", flush=True)

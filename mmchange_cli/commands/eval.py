@@ -46,7 +46,8 @@ def eval_command(
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = run_evaluation(options, progress=advance, message=bar.console.print)
+        report = run_evaluation(options, progress=advance,
+                                message=lambda text: bar.console.print(text, soft_wrap=True))
     metrics = report.metrics()
     if as_json:
         data = dict(metrics)
@@ -60,7 +61,8 @@ def eval_command(
     rows += [(k, int(metrics[k])) for k in ("tp", "fp", "fn", "tn")]
     out.print(table(f"{split} split, {len(report.result.per_image)} pairs, threshold {report.result.threshold:.3f}",
                     ["metric", "value"], rows))
-    err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels")
+    err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels",
+              soft_wrap=True)
     out.print(f"results: {report.run_dir}")
 
 

@@ -63,12 +63,14 @@ def _make_observer(show: bool) -> Any:
             text = "image only" if info.text is None else (
                 f"captions {info.text.get('captioner', {}).get('name', '?')} + "
                 f"encoder {info.text.get('encoder', {}).get('name', '?')}")
-            err.print(f"run folder {info.run_dir}{' (resumed)' if info.resumed else ''}")
+            err.print(f"run folder {info.run_dir}{' (resumed)' if info.resumed else ''}", soft_wrap=True)
             for line in info.datasets:
-                err.print(f"  {line}")
-            err.print("  epoch tables: train loss; P, R, F1, IoU of the change class on the validation split")
-            err.print(f"  {info.epochs} epochs (0-{info.epochs - 1}) x {info.iters_per_epoch} iterations = {info.total_iters}; "
-                      f"{info.device}, {info.precision}, {info.world_size} process(es); text: {text}")
+                err.print(f"  {line}", soft_wrap=True)
+            err.print("  epoch tables: train loss; P, R, F1, IoU of the change class on the validation split",
+                      soft_wrap=True)
+            err.print(f"  {info.epochs} epochs (0-{info.epochs - 1}) x {info.iters_per_epoch} iterations = "
+                      f"{info.total_iters}; {info.device}, {info.precision}, {info.world_size} process(es); "
+                      f"text: {text}", soft_wrap=True)
             if show:
                 self.bar.start()
                 self.task = self.bar.add_task("train", total=info.total_iters, completed=info.start_iteration,
@@ -94,7 +96,7 @@ def _make_observer(show: bool) -> Any:
             self.bar.console.print(_epoch_table(row, self.epochs))
 
         def on_message(self, text: str) -> None:
-            self.bar.console.print(text)
+            self.bar.console.print(text, soft_wrap=True)
 
         def close(self) -> None:
             if self.task is not None:

@@ -459,7 +459,7 @@ class _Session:
         return stop_after is not None and self.state.iteration >= stop_after
 
     def _stopped(self, stop: StopSignal) -> TrainResult:
-        reason = "stop requested" if stop.requested else f"stopped after {self.state.iteration} iterations"
+        reason = "stop requested" if stop.requested else f"stopped at iteration {self.state.iteration} (--stop-after)"
         self.observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {self.run_dir}")
         return self.result(False)
 
