@@ -59,7 +59,7 @@ def main() -> None:
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device="cpu")
     predictor = ChangePredictor(model, meta, config)
     runner = predictor.runner
-    trunk = runner.model.encoder.trunk
+    trunk = runner.network.encoder.trunk  # the folded trunk that predict actually runs
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -89,6 +89,7 @@ def test_subgrid_trunk_gives_the_dilated_result(backbone: str) -> None:
     net = build_model(backbone).eval()
     runner = InferenceRunner(net, "cpu", subgrid_trunk=True)
     plain = InferenceRunner(net, "cpu")
-    assert runner.model.encoder.fast_trunk is not None and plain.model.encoder.fast_trunk is None
+    assert runner.network.encoder.fast_trunk is not None and plain.network.encoder.fast_trunk is None
+    assert runner.model is net and net.encoder.fast_trunk is None
     t = torch.randn(1, 512)
     assert (runner.logits(img.float(), img.float(), t, t) - plain.logits(img.float(), img.float(), t, t)).abs().max() < 1e-3

@@ -26,7 +26,8 @@ def eval_command(
                                          help="Tile side for large images (default: the training crop size)."),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp32), fp32, bf16 or fp16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk)."),
     caption_store: str | None = typer.Option(None, "--caption-store",
                                              help="Caption store file (default: the one in the dataset folder)."),
     name: str | None = typer.Option(None, "--name", help="Run name (default exp; auto-incremented)."),
@@ -38,7 +39,7 @@ def eval_command(
 
     options = EvalOptions(checkpoint=checkpoint, dataset=dataset, split=split, threshold=threshold,
                           tune_threshold=tune_threshold, save_vis=save_vis, batch_size=batch_size,
-                          tile_size=tile_size, num_workers=workers, device=device, precision=precision,
+                          tile_size=tile_size, num_workers=workers, device=device, precision=precision, compile=compile,
                           caption_store=caption_store, name=name, project=project)
     with progress() as bar:
         task = bar.add_task("eval", total=None)

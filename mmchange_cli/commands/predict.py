@@ -29,6 +29,8 @@ def predict(
     captions: Path | None = typer.Option(None, "--captions",
                                          help="YAML/JSON file mapping image names to captions (text models)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Predict the change between two dates. With two folders, pairs are matched by file name and
@@ -37,7 +39,7 @@ def predict(
     from mmchange_core.engine.predict import PredictConfig, predict_pair
 
     config = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold,
-                           min_area=min_area, device=device)
+                           min_area=min_area, device=device, precision=precision, compile=compile)
     if image_a.is_dir() or image_b.is_dir():
         _predict_folders(image_a, image_b, output, checkpoint, config, prob, overlay, vector, captions, as_json)
         return

@@ -29,6 +29,7 @@ def robustness(
     batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
     store: str | None = typer.Option(None, "--store", help="The clean caption store (read-only datasets)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk)."),
     name: str | None = typer.Option(None, "--name", help="Run folder name under runs/robustness."),
     project: str = typer.Option("runs", "--project", help="Folder that holds the run folders."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
@@ -39,7 +40,7 @@ def robustness(
     both = not (noise or light)
     config = RobustnessConfig(checkpoints=[str(c) for c in checkpoint], dataset=dataset, split=split,
                               noise=noise or both, light=light or both, severities=_floats(severity) or [1.0],
-                              seed=seed, threshold=threshold, batch_size=batch_size, device=device,
+                              seed=seed, threshold=threshold, batch_size=batch_size, device=device, compile=compile,
                               caption_store=store, name=name, project=project)
     with progress(transient=True) as bar:
         tasks: dict[str, int] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +35,20 @@ class DemoConfig:
 
     out: str | None = None  # default: a fresh runs/demo/<exp>
     quick: bool = False
-    pairs: int = 60
+    pairs: int | None = None  # default 60 (quick: 24)
     size: int = 128
     crop_size: int = 64
-    iters: int = 240
+    iters: int | None = None  # default 240 (quick: 72)
     batch_size: int = 8
     backbone: str = "resnet18"
     seed: int = 0
     device: str = "cpu"
 
     def effective(self) -> DemoConfig:
-        """The sizes actually used (``quick`` caps pairs and iterations)."""
-        if not self.quick:
-            return self
-        return DemoConfig(self.out, True, min(self.pairs, 24), self.size, self.crop_size, min(self.iters, 24),
-                          self.batch_size, self.backbone, self.seed, self.device)
+        """The sizes actually used: explicit values, else the defaults of the chosen mode."""
+        pairs = self.pairs if self.pairs is not None else (24 if self.quick else 60)
+        iters = self.iters if self.iters is not None else (72 if self.quick else 240)
+        return replace(self, pairs=pairs, iters=iters)
 
 
 @dataclass

@@ -44,6 +44,7 @@ class EvalOptions:
     num_workers: int = 2
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     caption_store: str | None = None
     name: str | None = None
     project: str = "runs"
@@ -107,7 +108,7 @@ def run_evaluation(options: EvalOptions, progress: Progress | None = None,
     say(f"dataset {layout.describe()}")
     tile = options.tile_size or int((meta.get("input") or {}).get("crop_size", 256))
     provider = checkpoint_text_provider(meta, root, options.caption_store)
-    runner = InferenceRunner(model, options.device, options.precision)
+    runner = InferenceRunner(model, options.device, options.precision, compile=options.compile)
     common = dict(tile_size=tile, batch_size=options.batch_size, num_workers=options.num_workers,
                   text_provider=provider)
     tuned = None

@@ -122,7 +122,10 @@ class InferenceRunner:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.model = net
+        #: The network as given (eval mode; its weights are not modified).
+        self.model = model.eval()
+        #: The optimised copy that actually runs (folded BatchNorm, dtype, memory format).
+        self.network = net
         self._forward = net
         if compile:
             enable_compile_cache()
@@ -134,14 +137,14 @@ class InferenceRunner:
     @property
     def uses_text(self) -> bool:
         """Whether the model needs text embeddings."""
-        return self.model.uses_text
+        return self.network.uses_text
 
     def _prepare(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None,
                  text_b: torch.Tensor | None) -> list[torch.Tensor]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         tensors = [img_a.to(self.device, non_blocking=True).float().contiguous(memory_format=fmt),
                    img_b.to(self.device, non_blocking=True).float().contiguous(memory_format=fmt)]
-        if self.model.uses_text:
+        if self.network.uses_text:
             if text_a is None or text_b is None:
                 raise MMChangeError(f"this {self.config.variant} model needs text embeddings for both dates")
             tensors += [text_a.to(self.device, non_blocking=True).float(),

@@ -68,6 +68,8 @@ class PredictConfig:
     """Smallest polygon kept in ``--vector`` output: pixels, or squared CRS units for georeferenced input."""
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
+    """``torch.compile`` the network (GPU; the compiled code is cached on disk for later runs)."""
 
 
 @dataclass
@@ -153,7 +155,7 @@ class ChangePredictor:
         self.meta = meta
         self.name = name
         self.warn = warn or (lambda message: None)
-        self.runner = InferenceRunner(model, self.config.device, self.config.precision)
+        self.runner = InferenceRunner(model, self.config.device, self.config.precision, compile=self.config.compile)
         threshold = self.config.threshold if self.config.threshold is not None else meta.get("threshold", 0.5)
         if not 0.0 < float(threshold) < 1.0:
             raise MMChangeError(f"threshold must be between 0 and 1 (exclusive); got {threshold}")

@@ -52,6 +52,7 @@ class RobustnessConfig:
     batch_size: int = 8
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     caption_store: str | None = None  # the clean captions; perturbed ones go beside it
     name: str | None = None
     project: str = "runs"
@@ -164,7 +165,7 @@ def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int],
         path = Path(checkpoint)
         model, meta = load_checkpoint(path)
         label = model_label(path)
-        runner = InferenceRunner(model, config.device, config.precision)
+        runner = InferenceRunner(model, config.device, config.precision, compile=config.compile)
         threshold = config.threshold if config.threshold is not None else float(meta.get("threshold", 0.5))
         tile = int((meta.get("input") or {}).get("crop_size", 256))
         common = dict(threshold=threshold, tile_size=tile, batch_size=config.batch_size, pairs=pairs)
