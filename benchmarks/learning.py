@@ -111,6 +111,8 @@ def main() -> None:
             if run_dir.exists():  # started but never reached a saved state
                 raise SystemExit(f"{run_dir} exists without state.pt; remove it and rerun")
             result = train(config)
+        if not result.completed:
+            raise SystemExit(f"{variant} stopped at iteration {result.iterations}; rerun the same command to resume")
         # training + validation time from metrics.csv, so resumed runs add up correctly
         train_seconds = sum(float(row["seconds"]) for row in result.history)
         t1 = time.perf_counter()

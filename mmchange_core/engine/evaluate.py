@@ -146,8 +146,8 @@ def evaluate(model: MMChange | InferenceRunner, dataset: DatasetLayout | str | P
         num_workers: DataLoader processes that read and prepare pairs.
         text_provider: ``provider(pairs) -> (emb_a, emb_b)`` with ``[len(pairs), D]`` arrays; required
             for text models, ignored by image-only models.
-        image_transform: optional ``transform(image_a, image_b, index)`` applied to the uint8 images
-            before normalisation (robustness perturbations); labels are left as they are.
+        image_transform: optional ``transform(image_a, image_b, index)`` applied to the uint8 images (it must
+            keep their size) before normalisation (robustness perturbations); labels are left as they are.
         pairs: evaluate these pairs instead of the split's (must have labels).
         vis_dir: when given, an error overlay per pair is written there (white TP, black TN,
             red FP, blue FN), named after the A image.
