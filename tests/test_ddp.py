@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mmchange_core.models import load_checkpoint
@@ -35,3 +36,22 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     model, meta = load_checkpoint(result["best_checkpoint"])
     assert meta["train"]["iterations"] == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_single_process_session_needs_no_group(monkeypatch) -> None:
+    from mmchange_core.distributed import distributed_session
+    from mmchange_core.errors import MMChangeError
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with distributed_session("cpu") as ctx:
+        assert (ctx.rank, ctx.world_size, ctx.enabled, ctx.is_main) == (0, 1, False, True)
+        assert ctx.device == torch.device("cpu")
+        assert ctx.gather("x") == ["x"] and ctx.broadcast({"a": 1}) == {"a": 1}
+        values = torch.tensor([1.0, 2.0])
+        summed = ctx.all_reduce_sum(values)
+        assert torch.equal(summed, values) and summed is not values
+    assert not torch.distributed.is_initialized()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(MMChangeError, match="WORLD_SIZE.*torchrun"), distributed_session("cpu"):
+        pass

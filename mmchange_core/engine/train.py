@@ -34,13 +34,7 @@ from mmchange_core.config import ConfigError, load_config, save_config, to_dict
 from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler
 from mmchange_core.data.layouts import DatasetLayout, detect_layout, resolve_dataset_root
 from mmchange_core.data.transforms import paper_augmentation
-from mmchange_core.engine.distributed import (
-    DistributedContext,
-    all_reduce_sum,
-    broadcast_object,
-    cleanup_distributed,
-    setup_distributed,
-)
+from mmchange_core.distributed import DistributedContext, distributed_session
 from mmchange_core.engine.evaluate import evaluate
 from mmchange_core.engine.inference import InferenceRunner, autocast_context, resolve_precision
 from mmchange_core.engine.interrupt import StopSignal
@@ -301,13 +295,10 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
     current iteration. Under torchrun, every process calls this; process 0 writes the files.
     """
     validate_config(config)
-    ctx = setup_distributed(config.device)
-    try:
+    with distributed_session(config.device) as ctx:
         session = _Session.start(config, ctx, Path(resume_dir) if resume_dir else None,
                                  observer if (observer is not None and ctx.is_main) else TrainObserver())
         return session.run(stop_after)
-    finally:
-        cleanup_distributed(ctx)
 
 
 @dataclass
@@ -411,7 +402,7 @@ class _Session:
             run_dir = resume_dir
         else:
             created = str(next_run_dir(config.project, "train", config.name)) if ctx.is_main else None
-            run_dir = Path(broadcast_object(created, ctx))
+            run_dir = Path(ctx.broadcast(created))
             if ctx.is_main:
                 save_config(config, run_dir / CONFIG_FILE)
                 if text.description is not None:
@@ -453,7 +444,7 @@ class _Session:
                            completed, list(s.history))
 
     def _any_process(self, flag: bool) -> bool:
-        return bool(all_reduce_sum(torch.tensor([float(flag)]), self.ctx)[0] > 0)
+        return bool(self.ctx.all_reduce_sum(torch.tensor([float(flag)]))[0] > 0)
 
     def _limit_hit(self, stop_after: int | None) -> bool:
         return stop_after is not None and self.state.iteration >= stop_after
@@ -477,7 +468,7 @@ class _Session:
                 loss = _forward_loss(self.net, batch, device, self.precision, config)
                 # every process learns the mean loss and any stop request before the backward pass
                 flags = torch.tensor([float(loss.detach()), float(stop.requested)], dtype=torch.float64)
-                flags = all_reduce_sum(flags, self.ctx).cpu()
+                flags = self.ctx.all_reduce_sum(flags).cpu()
                 mean_loss = float(flags[0]) / self.ctx.world_size
                 if not math.isfinite(mean_loss):
                     last = self.run_dir / LAST_FILE
@@ -513,7 +504,7 @@ class _Session:
         metrics = None
         if self.val_pairs and (epoch >= config.val_start_epoch or epoch == self.epochs - 1):
             self.observer.on_validation(epoch)
-            metrics = broadcast_object(self._validate() if self.ctx.is_main else None, self.ctx)
+            metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
             self.net.train()
             row.update({f"val_{k}": metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")})
         # ties go to the later epoch; without validation the latest epoch is the best we know

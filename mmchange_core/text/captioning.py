@@ -4,11 +4,12 @@ This is the library call behind ``mmchange caption``. The dataset layout is dete
 training; every image of the chosen splits is hashed (sha256 of its bytes) and the store is updated:
 images already captioned with the same content and settings are skipped, changed images are
 captioned again, unreadable images are reported and left out. Under ``torchrun`` each rank captions
-a disjoint shard and rank 0 merges (see :mod:`mmchange_core.text.distributed`).
+a disjoint shard and rank 0 merges (see :mod:`mmchange_core.distributed`).
 """
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,15 +21,18 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.data.layouts import detect_layout
+from mmchange_core.distributed import distributed_session
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.images import read_rgb
 from mmchange_core.text.config import CaptionerConfig, TextEncoderConfig, settings_id
-from mmchange_core.text.distributed import distributed_context
 from mmchange_core.text.pipeline import TextPipeline
 from mmchange_core.text.store import CaptionStore, Item, UpdateResult, sha256_file
 
 #: ``progress(phase, done, total)`` with phase ``"hashing"`` or ``"captioning"``.
 ProgressFn = Callable[[str, int, int], None]
+
+#: Ranks can finish their shards far apart (uneven images, slow disks): barriers wait up to a day.
+BARRIER_TIMEOUT = datetime.timedelta(hours=24)
 
 
 @dataclass
@@ -122,12 +126,12 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
     captioner.validate()
     encoder.validate()
 
-    with distributed_context() as ctx:
+    with distributed_session(device, backend="gloo", timeout=BARRIER_TIMEOUT) as ctx:
         if ctx.is_main:
             caption_store.merge_shards()  # leftovers of an interrupted multi-process run
         ctx.barrier()
         caption_store.reload()
-        pipeline = TextPipeline(captioner, encoder, device=ctx.device(device))
+        pipeline = TextPipeline(captioner, encoder, device=ctx.device)
         mine = keys[ctx.rank::ctx.world_size]
         hashes = _hash_all([path for _, path in mine], progress if ctx.is_main else None)
         items: list[Item] = []
@@ -137,7 +141,7 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
                 failed.append((key, str(digest)))
             else:
                 items.append((key, digest, partial(_load, path, warn)))
-        writer = caption_store.shard_view(ctx.rank) if ctx.active else caption_store
+        writer = caption_store.shard_view(ctx.rank) if ctx.enabled else caption_store
         report_progress = (lambda done, total: progress("captioning", done, total)) if (
             progress is not None and ctx.is_main) else None
         try:
@@ -151,7 +155,7 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
             "encoded": result.encoded, "failed": failed + result.failed, "seconds": result.caption_seconds,
             "error": str(error) if error else None})
         ctx.barrier()
-        if ctx.is_main and ctx.active:
+        if ctx.is_main and ctx.enabled:
             caption_store.merge_shards()
         ctx.barrier()
     if error is not None:
