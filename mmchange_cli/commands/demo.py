@@ -101,7 +101,7 @@ def demo(
                     [(r.condition, f"{100 * r.iou:.2f}", f"{100 * r.f1:.2f}", f"{100 * r.recall:.2f}",
                       f"{100 * r.precision:.2f}", "" if r.condition == "clean" else f"{-100 * r.f1_drop:+.2f}")
                      for r in report.robustness.rows]))
-    out.print(table("time per step (s)", list(report.seconds), [list(report.seconds.values())]))
+    out.print(table("time per step (s)", list(report.seconds), [[f"{s:.1f}" for s in report.seconds.values()]]))
     out.print(f"run folder: {report.run_dir}")
     out.print(f"trained checkpoint: {report.checkpoint}")
     for kind, path in report.prediction.outputs.items():
