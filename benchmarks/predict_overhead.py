@@ -60,6 +60,7 @@ def main() -> None:
     predictor = ChangePredictor(model, meta, config)
     runner = predictor.runner
     trunk = runner.network.encoder.trunk  # the folded trunk that predict actually runs
+    fmt = torch.channels_last if runner.channels_last else torch.contiguous_format  # ... in its memory format
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -67,8 +68,8 @@ def main() -> None:
         Image.fromarray(image_a).save(tmp / "a.png")
         Image.fromarray(image_b).save(tmp / "b.png")
         grid = TileGrid.plan(args.size, args.size, args.tile, args.overlap)
-        batches = [(normalize_batch(torch.from_numpy(b.image_a).permute(0, 3, 1, 2).contiguous()),
-                    normalize_batch(torch.from_numpy(b.image_b).permute(0, 3, 1, 2).contiguous()))
+        batches = [(normalize_batch(torch.from_numpy(b.image_a).permute(0, 3, 1, 2)).contiguous(memory_format=fmt),
+                    normalize_batch(torch.from_numpy(b.image_b).permute(0, 3, 1, 2)).contiguous(memory_format=fmt))
                    for b in iter_window_batches(grid, lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h],
                                                 args.batch_size)]
 
@@ -97,7 +98,8 @@ def main() -> None:
     full, trunk_time = statistics.median(full_times), statistics.median(trunk_times)
     median_part = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
     print(f"{args.backbone}/{args.variant}, {args.size}x{args.size} pair, tile {args.tile}, overlap {args.overlap}, "
-          f"batch {args.batch_size}, {len(grid)} windows, {torch.get_num_threads()} CPU threads")
+          f"batch {args.batch_size}, {len(grid)} windows, {torch.get_num_threads()} CPU threads, "
+          f"{'channels_last' if runner.channels_last else 'contiguous'}")
     print(f"full predict      {full:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in full_times)})")
     print(f"  network         {median_part['network']:8.2f} s")
     print(f"  read + cut      {median_part['read']:8.2f} s")

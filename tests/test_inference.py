@@ -40,7 +40,7 @@ def test_runner_matches_plain_forward_and_checks_text() -> None:
     model = build_model("resnet18").eval()
     _randomise_batchnorm(model)
     runner = InferenceRunner(model, "cpu")
-    assert runner.precision == "fp32" and not runner.cuda_graphs and not runner.channels_last
+    assert runner.precision == "fp32" and not runner.cuda_graphs and runner.channels_last
     x, t = torch.randn(2, 3, 64, 64), torch.randn(2, 512)
     with torch.no_grad():
         ref = model(x, x.flip(-1), t, -t)[0]

@@ -24,7 +24,7 @@ def benchmark(
     cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                             help="Replay CUDA graphs (default: on for GPUs)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                              help="NHWC memory format (default: on for GPUs)."),
+                                              help="NHWC memory format (default: on for inference; training: GPUs only)."),
     subgrid_trunk: bool = typer.Option(False, "--subgrid-trunk",
                                        help="Run dilated trunk blocks as undilated convs on sub-grids."),
     with_text: bool = typer.Option(False, "--with-text", help="Include CLIP text encoding of fresh captions."),

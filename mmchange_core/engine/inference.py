@@ -88,7 +88,7 @@ class InferenceRunner:
         model: the network (its weights are not modified; a folded copy is used).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16 on GPU, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
-        channels_last: NHWC memory format (default: on for GPUs).
+        channels_last: NHWC memory format (default on: faster for inference on GPUs and on CPUs too).
         fold_bn: fold BatchNorm into convolutions (default on).
         cuda_graphs: capture one CUDA graph per input shape and replay it (default: on for GPUs).
         compile: ``torch.compile`` the network (cached on disk under :func:`compile_cache_dir`).
@@ -102,7 +102,7 @@ class InferenceRunner:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         on_gpu = self.device.type == "cuda"
-        self.channels_last = on_gpu if channels_last is None else channels_last
+        self.channels_last = True if channels_last is None else channels_last
         self.cuda_graphs = on_gpu if cuda_graphs is None else (cuda_graphs and on_gpu)
         self.compiled = compile
         self.config = model.config
