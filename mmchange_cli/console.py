@@ -61,9 +61,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+class _Progress(Progress):
+    """A Progress whose bar is erased when the block fails, so the error line stands alone."""
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        if exc_type is not None:
+            self.live.transient = True
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+
 def progress(*extra_columns: Any, transient: bool = False) -> Progress:
     """A stderr progress bar with count, elapsed time and ETA (plus any extra columns)."""
-    return Progress(
+    return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
