@@ -34,7 +34,7 @@ def test_checkpoint_round_trip_rebuilds_model(tmp_path: Path) -> None:
     t = torch.randn(1, 256)
     with torch.no_grad():
         assert torch.equal(model(x, x.flip(-1), t, -t)[0], loaded(x, x.flip(-1), t, -t)[0])
-    assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"], "temporary files left behind"
 
 
 def test_update_checkpoint_meta_keeps_weights(tmp_path: Path) -> None:

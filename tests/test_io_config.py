@@ -110,6 +110,23 @@ def test_atomic_writes_get_umask_permissions(tmp_path: Path) -> None:
     assert mask.stat().st_mode & 0o777 == 0o644
 
 
+def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from mmchange_core.io.atomic import atomic_open, atomic_path, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "store.jsonl", "old\n")
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as handle:
+        handle.write("half-written")
+        raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("written by a library")
+        raise RuntimeError("library failed")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["store.jsonl"]
+    with atomic_open(target, "w") as handle:
+        handle.write("new\n")
+    assert target.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["store.jsonl"]
+
+
 def test_error_messages_keep_square_brackets(cli, tmp_path: Path) -> None:
     from mmchange_cli import console
 
