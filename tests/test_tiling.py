@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
+from mmchange_core.engine.prefetch import prefetched
 from mmchange_core.engine.sliding_window import sliding_window_logits
 from mmchange_core.engine.tiling import StripBlender, TileGrid, iter_window_batches, pad_to
 from mmchange_core.errors import MMChangeError
@@ -105,3 +108,65 @@ def test_small_image_is_padded_and_cropped_back() -> None:
     sliding_window_logits(network, grid, lambda y, h: image[y:y + h], lambda y, h: image[y:y + h] // 2,
                           lambda y0, rows: out.setdefault(y0, rows.copy()))
     np.testing.assert_array_equal(out[0], image[..., 0].astype(np.float32) - image[..., 0] // 2)
+
+
+def test_prefetched_keeps_order_and_raises_where_production_failed() -> None:
+    assert list(prefetched(range(50), depth=3)) == list(range(50))
+    assert list(prefetched(iter([]), depth=2)) == []
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("strip 3 unreadable")
+
+    got = []
+    with pytest.raises(OSError, match="strip 3 unreadable"):
+        for item in prefetched(failing(), depth=2):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_closing_prefetched_stops_the_reader_thread() -> None:
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = prefetched(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()
+    count = len(produced)
+    assert count <= 4                                             # at most depth ahead (+ the one in hand)
+    assert not any(t.name == "mmchange-prefetch" for t in threading.enumerate())
+    assert len(produced) == count                                 # nothing produced after close
+
+
+def test_sliding_window_with_and_without_prefetch_agree_and_network_errors_stop_reading() -> None:
+    rng = np.random.default_rng(2)
+    image_a = rng.integers(0, 255, (400, 300, 3), dtype=np.uint8)
+    image_b = rng.integers(0, 255, (400, 300, 3), dtype=np.uint8)
+    grid = TileGrid.plan(400, 300, 128, 32)
+
+    def network(a, b):
+        return a[..., 1].astype(np.float32) - b[..., 2].astype(np.float32)
+
+    results = []
+    for depth in (0, 2):
+        out = np.zeros((400, 300), np.float32)
+        sliding_window_logits(network, grid, lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h],
+                              lambda y0, rows: out.__setitem__(slice(y0, y0 + len(rows)), rows),
+                              batch_size=3, prefetch=depth)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[1])
+
+    def broken(a, b):
+        raise RuntimeError("network failed")
+
+    with pytest.raises(RuntimeError, match="network failed"):
+        sliding_window_logits(broken, grid, lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h],
+                              lambda y0, rows: None, batch_size=3)
+    assert not any(t.name == "mmchange-prefetch" for t in threading.enumerate())

@@ -8,6 +8,7 @@ through :class:`~mmchange_core.engine.inference.InferenceRunner`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 
 from mmchange_core.data.normalize import normalize_batch
 from mmchange_core.engine.inference import InferenceRunner
+from mmchange_core.engine.prefetch import prefetched
 from mmchange_core.engine.tiling import RowSink, StripBlender, StripReader, TileGrid, iter_window_batches
 from mmchange_core.errors import InputError
 
@@ -77,31 +79,34 @@ class WindowTimings:
 
 def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: TileGrid,
                           read_a: StripReader, read_b: StripReader, emit: RowSink, *, batch_size: int = 4,
-                          progress: Progress | None = None) -> WindowTimings:
+                          progress: Progress | None = None, prefetch: int = 2) -> WindowTimings:
     """Run ``network`` over the windows of ``grid`` and hand blended logits to ``emit`` row strip by row strip.
 
     ``read_a``/``read_b`` give full-width uint8 rows of each date; ``emit(y0, logits)`` receives
-    float32 rows that are final (it must copy them if it keeps them). Peak memory is one strip of
-    each date plus one window row of float logits, whatever the image height.
+    float32 rows that are final (it must copy them if it keeps them). The next ``prefetch`` batches
+    are read and cut in a background thread while the network runs (0: no thread). Peak memory is a
+    few strips of each date plus one window row of float logits, whatever the image height;
+    ``read`` in the timings is the time spent waiting for windows.
     """
     timings = WindowTimings()
     start = time.perf_counter()
     blender = StripBlender(grid, emit)
-    batches = iter_window_batches(grid, read_a, read_b, batch_size)
     total = len(grid)
-    while True:
-        t0 = time.perf_counter()
-        batch = next(batches, None)
-        timings.read += time.perf_counter() - t0
-        if batch is None:
-            break
-        t0 = time.perf_counter()
-        logits = network(batch.image_a, batch.image_b)
-        timings.network += time.perf_counter() - t0
-        blender.add(batch.rows, batch.cols, logits)
-        timings.windows += len(batch)
-        if progress is not None:
-            progress(timings.windows, total)
+    with contextlib.closing(prefetched(iter_window_batches(grid, read_a, read_b, batch_size),
+                                       depth=prefetch)) as batches:
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            timings.read += time.perf_counter() - t0
+            if batch is None:
+                break
+            t0 = time.perf_counter()
+            logits = network(batch.image_a, batch.image_b)
+            timings.network += time.perf_counter() - t0
+            blender.add(batch.rows, batch.cols, logits)
+            timings.windows += len(batch)
+            if progress is not None:
+                progress(timings.windows, total)
     blender.close()
     timings.total = time.perf_counter() - start
     return timings
