@@ -62,7 +62,7 @@ def _make_observer() -> Any:
 def demo(
     out_dir: Path | None = typer.Option(None, "--out", help="Run folder (default: a new runs/demo/expN)."),
     quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer iterations (about a minute on 2 cores)."),
-    iters: int | None = typer.Option(None, "--iters", help="Training iterations (default 240, quick 72)."),
+    iters: int | None = typer.Option(None, "--iters", help="Training iterations (default 200, quick 72)."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:

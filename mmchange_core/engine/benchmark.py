@@ -191,7 +191,7 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
 def _train_row(config: ModelConfig, device: torch.device, precision: str, batch: int,
                cfg: BenchmarkConfig) -> BenchmarkRow:
     """Training throughput as ``mmchange train`` runs it: autocast forward, deep-supervision loss,
-    backward and a fused Adam step (on GPUs), channels_last on GPUs."""
+    backward and a fused Adam step, channels_last on GPUs."""
     from mmchange_core.engine.inference import autocast_context
     from mmchange_core.engine.losses import deep_supervision_loss
 
@@ -204,7 +204,7 @@ def _train_row(config: ModelConfig, device: torch.device, precision: str, batch:
     model = MMChange(config).to(device).train()
     model.to(memory_format=fmt)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=1e-4,
-                                 fused=device.type == "cuda" or None)
+                                 fused=device.type in ("cuda", "cpu") or None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     img_a = torch.randn(batch, 3, cfg.size, cfg.size, device=device).contiguous(memory_format=fmt)
     img_b = torch.randn(batch, 3, cfg.size, cfg.size, device=device).contiguous(memory_format=fmt)

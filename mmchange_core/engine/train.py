@@ -382,7 +382,7 @@ class _Session:
         if config.channels_last and device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-                                     weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
+                                     weight_decay=config.weight_decay, fused=device.type in ("cuda", "cpu") or None)
         scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
                                  power=config.poly_power)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
