@@ -146,3 +146,13 @@ def test_imagenet_weights_from_cache_and_clear_error_when_missing(tmp_path: Path
         assert torch.equal(model.encoder.trunk.layer4[1].conv2.weight, trunk_state["layer4.1.conv2.weight"])
     finally:
         torch.hub.set_dir(str(Path(torch.hub._get_torch_home()) / "hub"))
+
+
+def test_threshold_and_tile_size_come_from_override_then_meta_then_defaults() -> None:
+    from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size
+
+    meta = {"threshold": 0.37, "input": {"crop_size": 128}}
+    assert checkpoint_threshold(meta) == 0.37 and checkpoint_threshold(meta, 0.6) == 0.6
+    assert checkpoint_threshold({}) == 0.5 and checkpoint_threshold(meta, 0.0) == 0.0
+    assert checkpoint_tile_size(meta) == 128 and checkpoint_tile_size(meta, 512) == 512
+    assert checkpoint_tile_size({}) == 256 and checkpoint_tile_size({"input": None}) == 256

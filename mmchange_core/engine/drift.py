@@ -19,7 +19,7 @@ from mmchange_core.engine.inference import InferenceRunner
 from mmchange_core.engine.sliding_window import sliding_window_probabilities
 from mmchange_core.io.images import read_mask, read_rgb
 from mmchange_core.metrics import ConfusionStats, confusion_stats, f1
-from mmchange_core.models import load_checkpoint
+from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint
 
 
 @dataclass
@@ -50,8 +50,8 @@ def measure_drift(checkpoint: str | Path, dataset: str | Path, split: str = "tes
     root = resolve_dataset_root(dataset)
     layout = detect_layout(root)
     pairs = layout.require_labels(split)
-    tile = tile or int((meta.get("input") or {}).get("crop_size", 256))
-    threshold = float(meta.get("threshold", 0.5))
+    tile = checkpoint_tile_size(meta, tile)
+    threshold = checkpoint_threshold(meta)
     provider = checkpoint_text_provider(meta, root, caption_store)
     emb_a = emb_b = None
     if provider is not None:

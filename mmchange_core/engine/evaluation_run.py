@@ -24,7 +24,7 @@ from mmchange_core.engine.text_features import TextProvider, open_caption_store,
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.metrics import f1, iou, precision, recall
-from mmchange_core.models import load_checkpoint, update_checkpoint_meta
+from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint, update_checkpoint_meta
 from mmchange_core.runs import next_run_dir
 
 
@@ -106,13 +106,13 @@ def run_evaluation(options: EvalOptions, progress: Progress | None = None,
     root = resolve_dataset_root(options.dataset)
     layout = detect_layout(root)
     say(f"dataset {layout.describe()}")
-    tile = options.tile_size or int((meta.get("input") or {}).get("crop_size", 256))
+    tile = checkpoint_tile_size(meta, options.tile_size)
     provider = checkpoint_text_provider(meta, root, options.caption_store)
     runner = InferenceRunner(model, options.device, options.precision, compile=options.compile)
     common = dict(tile_size=tile, batch_size=options.batch_size, num_workers=options.num_workers,
                   text_provider=provider)
     tuned = None
-    threshold = options.threshold if options.threshold is not None else float(meta.get("threshold", 0.5))
+    threshold = checkpoint_threshold(meta, options.threshold)
     if options.tune_threshold:
         say(f"tuning the threshold on split '{options.tune_split}'")
         val = evaluate(runner, layout, options.tune_split, collect_histogram=True, progress=progress, **common)

@@ -43,6 +43,7 @@ from mmchange_core.io.raster import (
     write_image,
 )
 from mmchange_core.io.vector import write_change_polygons
+from mmchange_core.models.checkpoint import checkpoint_threshold
 from mmchange_core.models.mmchange import MMChange
 
 MASK_SUFFIXES = PNG_SUFFIXES + TIFF_SUFFIXES
@@ -156,10 +157,10 @@ class ChangePredictor:
         self.name = name
         self.warn = warn or (lambda message: None)
         self.runner = InferenceRunner(model, self.config.device, self.config.precision, compile=self.config.compile)
-        threshold = self.config.threshold if self.config.threshold is not None else meta.get("threshold", 0.5)
-        if not 0.0 < float(threshold) < 1.0:
+        threshold = checkpoint_threshold(meta, self.config.threshold)
+        if not 0.0 < threshold < 1.0:
             raise MMChangeError(f"threshold must be between 0 and 1 (exclusive); got {threshold}")
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.captions = captions
         self.caption_cache = None if caption_cache is None else Path(caption_cache)
         self._pipeline = None

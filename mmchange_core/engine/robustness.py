@@ -30,7 +30,7 @@ from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.images import read_rgb
 from mmchange_core.metrics import f1, iou, precision, recall
-from mmchange_core.models import load_checkpoint
+from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint
 from mmchange_core.runs import next_run_dir
 
 #: Pairs whose perturbed images are held in memory at once while captioning them.
@@ -166,8 +166,8 @@ def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int],
         model, meta = load_checkpoint(path)
         label = model_label(path)
         runner = InferenceRunner(model, config.device, config.precision, compile=config.compile)
-        threshold = config.threshold if config.threshold is not None else float(meta.get("threshold", 0.5))
-        tile = int((meta.get("input") or {}).get("crop_size", 256))
+        threshold = checkpoint_threshold(meta, config.threshold)
+        tile = checkpoint_tile_size(meta)
         common = dict(threshold=threshold, tile_size=tile, batch_size=config.batch_size, pairs=pairs)
 
         def report(name: str) -> Callable[[int, int], None] | None:

@@ -1,6 +1,8 @@
 """MMChange networks: factory, checkpoints, reference conversion and complexity counts."""
 
 from mmchange_core.models.checkpoint import (
+    checkpoint_threshold,
+    checkpoint_tile_size,
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
@@ -25,6 +27,8 @@ __all__ = [
     "StateDictMismatchError",
     "build_model",
     "build_model_from_config",
+    "checkpoint_threshold",
+    "checkpoint_tile_size",
     "convert_reference_checkpoint",
     "convert_reference_state_dict",
     "count_parameters",

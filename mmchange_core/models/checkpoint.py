@@ -22,6 +22,9 @@ from mmchange_core.models.mmchange import MMChange
 
 FORMAT = "mmchange-checkpoint"
 FORMAT_VERSION = "1"
+#: Decision threshold and tile side of checkpoints whose metadata does not give them.
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_TILE_SIZE = 256
 
 
 def _header(path: Path) -> dict[str, str]:
@@ -81,6 +84,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
                               f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} "
                               f"e.g. {unexpected[:2]})")
     return model.to(device).eval(), meta
+
+
+def checkpoint_threshold(meta: dict[str, Any], override: float | None = None) -> float:
+    """``override``, else the checkpoint's decision threshold (tuned by ``mmchange eval``), else 0.5."""
+    return float(override if override is not None else meta.get("threshold", DEFAULT_THRESHOLD))
+
+
+def checkpoint_tile_size(meta: dict[str, Any], override: int | None = None) -> int:
+    """``override``, else the crop size the checkpoint was trained on, else 256."""
+    return int(override or (meta.get("input") or {}).get("crop_size", DEFAULT_TILE_SIZE))
 
 
 def update_checkpoint_meta(path: str | Path, **updates: Any) -> dict[str, Any]:
