@@ -66,6 +66,14 @@ def test_size_mismatch_names_the_file(tmp_path: Path) -> None:
         ChangeDetectionDataset(detect_layout(tmp_path), "train", crop_size=64)
 
 
+def test_a_file_changed_after_the_dataset_was_built_is_named(tmp_path: Path) -> None:
+    _pair(tmp_path, "train", "x.png", (64, 64))
+    ds = ChangeDetectionDataset(detect_layout(tmp_path), "train", crop_size=64)
+    write_image(tmp_path / "train" / "B" / "x.png", np.zeros((32, 64, 3), np.uint8))
+    with pytest.raises(InputError, match=r"B[/\\]x\.png is 64x32 but .*A[/\\]x\.png is 64x64"):
+        ds.load(0)
+
+
 def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "train", "x.png", (64, 64))
     (tmp_path / "train" / "B" / "x.png").write_bytes(b"not a png at all")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,17 +28,33 @@ from mmchange_core.errors import InputError
 from mmchange_core.io.images import image_size, read_mask, read_rgb
 
 
+def _size_mismatch(pair: ImagePair, path: Path, size: tuple[int, int], size_a: tuple[int, int]) -> InputError:
+    return InputError(f"{path} is {size[1]}x{size[0]} but {pair.image_a} is {size_a[1]}x{size_a[0]}; "
+                      f"A, B and label of a pair must have the same size")
+
+
 def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
-    """(height, width) shared by A, B and the label of ``pair``; a mismatch names the odd file."""
+    """(height, width) shared by A, B and the label of ``pair`` (headers only); a mismatch names the odd file."""
     size_a = image_size(pair.image_a)
     for path in (pair.image_b, pair.label):
         if path is None:
             continue
         size = image_size(path)
         if size != size_a:
-            raise InputError(f"{path} is {size[1]}x{size[0]} but {pair.image_a} is {size_a[1]}x{size_a[0]}; "
-                             f"A, B and label of a pair must have the same size")
+            raise _size_mismatch(pair, path, size, size_a)
     return size_a
+
+
+def read_labelled_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A and B as uint8 RGB ``[H, W, 3]`` and the 0/1 label ``[H, W]``; a size mismatch names the odd file."""
+    if pair.label is None:
+        raise InputError(f"{pair.image_a} has no label; training and evaluation need a label for every pair")
+    image_a, image_b, label = read_rgb(pair.image_a), read_rgb(pair.image_b), read_mask(pair.label)
+    size_a = image_a.shape[:2]
+    for path, size in ((pair.image_b, image_b.shape[:2]), (pair.label, label.shape)):
+        if size != size_a:
+            raise _size_mismatch(pair, path, size, size_a)
+    return image_a, image_b, label
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -119,13 +136,7 @@ class ChangeDetectionDataset(Dataset):
         ref = self.tiles[index]
         pair = self.pairs[ref.pair]
         rows, cols = ref.window.slices()
-        image_a = read_rgb(pair.image_a)
-        image_b = read_rgb(pair.image_b)
-        label = read_mask(pair.label)
-        if image_a.shape != image_b.shape or image_a.shape[:2] != label.shape:
-            # headers agreed when the dataset was built; the files changed since
-            raise InputError(f"{pair.image_a}, {pair.image_b} and {pair.label} differ in size; "
-                             f"A, B and label of a pair must have the same size")
+        image_a, image_b, label = read_labelled_pair(pair)  # checked again: the files may have changed
         sample: Sample = {
             "image_a": to_tensor(image_a[rows, cols]),
             "image_b": to_tensor(image_b[rows, cols]),

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmchange_core.data.dataset import read_labelled_pair
 from mmchange_core.data.layouts import detect_layout, resolve_dataset_root
 from mmchange_core.engine.evaluation_run import checkpoint_text_provider
 from mmchange_core.engine.inference import InferenceRunner
 from mmchange_core.engine.sliding_window import sliding_window_probabilities
-from mmchange_core.io.images import read_mask, read_rgb
 from mmchange_core.metrics import ConfusionStats, confusion_stats, f1
 from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint
 
@@ -63,8 +63,7 @@ def measure_drift(checkpoint: str | Path, dataset: str | Path, split: str = "tes
     stats_ref, stats_fast = ConfusionStats(), ConfusionStats()
     max_diff = 0.0
     for i, pair in enumerate(pairs):
-        image_a, image_b = read_rgb(pair.image_a), read_rgb(pair.image_b)
-        label = read_mask(pair.label)
+        image_a, image_b, label = read_labelled_pair(pair)
         text_a = text_b = None
         if emb_a is not None:
             text_a, text_b = torch.from_numpy(np.asarray(emb_a[i])), torch.from_numpy(np.asarray(emb_b[i]))

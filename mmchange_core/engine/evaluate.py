@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mmchange_core.data.dataset import read_labelled_pair
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.normalize import to_tensor
 from mmchange_core.data.tiles import Window, padded_size, tile_windows
@@ -30,7 +31,7 @@ from mmchange_core.engine.loader_errors import unwrap_worker_error
 from mmchange_core.engine.text_features import TextProvider
 from mmchange_core.engine.visualize import error_overlay
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.io.images import read_mask, read_rgb, write_png
+from mmchange_core.io.images import write_png
 from mmchange_core.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, summarize
 from mmchange_core.models.mmchange import MMChange
 
@@ -80,13 +81,7 @@ class _EvalPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         pair = self.pairs[index]
-        image_a, image_b = read_rgb(pair.image_a), read_rgb(pair.image_b)
-        label = read_mask(pair.label)
-        if image_b.shape != image_a.shape or label.shape != image_a.shape[:2]:
-            odd = pair.image_b if image_b.shape != image_a.shape else pair.label
-            h, w = image_a.shape[:2]
-            raise InputError(f"{odd} does not have the size of {pair.image_a} ({w}x{h}); A, B and label of a "
-                             f"pair must have the same size")
+        image_a, image_b, label = read_labelled_pair(pair)
         if self.image_transform is not None:
             image_a, image_b = self.image_transform(image_a, image_b, index)
         h, w = label.shape
