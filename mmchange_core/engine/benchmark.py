@@ -194,6 +194,8 @@ def _train_row(config: ModelConfig, device: torch.device, precision: str, batch:
     backward and a fused Adam step, channels_last on GPUs."""
     from mmchange_core.engine.inference import autocast_context
     from mmchange_core.engine.losses import deep_supervision_loss
+    from mmchange_core.engine.optimization import build_optimizer, optimizer_step
+    from mmchange_core.engine.train import TrainConfig
 
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -203,8 +205,7 @@ def _train_row(config: ModelConfig, device: torch.device, precision: str, batch:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = MMChange(config).to(device).train()
     model.to(memory_format=fmt)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=1e-4,
-                                 fused=device.type in ("cuda", "cpu") or None)
+    optimizer = build_optimizer(model.parameters(), TrainConfig(), device)  # the paper's settings
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     img_a = torch.randn(batch, 3, cfg.size, cfg.size, device=device).contiguous(memory_format=fmt)
     img_b = torch.randn(batch, 3, cfg.size, cfg.size, device=device).contiguous(memory_format=fmt)
@@ -214,11 +215,7 @@ def _train_row(config: ModelConfig, device: torch.device, precision: str, batch:
     def step() -> None:
         with autocast_context(precision, device):
             outputs = model(img_a, img_b, text, text)
-        loss = deep_supervision_loss(outputs, target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(deep_supervision_loss(outputs, target), optimizer, scaler)
 
     warm, per_call = _measure(step, device, cfg)
     return BenchmarkRow("train", batch, precision, False, False, channels_last, batch / per_call,

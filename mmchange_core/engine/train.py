@@ -40,6 +40,7 @@ from mmchange_core.engine.inference import InferenceRunner, autocast_context, re
 from mmchange_core.engine.interrupt import StopSignal
 from mmchange_core.engine.loader_errors import unwrap_worker_error
 from mmchange_core.engine.losses import deep_supervision_loss
+from mmchange_core.engine.optimization import build_optimizer, optimizer_step
 from mmchange_core.engine.schedule import WarmupPolyLR, run_length
 from mmchange_core.engine.text_features import open_caption_store, pair_embeddings
 from mmchange_core.engine.train_state import (
@@ -381,8 +382,7 @@ class _Session:
         model.to(device)
         if config.channels_last and device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-                                     weight_decay=config.weight_decay, fused=device.type in ("cuda", "cpu") or None)
+        optimizer = build_optimizer(model.parameters(), config, device)
         scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
                                  power=config.poly_power)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -477,10 +477,7 @@ class _Session:
                         f"the loss became {mean_loss} at iteration {state.iteration + 1} (epoch {epoch}); "
                         f"stopped, {kept}; lower the learning rate (--set lr=...) or use --precision fp32")
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                optimizer_step(loss, self.optimizer, self.scaler)
                 self.scheduler.step()
                 state.iteration += 1
                 state.batch += 1
