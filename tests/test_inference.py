@@ -93,3 +93,13 @@ def test_subgrid_trunk_gives_the_dilated_result(backbone: str) -> None:
     assert runner.model is net and net.encoder.fast_trunk is None
     t = torch.randn(1, 512)
     assert (runner.logits(img.float(), img.float(), t, t) - plain.logits(img.float(), img.float(), t, t)).abs().max() < 1e-3
+
+
+def test_benchmark_times_inference_and_training_steps_on_cpu() -> None:
+    from mmchange_core.engine.benchmark import BenchmarkConfig, run_benchmark
+
+    report = run_benchmark(BenchmarkConfig(backbone="resnet18", size=64, batches=[2], precisions=["fp32"],
+                                           device="cpu", warmup=1, repeats=1, min_run_seconds=0.0, train=True))
+    assert [(r.mode, r.batch, r.precision) for r in report.rows] == [("inference", 2, "fp32"), ("train", 2, "fp32")]
+    assert all(r.pairs_per_s > 0 and r.latency_ms > 0 for r in report.rows)
+    assert report.params_m > 17 and report.gflops > 0
