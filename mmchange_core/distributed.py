@@ -81,6 +81,11 @@ def _env_int(name: str, default: int) -> int:
                             "start multi-process runs with torchrun") from exc
 
 
+def launch_position() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process as torchrun set them; ``(0, 1)`` for a plain process."""
+    return _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+
+
 def _rank_device(device: str, local_rank: int, world_size: int) -> torch.device:
     wanted = resolve_device(device)
     if world_size <= 1 or wanted.type != "cuda":
@@ -100,8 +105,8 @@ def distributed_session(device: str = "auto", backend: str | None = None,
     ``backend`` None picks NCCL for GPU devices and gloo otherwise. A group this call created is
     destroyed on exit (after a final barrier on success, so no rank leaves while others still talk).
     """
-    world_size = _env_int("WORLD_SIZE", 1)
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    rank, world_size = launch_position()
+    local_rank = _env_int("LOCAL_RANK", 0)
     resolved = _rank_device(device, local_rank, world_size)
     ctx = DistributedContext(rank, world_size, local_rank, resolved)
     owns_group = False

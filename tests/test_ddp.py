@@ -39,11 +39,12 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
 
 
 def test_single_process_session_needs_no_group(monkeypatch) -> None:
-    from mmchange_core.distributed import distributed_session
+    from mmchange_core.distributed import distributed_session, launch_position
     from mmchange_core.errors import MMChangeError
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
+    assert launch_position() == (0, 1)
     with distributed_session("cpu") as ctx:
         assert (ctx.rank, ctx.world_size, ctx.enabled, ctx.is_main) == (0, 1, False, True)
         assert ctx.device == torch.device("cpu")

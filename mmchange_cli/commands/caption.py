@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ def caption(
     from dataclasses import replace
 
     from mmchange_core.config import load_config
+    from mmchange_core.distributed import launch_position
     from mmchange_core.text import CaptionRunConfig, caption_dataset
 
     cfg = load_config(CaptionRunConfig, config, overrides)
@@ -78,8 +78,8 @@ def caption(
                   splits=_splits(splits) or cfg.splits, store=str(store) if store is not None else cfg.store,
                   overwrite=overwrite or cfg.overwrite, device=device or cfg.device)
 
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world_size = launch_position()
+    main_rank = rank == 0
     bar = progress(_RateColumn())
     tasks: dict[str, Any] = {}
 

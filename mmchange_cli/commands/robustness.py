@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -52,9 +53,7 @@ def robustness(
 
         report = run_robustness(config, progress=on_progress, message=err.print)
     if as_json:
-        print_json([{"model": r.model, "condition": r.condition, "severity": r.severity, "iou": r.iou, "f1": r.f1,
-                     "recall": r.recall, "precision": r.precision, "iou_drop": r.iou_drop, "f1_drop": r.f1_drop}
-                    for r in report.rows])
+        print_json([asdict(r) for r in report.rows])
         return
     rows = [(r.model, r.condition, f"{r.severity:g}", f"{100 * r.iou:.2f}", f"{100 * r.f1:.2f}",
              f"{100 * r.recall:.2f}", f"{100 * r.precision:.2f}",

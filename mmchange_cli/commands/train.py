@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -133,6 +132,7 @@ def train(
 ) -> None:
     """Train MMChange on a change-detection dataset; prints the run folder and the best checkpoint."""
     from mmchange_core.config import ConfigError, load_config
+    from mmchange_core.distributed import launch_position
     from mmchange_core.engine.train import TrainConfig, find_run, resume_config
     from mmchange_core.engine.train import train as run_training
 
@@ -150,7 +150,7 @@ def train(
         cfg = resume_config(resume_dir, given)
     else:
         cfg = load_config(TrainConfig, config, given)
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = launch_position()[0] == 0
     observer = _make_observer(show=main_process)
     try:
         result = run_training(cfg, resume_dir=resume_dir, stop_after=stop_after, observer=observer)

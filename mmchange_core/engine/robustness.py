@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mmchange_core.config import to_dict
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.engine.evaluate import evaluate
 from mmchange_core.engine.evaluation_run import checkpoint_text_provider
@@ -195,7 +196,7 @@ def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int],
     run_dir = next_run_dir(config.project, "robustness", config.name)
     csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
     json_path = atomic_write_text(run_dir / "robustness.json", json.dumps(
-        {"config": _config_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
+        {"config": to_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:
         from mmchange_core.engine.plots import write_line_plot
@@ -204,12 +205,6 @@ def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int],
                                     title=f"F1 against severity ({config.split} split)",
                                     x_label="severity", y_label="F1")
     return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path)
-
-
-def _config_dict(config: RobustnessConfig) -> dict[str, Any]:
-    from mmchange_core.config import to_dict
-
-    return to_dict(config)
 
 
 def rows_csv(rows: Sequence[RobustnessRow]) -> str:
