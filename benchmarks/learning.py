@@ -87,6 +87,7 @@ def main() -> None:
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
     from mmchange_core.engine.evaluation_run import EvalOptions, run_evaluation
     from mmchange_core.engine.train import TrainConfig, resume_config, train
+    from mmchange_core.metrics import METRIC_NAMES
     from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
 
     out = args.out
@@ -122,7 +123,7 @@ def main() -> None:
         eval_seconds = time.perf_counter() - t1
         metrics = report.metrics()
         results[variant] = {
-            "test": {k: metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")},
+            "test": {k: metrics[k] for k in METRIC_NAMES},
             "best_epoch": result.best_epoch,
             "best_val_f1": result.best_f1,
             "iterations": result.iterations,

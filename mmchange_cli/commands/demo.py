@@ -68,6 +68,7 @@ def demo(
 ) -> None:
     """Run the whole workflow on built-in synthetic data: no data and no weights to download."""
     from mmchange_core.engine.demo import DemoConfig, run_demo
+    from mmchange_core.metrics import METRIC_NAMES
 
     config = DemoConfig(out=str(out_dir) if out_dir else None, quick=quick, device=device)
     if iters is not None:
@@ -82,7 +83,7 @@ def demo(
         "run_dir": str(report.run_dir),
         "checkpoint": str(report.checkpoint),
         "dataset": str(report.dataset),
-        "eval": {k: metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")},
+        "eval": {k: metrics[k] for k in METRIC_NAMES},
         "eval_dir": str(report.evaluation.run_dir),
         "prediction": report.prediction.outputs,
         "robustness": [{"condition": r.condition, "iou": r.iou, "f1": r.f1, "recall": r.recall,
@@ -95,7 +96,7 @@ def demo(
         return
     out.print(table("evaluation on the held-out test split (fractions)",
                     ["precision", "recall", "F1", "IoU", "OA", "kappa"],
-                    [[metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")]]))
+                    [[metrics[k] for k in METRIC_NAMES]]))
     out.print(table("robustness on the test split (percent; d = change against clean)",
                     ["condition", "IoU", "F1", "R", "P", "dF1"],
                     [(r.condition, f"{100 * r.iou:.2f}", f"{100 * r.f1:.2f}", f"{100 * r.recall:.2f}",

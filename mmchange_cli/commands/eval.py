@@ -36,6 +36,7 @@ def eval_command(
 ) -> None:
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
     from mmchange_core.engine.evaluation_run import EvalOptions, run_evaluation
+    from mmchange_core.metrics import METRIC_NAMES
 
     options = EvalOptions(checkpoint=checkpoint, dataset=dataset, split=split, threshold=threshold,
                           tune_threshold=tune_threshold, save_vis=save_vis, batch_size=batch_size,
@@ -58,7 +59,7 @@ def eval_command(
             data["threshold_tuning"] = report.tuned
         print_json(data)
         return
-    rows = [(k, float(metrics[k])) for k in ("precision", "recall", "f1", "iou", "oa", "kappa")]
+    rows = [(k, float(metrics[k])) for k in METRIC_NAMES]
     rows += [(k, int(metrics[k])) for k in ("tp", "fp", "fn", "tn")]
     out.print(table(f"{split} split, {len(report.result.per_image)} pairs, threshold {report.result.threshold:.3f}",
                     ["metric", "value"], rows))

@@ -52,6 +52,7 @@ from mmchange_core.engine.train_state import (
 )
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.metrics import METRIC_NAMES
 from mmchange_core.models import ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.runs import next_run_dir
@@ -62,8 +63,7 @@ BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
 METRICS_FILE = "metrics.csv"
 CAPTION_STORE_FILE = "caption_store.json"
-METRIC_COLUMNS = ("epoch", "iterations", "lr", "train_loss", "val_precision", "val_recall", "val_f1", "val_iou",
-                  "val_oa", "val_kappa", "seconds", "best")
+METRIC_COLUMNS = ("epoch", "iterations", "lr", "train_loss", *(f"val_{k}" for k in METRIC_NAMES), "seconds", "best")
 
 
 @dataclass
@@ -503,7 +503,7 @@ class _Session:
             self.observer.on_validation(epoch)
             metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
             self.net.train()
-            row.update({f"val_{k}": metrics[k] for k in ("precision", "recall", "f1", "iou", "oa", "kappa")})
+            row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
         # ties go to the later epoch; without validation the latest epoch is the best we know
         is_best = (metrics["f1"] >= state.best_f1) if metrics is not None else not self.val_pairs
         if is_best:
