@@ -20,10 +20,15 @@ import torch
 
 from mmchange_core.device import resolve_device
 from mmchange_core.errors import MMChangeError
+from mmchange_core.models.fused_conv import fuse_conv_activations
 from mmchange_core.models.fusion import fold_batchnorm
 from mmchange_core.models.mmchange import MMChange
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Where convolutions run fused with their bias, residual and ReLU (``off``: nowhere; ``auto``:
+#: :data:`GPU_FUSION` on GPUs, ``off`` on CPUs, where the fused op is the plain ops anyway).
+FUSION_SCOPES = ("auto", "off", "trunk", "all")
+GPU_FUSION = "off"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -94,11 +99,17 @@ class InferenceRunner:
         compile: ``torch.compile`` the network (cached on disk under :func:`compile_cache_dir`).
         subgrid_trunk: run dilated trunk blocks as undilated convs on sub-grids (space-to-batch;
             same outputs). Off by default.
+        fused_convs: run conv + bias (+ residual) + ReLU as one cuDNN kernel (see
+            :mod:`~mmchange_core.models.fused_conv`): ``trunk``, ``all``, ``off`` or ``auto``
+            (:data:`GPU_FUSION` on GPUs, off on CPUs). Needs folded BatchNorm.
+        exhaustive_autotune: let cuDNN's autotuner time every convolution engine instead of the
+            heuristics' top 10 (``torch.backends.cudnn.benchmark_limit = 0``; longer first call).
     """
 
     def __init__(self, model: MMChange, device: str | torch.device = "auto", precision: str = "auto", *,
                  channels_last: bool | None = None, fold_bn: bool = True, cuda_graphs: bool | None = None,
-                 compile: bool = False, subgrid_trunk: bool = False) -> None:
+                 compile: bool = False, subgrid_trunk: bool = False, fused_convs: str = "auto",
+                 exhaustive_autotune: bool = False) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         on_gpu = self.device.type == "cuda"
@@ -112,6 +123,14 @@ class InferenceRunner:
         if subgrid_trunk:
             net = net if net is not model else copy.deepcopy(net)
             net.encoder.use_subgrid_trunk()
+        if fused_convs not in FUSION_SCOPES:
+            raise MMChangeError(f"unknown fused_convs '{fused_convs}'; choose one of {', '.join(FUSION_SCOPES)}")
+        if fused_convs == "auto":
+            fused_convs = GPU_FUSION if on_gpu else "off"
+        self.fused_convs = fused_convs if fold_bn else "off"
+        if self.fused_convs != "off":
+            net = net if net is not model else copy.deepcopy(net)
+            fuse_conv_activations(net, self.fused_convs)
         if self.precision != "fp32":
             # Weights are stored in the autocast dtype once, so no per-call weight casts are needed
             # (and CUDA graphs, which forbid autocast's weight cache, stay cheap).
@@ -120,6 +139,8 @@ class InferenceRunner:
             net = net.to(memory_format=torch.channels_last)
         if on_gpu:
             torch.backends.cudnn.benchmark = True
+            if exhaustive_autotune:
+                torch.backends.cudnn.benchmark_limit = 0
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         #: The network as given (eval mode; its weights are not modified).
