@@ -27,6 +27,10 @@ def benchmark(
                                               help="NHWC memory format (default: on for inference; training: GPUs only)."),
     subgrid_trunk: bool = typer.Option(False, "--subgrid-trunk",
                                        help="Run dilated trunk blocks as undilated convs on sub-grids."),
+    fused_convs: str = typer.Option("auto", "--fused-convs",
+                                    help="Fuse conv+bias(+residual)+ReLU into one cuDNN kernel: auto, off, trunk or all."),
+    exhaustive_autotune: bool = typer.Option(False, "--exhaustive-autotune",
+                                             help="cuDNN times every convolution engine (slower first call)."),
     with_text: bool = typer.Option(False, "--with-text", help="Include CLIP text encoding of fresh captions."),
     train: bool = typer.Option(False, "--train", help="Also time training steps (AMP, fused Adam)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per row; the median is reported."),
@@ -39,7 +43,8 @@ def benchmark(
 
     cfg = BenchmarkConfig(backbone=backbone, variant=variant, size=size, batches=_int_list(batch),
                           precisions=[p.strip() for p in precision.split(",") if p.strip()],
-                          compile=compile, subgrid_trunk=subgrid_trunk, cuda_graphs=cuda_graphs, channels_last=channels_last,
+                          compile=compile, subgrid_trunk=subgrid_trunk, fused_convs=fused_convs,
+                          exhaustive_autotune=exhaustive_autotune, cuda_graphs=cuda_graphs, channels_last=channels_last,
                           with_text=with_text, train=train, repeats=repeats, device=device)
     report = run_benchmark(cfg, on_row=lambda r: err.print(
         f"{r.mode} batch {r.batch} {r.precision}: {r.pairs_per_s:,.1f} pairs/s (warm-up {r.warmup_s:.1f} s)"))
@@ -47,11 +52,11 @@ def benchmark(
         print_json(to_dict(report))
         return
     rows = [(r.mode, r.batch, r.precision, "yes" if r.compile else "no", "yes" if r.cuda_graphs else "no",
-             r.pairs_per_s, r.per_pair_ms, r.latency_ms, r.peak_memory_mb, r.warmup_s) for r in report.rows]
+             r.fused_convs, r.pairs_per_s, r.per_pair_ms, r.latency_ms, r.peak_memory_mb, r.warmup_s) for r in report.rows]
     out.print(table(
         f"MMChange {report.backbone}/{report.variant} at {report.size}x{report.size} on {report.device} "
         f"({report.params_m:.2f} M params, {report.gflops:.1f} GFLOPs/pair)",
-        ["mode", "batch", "precision", "compile", "graphs", "pairs/s", "ms/pair", "ms/batch", "peak MB",
+        ["mode", "batch", "precision", "compile", "graphs", "fused", "pairs/s", "ms/pair", "ms/batch", "peak MB",
          "warm-up s"], rows))
 
 

@@ -34,6 +34,8 @@ class BenchmarkConfig:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
     compile: bool = False
     subgrid_trunk: bool = False
+    fused_convs: str = "auto"  # conv+bias(+residual)+ReLU fused by cuDNN: auto, off, trunk or all
+    exhaustive_autotune: bool = False  # cuDNN times every engine, not only the heuristics' top 10
     cuda_graphs: bool | None = None
     channels_last: bool | None = None
     device: str = "auto"
@@ -54,6 +56,7 @@ class BenchmarkRow:
     compile: bool
     cuda_graphs: bool
     channels_last: bool
+    fused_convs: str
     pairs_per_s: float
     latency_ms: float
     per_pair_ms: float
@@ -152,7 +155,8 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
         resolved = resolve_precision(precision, device)
         runner = InferenceRunner(model, device, resolved, channels_last=cfg.channels_last,
                                  cuda_graphs=cfg.cuda_graphs, compile=cfg.compile,
-                                 subgrid_trunk=cfg.subgrid_trunk)
+                                 subgrid_trunk=cfg.subgrid_trunk, fused_convs=cfg.fused_convs,
+                                 exhaustive_autotune=cfg.exhaustive_autotune)
         for batch in cfg.batches:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -172,9 +176,11 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
                 return runner.logits(img_a, img_b, text_a, text_b)
 
             warm, per_call = _measure(step, device, cfg)
-            mode = "inference" + ("+subgrid" if cfg.subgrid_trunk else "") + ("+text" if encoder is not None else "")
+            mode = "inference" + ("+subgrid" if cfg.subgrid_trunk else "") + \
+                ("+exhaustive" if cfg.exhaustive_autotune else "") + ("+text" if encoder is not None else "")
             row = BenchmarkRow(mode, batch, resolved,
-                               cfg.compile, runner.cuda_graphs, runner.channels_last, batch / per_call,
+                               cfg.compile, runner.cuda_graphs, runner.channels_last, runner.fused_convs,
+                               batch / per_call,
                                per_call * 1000, per_call * 1000 / batch, _peak_memory_mb(device), warm)
             report.rows.append(row)
             if on_row:
@@ -218,6 +224,6 @@ def _train_row(config: ModelConfig, device: torch.device, precision: str, batch:
         optimizer_step(deep_supervision_loss(outputs, target), optimizer, scaler)
 
     warm, per_call = _measure(step, device, cfg)
-    return BenchmarkRow("train", batch, precision, False, False, channels_last, batch / per_call,
+    return BenchmarkRow("train", batch, precision, False, False, channels_last, "off", batch / per_call,
                         per_call * 1000, per_call * 1000 / batch, _peak_memory_mb(device), warm)
 
