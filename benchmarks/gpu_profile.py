@@ -39,11 +39,12 @@ STAGES = {
     "decoder": "decoder",
 }
 #: Kernel-name fragments -> category (first match wins; names lower-cased).
+#: Triton kernels come first: inductor names them after the ops they absorb ("..._convolution_relu").
 CATEGORIES = (
-    ("convolution (cuDNN / CUTLASS)", ("conv", "fprop", "implicit", "xmma_fprop", "nhwckrsc", "dgrad", "wgrad")),
-    ("matrix product (cuBLAS)", ("gemm", "nvjet", "cublas", "matmul")),
     ("Triton fused element-wise", ("triton_poi",)),
     ("Triton reductions", ("triton_red", "triton_per")),
+    ("convolution (cuDNN / CUTLASS)", ("conv", "fprop", "implicit", "xmma_fprop", "nhwckrsc", "dgrad", "wgrad")),
+    ("matrix product (cuBLAS)", ("gemm", "nvjet", "cublas", "matmul")),
     ("layout copies / casts", ("copy", "nchwtonhwc", "nhwctonchw", "transpose", "cast")),
 )
 

@@ -89,3 +89,15 @@ def test_runner_fuses_on_request_and_keeps_outputs() -> None:
     assert InferenceRunner(model, "cpu", fold_bn=False, fused_convs="all").fused_convs == "off"
     with pytest.raises(MMChangeError, match="unknown fused_convs 'yes'"):
         InferenceRunner(model, "cpu", fused_convs="yes")
+
+
+def test_op_computes_in_the_weight_dtype_like_autocast() -> None:
+    x = torch.randn(1, 8, 6, 6)
+    w, b = torch.randn(8, 8, 1, 1).bfloat16(), torch.randn(8).bfloat16()
+    residual = torch.randn(1, 8, 6, 6)
+    out = conv2d_bias_relu(x, w, b, residual, [1, 1], [0, 0], [1, 1], 1)
+    assert out.dtype == torch.bfloat16
+    ref = F.relu(F.conv2d(x.bfloat16(), w, b) + residual.bfloat16())
+    assert torch.equal(out, ref)
+    torch.library.opcheck(conv2d_bias_relu, (x, w, b, residual, [1, 1], [0, 0], [1, 1], 1),
+                          test_utils=("test_schema", "test_faketensor"))

@@ -28,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Where convolutions run fused with their bias, residual and ReLU (``off``: nowhere; ``auto``:
 #: :data:`GPU_FUSION` on GPUs, ``off`` on CPUs, where the fused op is the plain ops anyway).
 FUSION_SCOPES = ("auto", "off", "trunk", "all")
-GPU_FUSION = "off"
+GPU_FUSION = "trunk"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

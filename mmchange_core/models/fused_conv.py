@@ -46,8 +46,15 @@ def _output_shape(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], 
 @torch.library.custom_op("mmchange::conv2d_bias_relu", mutates_args=())
 def conv2d_bias_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
                      stride: list[int], padding: list[int], dilation: list[int], groups: int) -> torch.Tensor:
-    """``relu(conv2d(x, weight, bias) + residual)`` (``residual`` optional), fused by cuDNN on GPUs."""
+    """``relu(conv2d(x, weight, bias) + residual)`` (``residual`` optional), fused by cuDNN on GPUs.
+
+    Inputs are cast to the weight's dtype first, as autocast does for a convolution (under autocast
+    some head inputs arrive in float32 while the weights are bf16).
+    """
     fmt = _output_format(x)
+    x = x.to(weight.dtype)
+    bias = bias.to(weight.dtype)
+    residual = None if residual is None else residual.to(weight.dtype)
     key = (tuple(x.shape), tuple(weight.shape), x.dtype, fmt, tuple(stride), tuple(padding), tuple(dilation),
            groups, residual is None)
     if x.is_cuda and torch.backends.cudnn.is_available() and key not in _UNSUPPORTED:
@@ -72,7 +79,7 @@ def conv2d_bias_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
 def _conv2d_bias_relu_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
                            stride: list[int], padding: list[int], dilation: list[int], groups: int) -> torch.Tensor:
     shape = _output_shape(x, weight, stride, padding, dilation)
-    return x.new_empty(shape).contiguous(memory_format=_output_format(x))
+    return x.new_empty(shape, dtype=weight.dtype).contiguous(memory_format=_output_format(x))
 
 
 def fusable(conv: nn.Module) -> bool:
