@@ -85,7 +85,8 @@ def test_runner_fuses_on_request_and_keeps_outputs() -> None:
     assert fused.fused_convs == "all" and _count(fused.network, FusedBottleneck) == 16
     assert _count(model, FusedConvReLU) == 0, "the given model must be untouched"
     x, t = torch.randn(1, 3, 64, 64), torch.randn(1, 512)
-    assert torch.equal(plain.logits(x, x.flip(-1), t, t), fused.logits(x, x.flip(-1), t, t))
+    # equal up to rounding (the plain CPU runner computes the c4 projection tap by tap)
+    assert (plain.logits(x, x.flip(-1), t, t) - fused.logits(x, x.flip(-1), t, t)).abs().max() < 1e-4
     assert InferenceRunner(model, "cpu", fold_bn=False, fused_convs="all").fused_convs == "off"
     with pytest.raises(MMChangeError, match="unknown fused_convs 'yes'"):
         InferenceRunner(model, "cpu", fused_convs="yes")

@@ -103,3 +103,19 @@ def test_benchmark_times_inference_and_training_steps_on_cpu() -> None:
     assert [(r.mode, r.batch, r.precision) for r in report.rows] == [("inference", 2, "fp32"), ("train", 2, "fp32")]
     assert all(r.pairs_per_s > 0 and r.latency_ms > 0 for r in report.rows)
     assert report.params_m > 17 and report.gflops > 0
+
+
+def test_eager_runner_reuses_text_maps_of_the_same_scene() -> None:
+    model = build_model("resnet18").eval()
+    _randomise_batchnorm(model)
+    runner = InferenceRunner(model, "cpu")
+    calls = []
+    runner.network.tde.register_forward_hook(lambda *_: calls.append(1))
+    x, t = torch.randn(3, 3, 64, 64), torch.randn(1, 512)
+    with torch.no_grad():
+        for text_b in (-t, -t, t):  # two windows of one scene, then other captions
+            ref = model(x, x.flip(-1), t, text_b)[0]
+            assert (runner.logits(x, x.flip(-1), t, text_b) - ref).abs().max() < 1e-4
+    assert len(calls) == 2  # the second call reused the first one's text maps
+    main_only = runner.network(x, x, t, t, main_only=True)
+    assert len(main_only) == 1 and main_only[0].shape == (3, 1, 64, 64)

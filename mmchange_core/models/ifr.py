@@ -35,13 +35,35 @@ class ContextualAttention(nn.Module):
             nn.ReLU(),
             nn.Conv2d(2 * dim // factor, kernel_size * kernel_size * dim, 1),
         )
+        #: Set by :meth:`fold_tap_mean` (inference): the last attention conv already averages the taps.
+        self.tap_mean_folded = False
+
+    def fold_tap_mean(self) -> None:
+        """Fold the mean over the k*k attention taps into the last 1x1 conv (inference rewrite).
+
+        The mean of k*k output channels of a 1x1 conv is a 1x1 conv with the averaged weights and
+        bias, so the ``[B, k*k*C, H, W]`` intermediate is never made. Same function up to rounding.
+        """
+        if self.tap_mean_folded:
+            return
+        conv = self.attention_embed[-1]
+        taps = self.kernel_size * self.kernel_size
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels // taps, 1).to(conv.weight.device, conv.weight.dtype)
+        with torch.no_grad():
+            folded.weight.copy_(conv.weight.reshape(-1, taps, conv.in_channels, 1, 1).mean(dim=1))
+            folded.bias.copy_(conv.bias.reshape(-1, taps).mean(dim=1))
+        self.attention_embed[-1] = folded
+        self.tap_mean_folded = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         k1 = self.key_embed(x)
         v = self.value_embed(x).reshape(b, c, h * w)
         att = self.attention_embed(torch.cat([k1, x], dim=1))
-        att = att.reshape(b, c, self.kernel_size * self.kernel_size, h * w).mean(dim=2)
+        if self.tap_mean_folded:
+            att = att.reshape(b, c, h * w)
+        else:
+            att = att.reshape(b, c, self.kernel_size * self.kernel_size, h * w).mean(dim=2)
         k2 = (torch.softmax(att, dim=-1) * v).reshape(b, c, h, w)
         return k1 + k2
 

@@ -55,9 +55,28 @@ class PixelAttention(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.pa2 = nn.Conv2d(2 * dim, dim, 7, padding=3, padding_mode="reflect", groups=dim)
+        #: Set by :meth:`split_depthwise` (inference): two depthwise convs instead of the grouped one.
+        self.depthwise = False
+
+    def split_depthwise(self) -> None:
+        """Compute the grouped conv as a depthwise conv of ``x`` plus one of ``guide`` (inference rewrite).
+
+        Group ``c`` reads channels ``(x_c, guide_c)``, so the conv is the sum of two depthwise convs
+        with the two halves of its kernel: no interleaved copy, and on CPUs oneDNN's depthwise
+        kernels are much faster than its grouped ones (about 2 ms instead of 29 ms for 4 windows at
+        256 px on 2 cores). Same function up to rounding.
+        """
+        self.depthwise = True
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.depthwise:
+            pad = self.pa2.padding[0]
+            mode = "reflect" if min(h, w) > pad else "replicate"  # as padded_conv does
+            weight = self.pa2.weight
+            out = F.conv2d(F.pad(x, (pad,) * 4, mode=mode), weight[:, :1], self.pa2.bias, groups=c)
+            out = out + F.conv2d(F.pad(guide.expand_as(x), (pad,) * 4, mode=mode), weight[:, 1:], groups=c)
+            return torch.sigmoid(out)
         interleaved = torch.stack([x, guide.expand_as(x)], dim=2).reshape(b, 2 * c, h, w)
         return torch.sigmoid(padded_conv(self.pa2, interleaved))
 

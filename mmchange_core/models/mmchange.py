@@ -84,19 +84,41 @@ class MMChange(nn.Module):
         n = img_a.shape[0]
         return [f[:n] for f in feats], [f[n:] for f in feats]
 
+    def text_maps(self, text_a: torch.Tensor, text_b: torch.Tensor,
+                  sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """The text branch's maps for the four fused scales (TDE or its ablation stand-in).
+
+        They depend on the text and the map sizes only, so windows of one scene can share them.
+        """
+        if self.tde is None:
+            raise ValueError(f"variant '{self.config.variant}' has no text branch")
+        if isinstance(self.tde, TextDifferenceEnhancement):
+            return self.tde(text_a, text_b, tuple(sizes[0]))
+        return self.tde(text_a, text_b, [tuple(s) for s in sizes])
+
+    @staticmethod
+    def fused_sizes(height: int, width: int) -> list[tuple[int, int]]:
+        """Sizes of the four fused maps (strides 4, 8, 16, 32) for an input of ``height x width``."""
+        return [(height // s, width // s) for s in OUTPUT_STRIDES]
+
     def forward(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
-                text_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                text_b: torch.Tensor | None = None, *, text_maps: list[torch.Tensor] | None = None,
+                main_only: bool = False) -> tuple[torch.Tensor, ...]:
+        """Four logit maps (main first), or only the main one with ``main_only``.
+
+        ``text_maps`` (from :meth:`text_maps`) replaces the text branch's work, e.g. when many
+        windows of one scene share the same captions.
+        """
         self._check_inputs(img_a, img_b, text_a, text_b)
         feats_a, feats_b = self.encode_images(img_a, img_b)
         fused = self.ifr(feats_a, feats_b)
         if self.tde is not None and self.itff is not None:
-            text_a = text_a.to(dtype=fused[0].dtype)
-            text_b = text_b.to(dtype=fused[0].dtype)
-            if isinstance(self.tde, TextDifferenceEnhancement):
-                text_maps = self.tde(text_a, text_b, tuple(fused[0].shape[-2:]))
-            else:
-                text_maps = self.tde(text_a, text_b, [tuple(f.shape[-2:]) for f in fused])
+            if text_maps is None:
+                text_maps = self.text_maps(text_a.to(dtype=fused[0].dtype), text_b.to(dtype=fused[0].dtype),
+                                           [tuple(f.shape[-2:]) for f in fused])
             fused = [self.itff(f, t) for f, t in zip(fused, text_maps)]
         logits = self.decoder(fused)
         size = img_a.shape[-2:]
+        if main_only:
+            logits = logits[:1]
         return tuple(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in logits)
