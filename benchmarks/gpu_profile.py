@@ -111,10 +111,16 @@ def _time_calls(fn: Callable[[], object], device: torch.device, iters: int) -> l
     return times
 
 
+def _runner(model: MMChange, args: argparse.Namespace, compile: bool) -> InferenceRunner:
+    """The runner as ``mmchange benchmark`` builds it, with CUDA graphs off so that kernels show."""
+    return InferenceRunner(model, args.device, args.precision, cuda_graphs=False, compile=compile,
+                           fused_convs=args.fused_convs, subgrid_trunk=args.subgrid_trunk,
+                           exhaustive_autotune=args.exhaustive_autotune)
+
+
 def stage_table(model: MMChange, args: argparse.Namespace, inputs: list[torch.Tensor]) -> dict:
     """Per-stage device time of the eager network (same precision, layout and fusion as the runner)."""
-    runner = InferenceRunner(model, args.device, args.precision, cuda_graphs=False, fused_convs=args.fused_convs,
-                             subgrid_trunk=args.subgrid_trunk, exhaustive_autotune=args.exhaustive_autotune)
+    runner = _runner(model, args, compile=False)
     clock = _StageClock(runner.device)
     for name, path in STAGES.items():
         module = _module(runner.network, path)
@@ -148,9 +154,7 @@ def stage_table(model: MMChange, args: argparse.Namespace, inputs: list[torch.Te
 
 def kernel_table(model: MMChange, args: argparse.Namespace, inputs: list[torch.Tensor]) -> dict:
     """torch.profiler device time per kernel category and the top kernels (CPU: operators)."""
-    runner = InferenceRunner(model, args.device, args.precision, cuda_graphs=False, compile=args.compile,
-                             fused_convs=args.fused_convs, subgrid_trunk=args.subgrid_trunk,
-                             exhaustive_autotune=args.exhaustive_autotune)
+    runner = _runner(model, args, compile=args.compile)
     on_gpu = runner.device.type == "cuda"
     step = lambda: runner.logits(*inputs)  # noqa: E731
     t0 = time.perf_counter()
