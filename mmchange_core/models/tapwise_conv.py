@@ -3,8 +3,8 @@
 The c4 projection of the resnet50 encoder (2048 -> 320 channels, 5x5, stride 4) runs at half the
 trunk's arithmetic rate in oneDNN's direct kernel on small CPUs. On channels_last input each tap
 ``(ky, kx)`` is a plain matrix product of the strided pixel grid it reads (``[pixels, C]``) with
-that tap's ``[C, O]`` weights, and MKL's GEMM runs those at the trunk's rate: 2 CPU cores, 8 windows
-of 256 px, 101 ms instead of 161 ms. Taps that would read the zero padding skip those output rows
+that tap's ``[C, O]`` weights, and MKL's GEMM runs those at the trunk's rate: 2 CPU cores, the
+32x32 maps of 8 images (4 window pairs of 256 px), 88-101 ms instead of 161-180 ms. Taps that would read the zero padding skip those output rows
 and columns, so no padded copy of the input is made. Same function; only the summation order differs.
 """
 
