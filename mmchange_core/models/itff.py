@@ -11,16 +11,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def padded_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """Apply a reflect-padded conv; maps too small to reflect (inputs under 128 px) pad by replication.
+def edge_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflect-pad by ``pad`` on every side; maps too small to reflect (inputs under 128 px) replicate.
 
     The reference only ever ran at 256 px, where every map is large enough to reflect.
     """
-    pad = conv.padding[0]
-    if min(x.shape[-2:]) > pad:
-        return conv(x)
-    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+    return F.pad(x, (pad, pad, pad, pad), mode="reflect" if min(x.shape[-2:]) > pad else "replicate")
+
+
+def padded_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a reflect-padded conv, padding as :func:`edge_pad` does (what ``conv(x)`` does when it can)."""
+    return F.conv2d(edge_pad(x, conv.padding[0]), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 class SpatialAttention(nn.Module):
@@ -71,11 +72,9 @@ class PixelAttention(nn.Module):
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         if self.depthwise:
-            pad = self.pa2.padding[0]
-            mode = "reflect" if min(h, w) > pad else "replicate"  # as padded_conv does
-            weight = self.pa2.weight
-            out = F.conv2d(F.pad(x, (pad,) * 4, mode=mode), weight[:, :1], self.pa2.bias, groups=c)
-            out = out + F.conv2d(F.pad(guide.expand_as(x), (pad,) * 4, mode=mode), weight[:, 1:], groups=c)
+            pad, weight = self.pa2.padding[0], self.pa2.weight
+            out = F.conv2d(edge_pad(x, pad), weight[:, :1], self.pa2.bias, groups=c)
+            out = out + F.conv2d(edge_pad(guide.expand_as(x), pad), weight[:, 1:], groups=c)
             return torch.sigmoid(out)
         interleaved = torch.stack([x, guide.expand_as(x)], dim=2).reshape(b, 2 * c, h, w)
         return torch.sigmoid(padded_conv(self.pa2, interleaved))
