@@ -22,12 +22,18 @@ def _valid_range(size: int, out_size: int, tap: int, stride: int, padding: int) 
     return lo, max(lo, hi)
 
 
+def tapwise_computable(conv: nn.Conv2d) -> bool:
+    """Whether :class:`TapwiseConv2d` computes ``conv``: ungrouped, undilated, explicitly zero-padded."""
+    return (conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str))
+
+
 class TapwiseConv2d(nn.Module):
     """Inference replacement of a zero-padded, undilated, ungrouped ``nn.Conv2d`` (see module docs)."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not tapwise_computable(conv):
             raise ValueError("TapwiseConv2d takes ungrouped, undilated, zero-padded convolutions")
         self.register_buffer("taps", conv.weight.detach().permute(2, 3, 1, 0).contiguous())  # [kh, kw, C, O]
         bias = conv.bias.detach().clone() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
@@ -71,9 +77,8 @@ def use_tapwise_convs(model: nn.Module, min_in_channels: int = 1024, min_stride:
     replaced = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if (type(child) is nn.Conv2d and child.in_channels >= min_in_channels and min(child.stride) >= min_stride
-                    and child.groups == 1 and child.dilation == (1, 1) and child.padding_mode == "zeros"
-                    and not isinstance(child.padding, str)):
+            if (type(child) is nn.Conv2d and tapwise_computable(child) and child.in_channels >= min_in_channels
+                    and min(child.stride) >= min_stride):
                 setattr(module, name, TapwiseConv2d(child))
                 replaced += 1
     return replaced
