@@ -148,11 +148,10 @@ class InferenceRunner:
         if fused_convs == "auto":
             fused_convs = GPU_FUSION if on_gpu else "off"
         self.fused_convs = fused_convs if fold_bn else "off"
+        # Both rewrites below need folded BatchNorm, so ``net`` is already fold_batchnorm's copy.
         if self.fused_convs != "off":
-            net = net if net is not model else copy.deepcopy(net)
             fuse_conv_activations(net, self.fused_convs)
         if not on_gpu and fold_bn:
-            net = net if net is not model else copy.deepcopy(net)
             _rewrite_for_cpu(net, self.channels_last)
         if self.precision != "fp32":
             # Weights are stored in the autocast dtype once, so no per-call weight casts are needed
@@ -214,9 +213,7 @@ class InferenceRunner:
         text_a, text_b = text_a.to(dtype), text_b.to(dtype)
         sizes = MMChange.fused_sizes(*img.shape[-2:])
         cached = self._text_cache
-        if (cached is not None and cached[0] == sizes and cached[1].shape == text_a.shape
-                and cached[2].shape == text_b.shape and torch.equal(cached[1], text_a)
-                and torch.equal(cached[2], text_b)):
+        if cached is not None and cached[0] == sizes and torch.equal(cached[1], text_a) and torch.equal(cached[2], text_b):
             return cached[3]
         maps = self.network.text_maps(text_a, text_b, sizes)
         self._text_cache = (sizes, text_a, text_b, maps)
