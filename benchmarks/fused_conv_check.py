@@ -19,7 +19,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-from mmchange_core.engine.inference import InferenceRunner
+from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.fused_conv import _UNSUPPORTED, conv2d_bias_relu
 from mmchange_core.models.mmchange import MMChange

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from mmchange_core.engine.inference import InferenceRunner
+from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.mmchange import MMChange
 

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmchange_core.engine.inference import InferenceRunner  # noqa: E402
+from mmchange_core.inference.runner import InferenceRunner  # noqa: E402
 from mmchange_core.models import build_model  # noqa: E402
 
 

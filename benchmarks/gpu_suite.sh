@@ -42,7 +42,7 @@ timeout 100 $PY -m mmchange_cli demo --device cuda --iters 400 --out /tmp/demo-g
 timeout 40 $PY - > "$OUT/drift.json" <<'PYEOF'
 import json
 from dataclasses import asdict
-from mmchange_core.engine.drift import measure_drift
+from mmchange_core.evaluation.drift import measure_drift
 demo = json.load(open("/tmp/demo.json"))
 report = measure_drift(demo["checkpoint"], demo["dataset"], "test", device="cuda", tile=64, overlap=16)
 print(json.dumps({**asdict(report), "f1_diff_points": report.f1_diff_points, "demo": demo}, indent=1))

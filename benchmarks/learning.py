@@ -50,8 +50,8 @@ def _text_checks(checkpoint: Path, data: Path, workers: int) -> dict[str, float]
     """
     import numpy as np
 
-    from mmchange_core.engine.evaluate import evaluate
-    from mmchange_core.engine.evaluation_run import checkpoint_text_provider
+    from mmchange_core.evaluation.evaluate import evaluate
+    from mmchange_core.evaluation.run import checkpoint_text_provider
     from mmchange_core.models import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
@@ -85,9 +85,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
-    from mmchange_core.engine.evaluation_run import EvalOptions, run_evaluation
-    from mmchange_core.engine.train import TrainConfig, resume_config, train
-    from mmchange_core.metrics import METRIC_NAMES
+    from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.training.config import TrainConfig
+    from mmchange_core.training.loop import resume_config, train
+    from mmchange_core.evaluation.metrics import METRIC_NAMES
     from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
 
     out = args.out

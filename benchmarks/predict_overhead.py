@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from mmchange_core.data.normalize import normalize_batch
-from mmchange_core.engine.predict import ChangePredictor, PairOutputs, PredictConfig
-from mmchange_core.engine.tiling import TileGrid, iter_window_batches
+from mmchange_core.inference.predict import ChangePredictor, PairOutputs, PredictConfig
+from mmchange_core.data.windows import TileGrid, iter_window_batches
 from mmchange_core.models import build_model
 from mmchange_core.models.encoder import trunk_features
 from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline

@@ -39,7 +39,7 @@ def benchmark(
 ) -> None:
     """Measure inference throughput (text encoder excluded unless --with-text)."""
     from mmchange_core.config import to_dict
-    from mmchange_core.engine.benchmark import BenchmarkConfig, run_benchmark
+    from mmchange_core.benchmark import BenchmarkConfig, run_benchmark
 
     cfg = BenchmarkConfig(backbone=backbone, variant=variant, size=size, batches=_int_list(batch),
                           precisions=[p.strip() for p in precision.split(",") if p.strip()],

@@ -14,8 +14,8 @@ from mmchange_cli.console import err, out, print_json, progress, table
 def _make_observer() -> Any:
     from rich.progress import TextColumn
 
-    from mmchange_core.engine.demo import DemoObserver
-    from mmchange_core.engine.train import TrainInfo
+    from mmchange_core.demo import DemoObserver
+    from mmchange_core.training.loop import TrainInfo
 
     class RichDemoObserver(DemoObserver):
         """Step headers, one progress bar per step, a one-line summary per training epoch."""
@@ -67,8 +67,8 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Run the whole workflow on built-in synthetic data: no data and no weights to download."""
-    from mmchange_core.engine.demo import DemoConfig, run_demo
-    from mmchange_core.metrics import METRIC_NAMES
+    from mmchange_core.demo import DemoConfig, run_demo
+    from mmchange_core.evaluation.metrics import METRIC_NAMES
 
     config = DemoConfig(out=str(out_dir) if out_dir else None, quick=quick, device=device)
     if iters is not None:

@@ -35,8 +35,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ) -> None:
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
-    from mmchange_core.engine.evaluation_run import EvalOptions, run_evaluation
-    from mmchange_core.metrics import METRIC_NAMES
+    from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.evaluation.metrics import METRIC_NAMES
 
     options = EvalOptions(checkpoint=checkpoint, dataset=dataset, split=split, threshold=threshold,
                           tune_threshold=tune_threshold, save_vis=save_vis, batch_size=batch_size,

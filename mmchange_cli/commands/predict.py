@@ -36,7 +36,7 @@ def predict(
     """Predict the change between two dates. With two folders, pairs are matched by file name and
     --prob/--overlay/--vector name folders."""
     from mmchange_core.config import to_dict
-    from mmchange_core.engine.predict import PredictConfig, predict_pair
+    from mmchange_core.inference.predict import PredictConfig, predict_pair
 
     config = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold,
                            min_area=min_area, device=device, precision=precision, compile=compile)
@@ -64,7 +64,7 @@ def predict(
 
 def _predict_folders(dir_a, dir_b, output, checkpoint, config, prob, overlay, vector, captions, as_json) -> None:
     from mmchange_core.config import to_dict
-    from mmchange_core.engine.predict import predict_folder
+    from mmchange_core.inference.predict import predict_folder
     from mmchange_core.errors import InputError
 
     if not (dir_a.is_dir() and dir_b.is_dir()):

@@ -36,7 +36,7 @@ def robustness(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
     """Evaluate checkpoints on clean and perturbed images (no flag: both --noise and --light)."""
-    from mmchange_core.engine.robustness import RobustnessConfig, run_robustness
+    from mmchange_core.evaluation.robustness import RobustnessConfig, run_robustness
 
     both = not (noise or light)
     config = RobustnessConfig(checkpoints=[str(c) for c in checkpoint], dataset=dataset, split=split,

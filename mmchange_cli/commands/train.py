@@ -44,7 +44,7 @@ def _epoch_table(row: dict[str, Any], epochs: int) -> Any:
 def _make_observer(show: bool) -> Any:
     from rich.progress import TextColumn
 
-    from mmchange_core.engine.train import TrainInfo, TrainObserver
+    from mmchange_core.training.loop import TrainInfo, TrainObserver
 
     class RichObserver(TrainObserver):
         """Renders a run on stderr: set-up lines, a progress bar (it/s, loss, lr, ETA), epoch tables."""
@@ -133,8 +133,9 @@ def train(
     """Train MMChange on a change-detection dataset; prints the run folder and the best checkpoint."""
     from mmchange_core.config import ConfigError, load_config
     from mmchange_core.distributed import launch_position
-    from mmchange_core.engine.train import TrainConfig, find_run, resume_config
-    from mmchange_core.engine.train import train as run_training
+    from mmchange_core.training.config import TrainConfig
+    from mmchange_core.training.loop import find_run, resume_config
+    from mmchange_core.training.loop import train as run_training
 
     given = _overrides({
         "dataset": dataset, "backbone": backbone, "variant": variant, "iters": iters, "batch_size": batch_size,

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
-from mmchange_core.engine.train import TrainConfig
+from mmchange_core.training.config import TrainConfig
 
 
 def write_image(path: Path, array: np.ndarray) -> Path:

@@ -1,1 +1,0 @@
-"""Engines: inference, training, evaluation, prediction, robustness and benchmarking."""

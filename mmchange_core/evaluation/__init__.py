@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the evaluation protocol, robustness to perturbations and the drift check."""

@@ -1,0 +1,230 @@
+"""The robustness study (paper Table IV) as a library call: checkpoints x perturbed test sets.
+
+Every checkpoint is evaluated on the clean split and under the selected perturbations
+(:mod:`mmchange_core.evaluation.perturbations`), each at one or more severities. Because the text comes
+from the images, perturbed images are captioned again with the checkpoint's own captioner; those
+captions live in their own caption stores (one per condition), apart from the clean ones, and are
+reused by later runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmchange_core.config import to_dict
+from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
+from mmchange_core.evaluation.evaluate import evaluate
+from mmchange_core.evaluation.run import checkpoint_text_provider
+from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.evaluation.perturbations import Perturbation, conditions
+from mmchange_core.text.features import TextProvider
+from mmchange_core.errors import InputError
+from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.images import read_rgb
+from mmchange_core.evaluation.metrics import f1, iou, precision, recall
+from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint
+from mmchange_core.runs import next_run_dir
+
+#: Pairs whose perturbed images are held in memory at once while captioning them.
+CAPTION_CHUNK = 64
+
+
+@dataclass
+class RobustnessConfig:
+    """Settings of ``mmchange robustness``."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    dataset: str = ""
+    split: str = "test"
+    noise: bool = True
+    light: bool = True
+    severities: list[float] = field(default_factory=lambda: [1.0])
+    seed: int = 0
+    threshold: float | None = None  # None: each checkpoint's own
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    caption_store: str | None = None  # the clean captions; perturbed ones go beside it
+    name: str | None = None
+    project: str = "runs"
+
+
+@dataclass
+class RobustnessRow:
+    """Metrics of one model under one condition (fractions), with the drop against clean."""
+
+    model: str
+    condition: str
+    severity: float
+    iou: float
+    f1: float
+    recall: float
+    precision: float
+    iou_drop: float
+    f1_drop: float
+
+
+@dataclass
+class RobustnessReport:
+    """All rows plus where they were written."""
+
+    run_dir: Path
+    rows: list[RobustnessRow]
+    csv_path: Path
+    json_path: Path
+    plot_path: Path | None
+
+
+def model_label(checkpoint: Path) -> str:
+    """``run/best`` for a training run's checkpoint, else the file's stem."""
+    return f"{checkpoint.parent.name}/{checkpoint.stem}" if checkpoint.stem in ("best", "last") else checkpoint.stem
+
+
+def perturbed_store_path(layout: DatasetLayout, clean_store: str | None, tag: str) -> Path:
+    """Where the captions of perturbed images of one condition are cached (beside the clean store)."""
+    from mmchange_core.text import STORE_FILENAME
+
+    clean = Path(clean_store) if clean_store else layout.root / STORE_FILENAME
+    return clean.with_name(f"{clean.stem}.{tag}{clean.suffix or '.jsonl'}")
+
+
+def _image_sha256(image: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{image.shape}".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def perturbed_text_provider(pipeline: Any, layout: DatasetLayout, perturbation: Perturbation,
+                            store_path: Path) -> TextProvider:
+    """Embeddings of perturbed pairs: captioned again with ``pipeline`` (the checkpoint's), cached in ``store_path``."""
+    from mmchange_core.text import CaptionStore
+
+    store = CaptionStore.open(layout.root, store_path)
+
+    def provide(pairs: Sequence[ImagePair]) -> tuple[np.ndarray, np.ndarray]:
+        chunks_a, chunks_b = [], []
+        for start in range(0, len(pairs), CAPTION_CHUNK):
+            items = []
+            for pair in pairs[start:start + CAPTION_CHUNK]:
+                for date, path, key in zip("AB", (pair.image_a, pair.image_b), pair.relative(layout.root)):
+                    image = perturbation.apply(read_rgb(path), date, key)
+                    items.append((key, _image_sha256(image), lambda image=image: image))
+            embeddings = store.ensure(items, pipeline)
+            chunks_a.append(embeddings[0::2])
+            chunks_b.append(embeddings[1::2])
+        if not chunks_a:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+        return np.concatenate(chunks_a), np.concatenate(chunks_b)
+
+    return provide
+
+
+def _image_transform(perturbation: Perturbation, layout: DatasetLayout, pairs: Sequence[ImagePair]):
+    keys = [pair.relative(layout.root) for pair in pairs]
+
+    def transform(image_a: np.ndarray, image_b: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        key_a, key_b = keys[index]
+        return perturbation.apply(image_a, "A", key_a), perturbation.apply(image_b, "B", key_b)
+
+    return transform
+
+
+def _row(model: str, perturbation: Perturbation, stats: Any, clean: Any | None) -> RobustnessRow:
+    base = clean or stats
+    return RobustnessRow(model, perturbation.name, perturbation.severity if not perturbation.is_identity else 0.0,
+                         iou(stats), f1(stats), recall(stats), precision(stats),
+                         iou(base) - iou(stats), f1(base) - f1(stats))
+
+
+def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int], None] | None = None,
+                   message: Callable[[str], None] | None = None) -> RobustnessReport:
+    """Evaluate every checkpoint on clean and perturbed versions of ``config.split``; write csv/json/png."""
+    say = message or (lambda _text: None)
+    if not config.checkpoints:
+        raise InputError("give at least one --checkpoint")
+    if not (config.noise or config.light):
+        raise InputError("choose at least one perturbation: --noise and/or --light")
+    if not config.severities or any(s < 0 for s in config.severities):
+        raise InputError(f"--severity values must be >= 0, got {config.severities}")
+    layout = detect_layout(resolve_dataset_root(config.dataset))
+    say(f"dataset {layout.describe()}")
+    pairs = layout.require_labels(config.split)
+    plans = [(p, severity) for severity in config.severities if severity > 0
+             for p in conditions(config.noise, config.light, severity, config.seed)[1:]]
+    rows: list[RobustnessRow] = []
+    for checkpoint in config.checkpoints:
+        path = Path(checkpoint)
+        model, meta = load_checkpoint(path)
+        label = model_label(path)
+        runner = InferenceRunner(model, config.device, config.precision, compile=config.compile)
+        threshold = checkpoint_threshold(meta, config.threshold)
+        tile = checkpoint_tile_size(meta)
+        common = dict(threshold=threshold, tile_size=tile, batch_size=config.batch_size, pairs=pairs)
+
+        def report(name: str) -> Callable[[int, int], None] | None:
+            return (lambda done, total: progress(f"{label} {name}", done, total)) if progress else None
+
+        clean_text = checkpoint_text_provider(meta, layout.root, config.caption_store)
+        clean = evaluate(runner, layout, config.split, text_provider=clean_text, progress=report("clean"), **common)
+        rows.append(_row(label, Perturbation(seed=config.seed), clean.stats, None))
+        pipeline = None
+        if meta.get("text") and runner.uses_text:
+            from mmchange_core.text import TextPipeline
+
+            pipeline = TextPipeline.from_description(meta["text"], device=config.device)
+        for perturbation, _severity in plans:
+            text = None
+            if pipeline is not None:
+                store = perturbed_store_path(layout, config.caption_store, perturbation.tag())
+                say(f"{label}: captions of {perturbation.tag()} images with the checkpoint's captioner ({store.name})")
+                text = perturbed_text_provider(pipeline, layout, perturbation, store)
+            result = evaluate(runner, layout, config.split, text_provider=text,
+                              image_transform=_image_transform(perturbation, layout, pairs),
+                              progress=report(perturbation.tag()), **common)
+            rows.append(_row(label, perturbation, result.stats, clean.stats))
+        say(f"{label}: done")
+    run_dir = next_run_dir(config.project, "robustness", config.name)
+    csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
+    json_path = atomic_write_text(run_dir / "robustness.json", json.dumps(
+        {"config": to_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
+    plot_path = None
+    if len(config.severities) > 1:
+        from mmchange_core.reporting.plots import write_line_plot
+
+        plot_path = write_line_plot(run_dir / "robustness.png", severity_series(rows),
+                                    title=f"F1 against severity ({config.split} split)",
+                                    x_label="severity", y_label="F1")
+    return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path)
+
+
+def rows_csv(rows: Sequence[RobustnessRow]) -> str:
+    """CSV text of the rows (metrics as fractions)."""
+    buffer = io.StringIO()
+    fields = list(RobustnessRow.__dataclass_fields__)
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in asdict(row).items()})
+    return buffer.getvalue()
+
+
+def severity_series(rows: Sequence[RobustnessRow]) -> dict[str, list[tuple[float, float]]]:
+    """``{"model condition": [(severity, f1), ...]}``; each series starts at the model's clean F1."""
+    clean = {r.model: r.f1 for r in rows if r.condition == "clean"}
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row.condition == "clean":
+            continue
+        points = series.setdefault(f"{row.model} {row.condition}", [(0.0, clean[row.model])])
+        points.append((row.severity, row.f1))
+    return {name: sorted(points) for name, points in series.items()}

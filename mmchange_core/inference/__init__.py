@@ -1,0 +1,1 @@
+"""Running a trained network on image pairs of any size: the runner, sliding windows, predict, the library API."""

@@ -1,0 +1,137 @@
+"""Sliding-window inference: any image size through the network, window batches, blended logits.
+
+:func:`sliding_window_logits` is the streaming core used by ``mmchange predict`` (strips in,
+finished rows out); :func:`sliding_window_probabilities` is the in-memory convenience for callers
+that already hold both images as arrays (robustness study, demo, notebooks). Both run the network
+through :class:`~mmchange_core.inference.runner.InferenceRunner`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmchange_core.data.normalize import normalize_batch
+from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.data.prefetch import prefetched
+from mmchange_core.data.windows import RowSink, StripBlender, StripReader, TileGrid, iter_window_batches
+from mmchange_core.errors import InputError
+
+Progress = Callable[[int, int], None]
+"""``progress(windows_done, windows_total)``."""
+
+
+class WindowNetwork:
+    """Turns uint8 NHWC window batches of both dates into float32 logits ``[N, h, w]`` (numpy, CPU).
+
+    The text embeddings (``[1, D]`` or ``[D]`` per date) are those of the whole image and are shared
+    by all of its windows; ``None`` for image-only models. With ``fixed_batch`` a short last batch is
+    padded to that size, so runners that capture one CUDA graph per shape capture only one.
+    """
+
+    def __init__(self, runner: InferenceRunner, text_a: torch.Tensor | None = None,
+                 text_b: torch.Tensor | None = None, *, fixed_batch: int | None = None) -> None:
+        if runner.uses_text and (text_a is None or text_b is None):
+            raise InputError("this checkpoint uses text: give the text embeddings (or captions) of both dates")
+        self.runner = runner
+        self.fixed_batch = fixed_batch
+        self.text_a = None if text_a is None else text_a.reshape(1, -1).to(runner.device)
+        self.text_b = None if text_b is None else text_b.reshape(1, -1).to(runner.device)
+
+    def _images(self, batch: np.ndarray) -> torch.Tensor:
+        pixels = torch.from_numpy(batch).to(self.runner.device, non_blocking=True)
+        return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous())
+
+    def __call__(self, batch_a: np.ndarray, batch_b: np.ndarray) -> np.ndarray:
+        count = n = batch_a.shape[0]
+        if self.fixed_batch is not None and n < self.fixed_batch:
+            pad = [(0, self.fixed_batch - n)] + [(0, 0)] * 3
+            batch_a, batch_b = np.pad(batch_a, pad, mode="edge"), np.pad(batch_b, pad, mode="edge")
+            n = self.fixed_batch
+        text_a = text_b = None
+        if self.runner.uses_text:
+            text_a, text_b = self.text_a, self.text_b  # [1, D]: one TDE pass shared by all windows
+        logits = self.runner.logits(self._images(batch_a), self._images(batch_b), text_a, text_b)
+        return logits[:count, 0].cpu().numpy()
+
+
+def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: torch.Tensor | None,
+                batch_size: int) -> WindowNetwork:
+    """The :class:`WindowNetwork` for ``runner``: batches padded to ``batch_size`` when it replays CUDA graphs."""
+    fixed = batch_size if getattr(runner, "cuda_graphs", False) else None
+    return WindowNetwork(runner, text_a, text_b, fixed_batch=fixed)
+
+
+@dataclass
+class WindowTimings:
+    """Seconds spent reading/cutting windows, in the network, and in total (the rest is blending/writing)."""
+
+    windows: int = 0
+    read: float = 0.0
+    network: float = 0.0
+    total: float = 0.0
+
+
+def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: TileGrid,
+                          read_a: StripReader, read_b: StripReader, emit: RowSink, *, batch_size: int = 4,
+                          progress: Progress | None = None, prefetch: int = 2) -> WindowTimings:
+    """Run ``network`` over the windows of ``grid`` and hand blended logits to ``emit`` row strip by row strip.
+
+    ``read_a``/``read_b`` give full-width uint8 rows of each date; ``emit(y0, logits)`` receives
+    float32 rows that are final (it must copy them if it keeps them). The next ``prefetch`` batches
+    are read and cut in a background thread while the network runs (0: no thread). Peak memory is a
+    few strips of each date plus one window row of float logits, whatever the image height;
+    ``read`` in the timings is the time spent waiting for windows.
+    """
+    timings = WindowTimings()
+    start = time.perf_counter()
+    blender = StripBlender(grid, emit)
+    total = len(grid)
+    with contextlib.closing(prefetched(iter_window_batches(grid, read_a, read_b, batch_size),
+                                       depth=prefetch)) as batches:
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            timings.read += time.perf_counter() - t0
+            if batch is None:
+                break
+            t0 = time.perf_counter()
+            logits = network(batch.image_a, batch.image_b)
+            timings.network += time.perf_counter() - t0
+            blender.add(batch.rows, batch.cols, logits)
+            timings.windows += len(batch)
+            if progress is not None:
+                progress(timings.windows, total)
+    blender.close()
+    timings.total = time.perf_counter() - start
+    return timings
+
+
+def sliding_window_probabilities(runner: InferenceRunner, image_a: np.ndarray, image_b: np.ndarray,
+                                 text_a: torch.Tensor | None = None, text_b: torch.Tensor | None = None, *,
+                                 tile: int = 256, overlap: int = 32, batch_size: int = 4) -> np.ndarray:
+    """Change probabilities ``[H, W]`` (float32) for two uint8 ``[H, W, 3]`` RGB arrays of any size.
+
+    Text embeddings are those of each whole image (``[D]`` or ``[1, D]``), ignored by image-only
+    models. The result is held in memory: for large scenes use :func:`sliding_window_logits` with
+    strip readers and writers (as :func:`mmchange_core.inference.predict.predict_pair` does).
+    """
+    if image_a.shape != image_b.shape:
+        raise InputError(f"the two dates differ in size: {image_a.shape[1]}x{image_a.shape[0]} vs "
+                         f"{image_b.shape[1]}x{image_b.shape[0]} (width x height)")
+    height, width = image_a.shape[:2]
+    grid = TileGrid.plan(height, width, tile, overlap)
+    probs = np.empty((height, width), dtype=np.float32)
+
+    def emit(y0: int, rows: np.ndarray) -> None:
+        probs[y0:y0 + len(rows)] = torch.sigmoid(torch.from_numpy(rows)).numpy()
+
+    sliding_window_logits(network_for(runner, text_a, text_b, batch_size), grid,
+                          lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], emit,
+                          batch_size=batch_size)
+    return probs

@@ -1,0 +1,1 @@
+"""Pictures of results: mask overlays, error maps and plots."""

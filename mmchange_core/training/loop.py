@@ -1,0 +1,496 @@
+"""Training with the paper's protocol: ``mmchange train`` as a library call.
+
+Defaults follow architecture.md section (c): Adam (betas 0.9/0.99, eps 1e-8, weight decay 1e-4,
+lr 5e-4), 200-iteration warm-up then poly(0.9) decay over 40,000 iterations rounded up to whole
+epochs, batch 32, seed 2333, border crop-resize / flips / temporal swap, BCE + Dice on all four
+outputs, validation every epoch from epoch 1 (and always after the last), best checkpoint by
+validation F1 (ties go to the later epoch).
+
+A run lives in ``<project>/train/<name>``: ``config.yaml`` (resolved), ``metrics.csv`` (one row per
+epoch), ``best.safetensors`` and ``last.safetensors`` (mmchange checkpoints), ``state.pt``
+(everything needed to resume bit-for-bit) and, for text models, ``caption_store.json``. Every file
+is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from mmchange_core.config import ConfigError, load_config, save_config, to_dict
+from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler
+from mmchange_core.data.layouts import DatasetLayout, detect_layout, resolve_dataset_root
+from mmchange_core.data.transforms import paper_augmentation
+from mmchange_core.distributed import DistributedContext, distributed_session
+from mmchange_core.evaluation.evaluate import evaluate
+from mmchange_core.inference.runner import InferenceRunner, autocast_context, resolve_precision
+from mmchange_core.training.config import AugmentConfig, TrainConfig, validate_config
+from mmchange_core.training.interrupt import StopSignal
+from mmchange_core.data.loader_errors import unwrap_worker_error
+from mmchange_core.training.losses import deep_supervision_loss
+from mmchange_core.training.optimization import build_optimizer, optimizer_step
+from mmchange_core.training.schedule import WarmupPolyLR, run_length
+from mmchange_core.text.features import open_caption_store, pair_embeddings
+from mmchange_core.training.state import (
+    TrainState,
+    load_train_state,
+    progress_from,
+    restore_rng_state,
+    save_train_state,
+)
+from mmchange_core.errors import InputError, MMChangeError
+from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.evaluation.metrics import METRIC_NAMES
+from mmchange_core.models import ModelConfig, build_model, save_checkpoint
+from mmchange_core.models.mmchange import MMChange
+from mmchange_core.runs import next_run_dir
+
+CONFIG_FILE = "config.yaml"
+STATE_FILE = "state.pt"
+BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
+METRICS_FILE = "metrics.csv"
+CAPTION_STORE_FILE = "caption_store.json"
+METRIC_COLUMNS = ("epoch", "iterations", "lr", "train_loss", *(f"val_{k}" for k in METRIC_NAMES), "seconds", "best")
+
+
+#: Keys that may differ when a run is resumed (they do not change the result).
+RESUMABLE_CHANGES = frozenset({"device", "num_workers", "project", "name"})
+
+
+class TrainingDivergedError(MMChangeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainInfo:
+    """What a run is about to do (sent to the observer once)."""
+
+    run_dir: Path
+    layout: str
+    datasets: list[str]
+    device: str
+    precision: str
+    world_size: int
+    epochs: int
+    iters_per_epoch: int
+    total_iters: int
+    start_iteration: int
+    text: dict | None
+    resumed: bool
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_epoch: int
+    best_f1: float | None
+    iterations: int
+    total_iters: int
+    completed: bool
+    history: list[dict[str, Any]]
+
+
+class TrainObserver:
+    """Progress events of a run (only process 0 gets them). Subclass and override what you need."""
+
+    def on_start(self, info: TrainInfo) -> None:
+        """The run is set up and about to train."""
+
+    def on_iteration(self, iteration: int, total: int, loss: float, lr: float) -> None:
+        """One optimizer step is done (``iteration`` counts from 1)."""
+
+    def on_validation(self, epoch: int) -> None:
+        """Validation of ``epoch`` starts."""
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        """An epoch is done and saved; ``row`` is its metrics.csv row."""
+
+    def on_message(self, text: str) -> None:
+        """A one-line note for the user."""
+
+
+# --------------------------------------------------------------------------------------------------
+# configuration
+
+
+def resume_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The stored config of ``run_dir`` with ``overrides``; only device/worker settings may change."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder printed by "
+                         f"'mmchange train'")
+    stored = load_config(TrainConfig, path)
+    config = load_config(TrainConfig, path, overrides)
+    before, after = to_dict(stored), to_dict(config)
+    changed = sorted(k for k in after if after[k] != before[k] and k not in RESUMABLE_CHANGES)
+    if changed:
+        key = changed[0]
+        raise ConfigError(f"cannot change '{key}' ({before[key]!r} -> {after[key]!r}) when resuming {run_dir}; "
+                          f"start a new run instead")
+    return config
+
+
+def find_run(spec: str | Path, project: str | Path = "runs") -> Path:
+    """A run folder given as a path or as a name under ``<project>/train``."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    candidate = Path(project) / "train" / str(spec)
+    if candidate.is_dir():
+        return candidate
+    raise InputError(f"run not found: {spec} (looked for the folder and for {candidate})")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> Path:
+    """metrics.csv with one row per epoch (rewritten atomically from the run's history)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+@dataclass
+class _TextSetup:
+    description: dict | None = None
+    identity: dict | None = None
+    train: tuple[np.ndarray, np.ndarray] | None = None
+    val: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence[Any], val_pairs: Sequence[Any],
+               description: dict | None) -> _TextSetup:
+    store = open_caption_store(layout.root, config.caption_store)
+    description = description or store.text_description()
+    setup = _TextSetup(description=description, identity=store.identity())
+    setup.train = pair_embeddings(store, layout.root, train_pairs, description)
+    if val_pairs:
+        setup.val = pair_embeddings(store, layout.root, val_pairs, description)
+    return setup
+
+
+def _checkpoint_meta(config: TrainConfig, run_dir: Path, layout: DatasetLayout, text: _TextSetup,
+                     state: TrainState, epoch: int, total_iters: int) -> dict[str, Any]:
+    return {
+        "threshold": 0.5,
+        "text": text.description,
+        "caption_store": text.identity,
+        "input": {"normalization": "imagenet", "crop_size": config.crop_size},
+        "train": {
+            "run_dir": str(run_dir),
+            "dataset": str(layout.root),
+            "layout": layout.kind,
+            "epoch": epoch,
+            "iterations": state.iteration,
+            "total_iters": total_iters,
+            "best_epoch": state.best_epoch,
+            "best_val_f1": state.best_f1 if state.best_epoch >= 0 else None,
+            "seed": config.seed,
+            "batch_size": config.batch_size,
+            "pretrained": config.pretrained,
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the run
+
+
+def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_after: int | None = None,
+          observer: TrainObserver | None = None) -> TrainResult:
+    """Train a network as ``config`` says, or continue the run in ``resume_dir``.
+
+    ``stop_after`` stops once that many iterations (in total) are done, writing a resumable state:
+    a time-boxed job continues with ``resume_dir``. Ctrl-C/SIGTERM does the same at the end of the
+    current iteration. Under torchrun, every process calls this; process 0 writes the files.
+    """
+    validate_config(config)
+    with distributed_session(config.device) as ctx:
+        session = _Session.start(config, ctx, Path(resume_dir) if resume_dir else None,
+                                 observer if (observer is not None and ctx.is_main) else TrainObserver())
+        return session.run(stop_after)
+
+
+@dataclass
+class _Session:
+    """One process's view of a run: data, model, optimisation state and the run folder."""
+
+    config: TrainConfig
+    ctx: DistributedContext
+    observer: TrainObserver
+    layout: DatasetLayout
+    text: _TextSetup
+    train_set: ChangeDetectionDataset
+    val_pairs: list[Any]
+    sampler: EpochSampler
+    per_rank_batch: int
+    epochs: int
+    total_iters: int
+    precision: str
+    model: MMChange
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupPolyLR
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    run_dir: Path
+
+    @classmethod
+    def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
+              observer: TrainObserver) -> _Session:
+        """Check the data and captions, build the model and optimiser, restore or create the run folder.
+
+        Everything that can fail on user input happens before a new run folder is created.
+        """
+        device = ctx.device
+        precision = resolve_precision(config.precision, device)
+        if config.batch_size % ctx.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} must be divisible by the number of processes "
+                              f"({ctx.world_size})")
+        per_rank_batch = config.batch_size // ctx.world_size
+        seed_everything(config.seed)
+
+        root = resolve_dataset_root(config.dataset)
+        layout = detect_layout(root)
+        observer.on_message(f"dataset {layout.describe()}")
+        if layout.kind == "flat" and config.val_split:
+            observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
+        train_pairs = layout.require_labels(config.train_split)
+        try:
+            val_pairs = layout.require_labels(config.val_split) if config.val_split else []
+        except InputError as exc:
+            raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
+                             f"validation with --set val_split=null") from None
+        payload = load_train_state(resume_dir / STATE_FILE) if resume_dir else None
+        text = _TextSetup()
+        if ModelConfig(config.backbone, config.variant).uses_text:
+            stored = None
+            if resume_dir and (resume_dir / CAPTION_STORE_FILE).is_file():
+                stored = json.loads((resume_dir / CAPTION_STORE_FILE).read_text(encoding="utf-8")).get("text")
+            text = _load_text(config, layout, train_pairs, val_pairs, stored)
+
+        augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p,
+                                          config.augment.swap_p, config.augment.crop_p)
+        train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
+                                           transform=augmentation, seed=config.seed)
+        descriptions = [train_set.describe()]
+        if val_pairs:
+            val_set = ChangeDetectionDataset(layout, config.val_split, config.crop_size)  # checks sizes only
+            descriptions.append(val_set.describe() + " (validation)")
+        sampler = EpochSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                               seed=config.seed)
+        iters_per_epoch = sampler.num_samples // per_rank_batch
+        if iters_per_epoch == 0:
+            raise InputError(f"split '{config.train_split}' of {root} has {len(train_set)} training tiles, fewer "
+                             f"than the batch size {config.batch_size}; lower --batch-size or add data")
+        epochs, total_iters = run_length(config.iters, iters_per_epoch)
+
+        text_dim = text.train[0].shape[1] if text.train is not None else 512
+        model = build_model(config.backbone, config.variant, text_dim=text_dim,
+                            pretrained_backbone=config.pretrained and payload is None)
+        model.to(device)
+        if config.channels_last and device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model.parameters(), config, device)
+        scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
+                                 power=config.poly_power)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+        state = TrainState(iters_per_epoch=iters_per_epoch)
+        if payload is not None and resume_dir is not None:
+            state = progress_from(payload)
+            if state.iters_per_epoch != iters_per_epoch:
+                raise InputError(f"the dataset or batch size changed since {resume_dir} started "
+                                 f"({state.iters_per_epoch} iterations per epoch then, {iters_per_epoch} now); "
+                                 f"start a new run")
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            scaler.load_state_dict(payload["scaler"])
+            restore_rng_state(payload["rng"])
+            run_dir = resume_dir
+        else:
+            created = str(next_run_dir(config.project, "train", config.name)) if ctx.is_main else None
+            run_dir = Path(ctx.broadcast(created))
+            if ctx.is_main:
+                save_config(config, run_dir / CONFIG_FILE)
+                if text.description is not None:
+                    atomic_write_text(run_dir / CAPTION_STORE_FILE,
+                                      json.dumps({"text": text.description, "identity": text.identity}, indent=2))
+        net: torch.nn.Module = model
+        if ctx.enabled:
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        observer.on_start(TrainInfo(run_dir, layout.describe(), descriptions, str(device), precision,
+                                    ctx.world_size, epochs, iters_per_epoch, total_iters, state.iteration,
+                                    text.description, payload is not None))
+        return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
+                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, stop_after: int | None) -> TrainResult:
+        """Train the remaining epochs; returns early (resumable) on a stop request or ``stop_after``."""
+        if self.state.epoch >= self.epochs:
+            self.observer.on_message(f"{self.run_dir} is already complete ({self.state.iteration} iterations)")
+            return self.result(True)
+        with StopSignal() as stop:
+            for epoch in range(self.state.epoch, self.epochs):
+                started = time.perf_counter()
+                if self._train_epoch(epoch, stop, stop_after):
+                    self._save(None, False)
+                    return self._stopped(stop)
+                self._end_epoch(epoch, started)
+                requested = self._any_process(stop.requested)
+                if (requested or self._limit_hit(stop_after)) and epoch < self.epochs - 1:
+                    return self._stopped(stop)
+        return self.result(True)
+
+    def result(self, completed: bool) -> TrainResult:
+        """The run's outcome as it stands."""
+        best, last = self.run_dir / BEST_FILE, self.run_dir / LAST_FILE
+        s = self.state
+        return TrainResult(self.run_dir, best if best.is_file() else None, last if last.is_file() else None,
+                           s.best_epoch, s.best_f1 if s.best_epoch >= 0 else None, s.iteration, self.total_iters,
+                           completed, list(s.history))
+
+    def _any_process(self, flag: bool) -> bool:
+        return bool(self.ctx.all_reduce_sum(torch.tensor([float(flag)]))[0] > 0)
+
+    def _limit_hit(self, stop_after: int | None) -> bool:
+        return stop_after is not None and self.state.iteration >= stop_after
+
+    def _stopped(self, stop: StopSignal) -> TrainResult:
+        reason = "stop requested" if stop.requested else f"stopped at iteration {self.state.iteration} (--stop-after)"
+        self.observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {self.run_dir}")
+        return self.result(False)
+
+    def _train_epoch(self, epoch: int, stop: StopSignal, stop_after: int | None) -> bool:
+        """Train the rest of ``epoch``; True when it stopped early (stop request or ``stop_after``)."""
+        config, state, device = self.config, self.state, self.ctx.device
+        self.net.train()
+        self.sampler.set_position(epoch, state.batch * self.per_rank_batch)
+        # workers' base seed comes from this generator, not from the global RNG the model's dropout uses
+        generator = torch.Generator().manual_seed(config.seed + epoch)
+        loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=self.sampler, drop_last=True,
+                            num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=generator)
+        try:
+            for batch in loader:
+                loss = _forward_loss(self.net, batch, device, self.precision, config)
+                # every process learns the mean loss and any stop request before the backward pass
+                flags = torch.tensor([float(loss.detach()), float(stop.requested)], dtype=torch.float64)
+                flags = self.ctx.all_reduce_sum(flags).cpu()
+                mean_loss = float(flags[0]) / self.ctx.world_size
+                if not math.isfinite(mean_loss):
+                    last = self.run_dir / LAST_FILE
+                    kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                    raise TrainingDivergedError(
+                        f"the loss became {mean_loss} at iteration {state.iteration + 1} (epoch {epoch}); "
+                        f"stopped, {kept}; lower the learning rate (--set lr=...) or use --precision fp32")
+                lr = self.optimizer.param_groups[0]["lr"]
+                optimizer_step(loss, self.optimizer, self.scaler)
+                self.scheduler.step()
+                state.iteration += 1
+                state.batch += 1
+                state.loss_sum += mean_loss
+                state.loss_count += 1
+                self.observer.on_iteration(state.iteration, self.total_iters, mean_loss, lr)
+                mid_epoch = state.batch < self.sampler.num_samples // self.per_rank_batch
+                if mid_epoch and (flags[1] > 0 or self._limit_hit(stop_after)):
+                    stop.requested = stop.requested or bool(flags[1] > 0)
+                    return True
+        except MMChangeError as exc:
+            raise unwrap_worker_error(exc) from None
+        return False
+
+    def _end_epoch(self, epoch: int, started: float) -> None:
+        """Validate (process 0), pick the best epoch, write checkpoints, state and metrics.csv."""
+        config, state = self.config, self.state
+        row: dict[str, Any] = {"epoch": epoch, "iterations": state.iteration,
+                               "lr": self.scheduler.base_lrs[0] * self.scheduler.factor(state.iteration - 1),
+                               "train_loss": state.loss_sum / max(1, state.loss_count)}
+        metrics = None
+        if self.val_pairs and (epoch >= config.val_start_epoch or epoch == self.epochs - 1):
+            self.observer.on_validation(epoch)
+            metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
+            self.net.train()
+            row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
+        # ties go to the later epoch; without validation the latest epoch is the best we know
+        is_best = (metrics["f1"] >= state.best_f1) if metrics is not None else not self.val_pairs
+        if is_best:
+            state.best_f1 = metrics["f1"] if metrics is not None else state.best_f1
+            state.best_epoch = epoch
+        row["best"] = is_best
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        state.history.append(row)
+        state.epoch, state.batch = epoch + 1, 0
+        state.loss_sum, state.loss_count = 0.0, 0
+        self._save(epoch, is_best)
+        self.observer.on_epoch_end(row)
+
+    def _validate(self) -> dict[str, float | int]:
+        provider = None
+        if self.text.val is not None:
+            val_text = self.text.val
+            provider = lambda _pairs: val_text  # noqa: E731 - embeddings are in split order
+        runner = InferenceRunner(self.model, self.ctx.device, self.precision)
+        result = evaluate(runner, self.layout, self.config.val_split or "val", pairs=self.val_pairs,
+                          tile_size=self.config.crop_size, batch_size=self.per_rank_batch,
+                          num_workers=self.config.num_workers, text_provider=provider)
+        return result.metrics()
+
+    def _save(self, epoch_done: int | None, is_best: bool) -> None:
+        """Process 0 writes best (if improved), last, the resumable state and metrics.csv, in that order."""
+        if not self.ctx.is_main:
+            return
+        epoch = epoch_done if epoch_done is not None else self.state.epoch
+        meta = _checkpoint_meta(self.config, self.run_dir, self.layout, self.text, self.state, epoch,
+                                self.total_iters)
+        if is_best:
+            save_checkpoint(self.run_dir / BEST_FILE, self.model, meta)
+        save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
+        save_train_state(self.run_dir / STATE_FILE, self.state, model=self.model, optimizer=self.optimizer,
+                         scheduler=self.scheduler, scaler=self.scaler)
+        write_metrics_csv(self.run_dir / METRICS_FILE, self.state.history)
+
+
+def _forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device, precision: str,
+                  config: TrainConfig) -> torch.Tensor:
+    """Forward pass (under autocast) and the deep-supervision loss (float32) of one batch."""
+    memory_format = torch.channels_last if (config.channels_last and device.type == "cuda") else torch.contiguous_format
+    img_a = batch["image_a"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    img_b = batch["image_b"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    label = batch["label"].to(device, non_blocking=True)
+    text_a = batch["text_a"].to(device, non_blocking=True) if "text_a" in batch else None
+    text_b = batch["text_b"].to(device, non_blocking=True) if "text_b" in batch else None
+    with autocast_context(precision, device):
+        outputs = net(img_a, img_b, text_a, text_b)
+    return deep_supervision_loss(outputs, label)
