@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/mmchange-gpu}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 MMCHANGE_CACHE=${MMCHANGE_CACHE:-/tmp/mmchange-cache}
 PY=${PY:-python3}
-timeout 150 $PY -m mmchange_cli demo --device cuda --out /tmp/demo-gpu --json > /tmp/demo.json || exit 1
+timeout 150 $PY -m mmchange_cli demo --device cuda --output /tmp/demo-gpu --json > /tmp/demo.json || exit 1
 timeout 60 $PY - > "$OUT/drift.json" <<'PYEOF'
 import json
 from dataclasses import asdict

@@ -114,8 +114,7 @@ def _time_calls(fn: Callable[[], object], device: torch.device, iters: int) -> l
 def _runner(model: MMChange, args: argparse.Namespace, compile: bool) -> InferenceRunner:
     """The runner as ``mmchange benchmark`` builds it, with CUDA graphs off so that kernels show."""
     return InferenceRunner(model, args.device, args.precision, cuda_graphs=False, compile=compile,
-                           fused_convs=args.fused_convs, subgrid_trunk=args.subgrid_trunk,
-                           exhaustive_autotune=args.exhaustive_autotune)
+                           fused_convs=args.fused_convs, exhaustive_autotune=args.exhaustive_autotune)
 
 
 def stage_table(model: MMChange, args: argparse.Namespace, inputs: list[torch.Tensor]) -> dict:
@@ -125,11 +124,7 @@ def stage_table(model: MMChange, args: argparse.Namespace, inputs: list[torch.Te
     for name, path in STAGES.items():
         module = _module(runner.network, path)
         if name.startswith("trunk"):
-            fast = runner.network.encoder.fast_trunk
-            if fast is not None:
-                clock.attach(name, fast)
-            else:
-                clock.attach(name, module.conv1, module.layer4)
+            clock.attach(name, module.conv1, module.layer4)
             continue
         if isinstance(module, torch.nn.ModuleDict):  # projections: time the four as one stage
             for sub in module.values():
@@ -207,7 +202,6 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--fused-convs", default="auto")
-    parser.add_argument("--subgrid-trunk", action="store_true")
     parser.add_argument("--exhaustive-autotune", action="store_true")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--top", type=int, default=15)

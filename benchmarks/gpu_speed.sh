@@ -59,23 +59,22 @@ BENCH="$PY -m mmchange_cli benchmark --precision bf16 --json $EXTRA"
 PROFILE="$PY benchmarks/gpu_profile.py --batch $BIG --precision bf16 $EXTRA"
 step check 40 $PY benchmarks/fused_conv_check.py --device $CHECK_DEVICE --json-out $RES/check.json
 for scope in off trunk all; do
-  step "eager_$scope" 30 $BENCH --batch 1,$BIG --repeats 3 --fused-convs $scope
+  step "eager_$scope" 30 $BENCH --batch-size 1,$BIG --repeats 3 --fused-convs $scope
 done
 faster() { $PY -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[3]) * float(sys.argv[2]) else 1)" "$@"; }
 BEST=off; BEST_V=$(b32 "$RES/eager_off.json")
 v=$(b32 "$RES/eager_trunk.json"); if faster "$v" "$BEST_V" 1.02; then BEST=trunk; BEST_V=$v; fi
 v=$(b32 "$RES/eager_all.json"); if faster "$v" "$BEST_V" 1.03; then BEST=all; BEST_V=$v; fi
-step "eager_${BEST}_exh" 30 $BENCH --batch 1,$BIG --repeats 3 --fused-convs $BEST --exhaustive-autotune
+step "eager_${BEST}_exh" 30 $BENCH --batch-size 1,$BIG --repeats 3 --fused-convs $BEST --exhaustive-autotune
 EXH=""; v=$(b32 "$RES/eager_${BEST}_exh.json"); if faster "$v" "$BEST_V" 1.02; then EXH=--exhaustive-autotune; BEST_V=$v; fi
 CFG="--fused-convs $BEST $EXH"; TAG=$BEST${EXH:+_exh}
 log "best eager configuration: $CFG ($BEST_V pairs/s at batch $BIG)"
-step "compile_cold_$TAG" 120 $BENCH --batch $BIG,1 --compile $CFG
-step "compile_warm_$TAG" 45 $BENCH --batch $BIG,1 --compile $CFG
+step "compile_cold_$TAG" 120 $BENCH --batch-size $BIG,1 --compile $CFG
+step "compile_warm_$TAG" 45 $BENCH --batch-size $BIG,1 --compile $CFG
 step "profile_$TAG" 50 $PROFILE --compile $CFG --json-out "$RES/profile_$TAG.json"
 if [ "$TAG" != off ]; then
-  step compile_cold_off 120 $BENCH --batch $BIG,1 --compile --fused-convs off
+  step compile_cold_off 120 $BENCH --batch-size $BIG,1 --compile --fused-convs off
   step profile_off 40 $PROFILE --compile --fused-convs off --skip-stages --json-out "$RES/profile_off.json"
 fi
-step "compile_subgrid_$TAG" 70 $BENCH --batch $BIG --compile --subgrid-trunk $CFG
 log "done"
 } 2>&1 | grep --line-buffered -v "^USDT\|warnings.warn\|Online softmax\|split the reduction\|important use case\|softmax.$\|^$" | tee "$OUT/log.txt"

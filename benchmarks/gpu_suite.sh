@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # One call on a GPU machine that measures what issues 3 and 6 ask for, writing JSON under $OUT:
 #   bench_graphs.json   fast path (folded BN, bf16, channels_last, CUDA graphs), resnet50/full, 256 px
-#   bench_subgrid.json  the same with the dilated trunk blocks on sub-grids (space-to-batch)
 #   bench_eager.json    eager fp32 and bf16 (no CUDA graphs), plus training throughput (bf16 AMP)
 #   caption.json        TinyLLaVA-v1-hf caption throughput (random weights, fixed length)
 #   compile_cold.json / compile_warm.json   torch.compile + CUDA graphs, cold then warm cache
@@ -18,27 +17,15 @@ run() { local t=$1 name=$2; shift 2; log "$name"; timeout "$t" "$@" > "$OUT/$nam
 log "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, transformers, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'transformers', transformers.__version__)"
-run 40 bench_graphs $PY -m mmchange_cli benchmark --batch 1,32 --precision bf16 --json
-run 40 bench_subgrid $PY -m mmchange_cli benchmark --batch 1,32 --precision bf16 --subgrid-trunk --json
-run 70 bench_eager $PY -m mmchange_cli benchmark --batch 1,32 --precision fp32,bf16 --no-cuda-graphs --train --repeats 3 --json
+run 40 bench_graphs $PY -m mmchange_cli benchmark --batch-size 1,32 --precision bf16 --json
+run 70 bench_eager $PY -m mmchange_cli benchmark --batch-size 1,32 --precision fp32,bf16 --no-cuda-graphs --train --repeats 3 --json
 run 150 caption $PY benchmarks/caption_throughput.py --device cuda --batch-sizes 1,16,32 --runs 3 --json
-SUB=$($PY - "$OUT" <<'PYEOF'
-import json, sys
-def b32(name):
-    try:
-        rows = json.load(open(f"{sys.argv[1]}/{name}.json"))["rows"]
-        return max(r["pairs_per_s"] for r in rows if r["batch"] == 32)
-    except Exception:
-        return 0.0
-print("--subgrid-trunk" if b32("bench_subgrid") > b32("bench_graphs") else "")
-PYEOF
-)
-log "compile, cold cache ($SUB)"
-timeout 150 $PY -m mmchange_cli benchmark --batch 1,32 --precision bf16 --compile $SUB --repeats 3 --json > "$OUT/compile_cold.json" \
-  && { log "compile, warm cache (new process)"; timeout 80 $PY -m mmchange_cli benchmark --batch 1,32 --precision bf16 --compile $SUB --repeats 3 --json > "$OUT/compile_warm.json"; } \
+log "compile, cold cache"
+timeout 150 $PY -m mmchange_cli benchmark --batch-size 1,32 --precision bf16 --compile --repeats 3 --json > "$OUT/compile_cold.json" \
+  && { log "compile, warm cache (new process)"; timeout 80 $PY -m mmchange_cli benchmark --batch-size 1,32 --precision bf16 --compile --repeats 3 --json > "$OUT/compile_warm.json"; } \
   || echo "!! compile failed or timed out"
 log "demo on the GPU, then drift of the fast path"
-timeout 100 $PY -m mmchange_cli demo --device cuda --iters 400 --out /tmp/demo-gpu --json > /tmp/demo.json && \
+timeout 100 $PY -m mmchange_cli demo --device cuda --iters 400 --output /tmp/demo-gpu --json > /tmp/demo.json && \
 timeout 40 $PY - > "$OUT/drift.json" <<'PYEOF'
 import json
 from dataclasses import asdict

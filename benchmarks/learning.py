@@ -51,6 +51,7 @@ def _text_checks(checkpoint: Path, data: Path, workers: int) -> dict[str, float]
     import numpy as np
 
     from mmchange_core.evaluation.evaluate import evaluate
+    from mmchange_core.inference.detector import ChangeDetector
     from mmchange_core.evaluation.run import checkpoint_text_provider
     from mmchange_core.models import load_checkpoint
 
@@ -73,8 +74,8 @@ def _text_checks(checkpoint: Path, data: Path, workers: int) -> dict[str, float]
 
     checks = {}
     for name, provider in (("right", right), ("permuted", permuted), ("swapped", swapped), ("constant", constant)):
-        result = evaluate(model, data, "test", tile_size=int(meta["input"]["crop_size"]), batch_size=32,
-                          device="cpu", num_workers=workers, text_provider=provider)
+        result = evaluate(ChangeDetector(model, meta, device="cpu", batch_size=32), data, "test",
+                          workers=workers, text_provider=provider)
         checks[f"f1_text_{name}"] = result.metrics()["f1"]
     return checks
 
@@ -105,7 +106,7 @@ def main() -> None:
         run_dir = out / "runs" / "train" / variant
         config = TrainConfig(dataset=str(data), backbone="resnet18", variant=variant, pretrained=False,
                              iters=args.iters, batch_size=args.batch_size, crop_size=args.crop_size,
-                             num_workers=args.workers, device="cpu", seed=args.seed, name=variant,
+                             workers=args.workers, device="cpu", seed=args.seed, name=variant,
                              project=str(out / "runs"))
         if (run_dir / "state.pt").is_file():
             result = train(resume_config(run_dir), resume_dir=run_dir)
@@ -119,7 +120,7 @@ def main() -> None:
         train_seconds = sum(float(row["seconds"]) for row in result.history)
         t1 = time.perf_counter()
         report = run_evaluation(EvalOptions(checkpoint=result.best_checkpoint, dataset=str(data), split="test",
-                                            device="cpu", num_workers=args.workers, batch_size=32,
+                                            device="cpu", workers=args.workers, batch_size=32,
                                             name=variant, project=str(out / "runs")))
         eval_seconds = time.perf_counter() - t1
         metrics = report.metrics()

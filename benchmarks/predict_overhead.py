@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 
 from mmchange_core.data.normalize import normalize_batch
-from mmchange_core.inference.predict import ChangePredictor, PairOutputs, PredictConfig
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.predict import PairOutputs, predict_files
 from mmchange_core.data.windows import TileGrid, iter_window_batches
-from mmchange_core.models import build_model
+from mmchange_core.models import CheckpointMeta, build_model
 from mmchange_core.models.encoder import trunk_features
 from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 
@@ -55,8 +56,8 @@ def main() -> None:
 
     pipeline = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(name="hashing"), device="cpu")
     model = build_model(args.backbone, args.variant)
-    meta = {"threshold": 0.5, "text": pipeline.describe() if model.uses_text else None}
-    config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device="cpu")
+    meta = CheckpointMeta(model=model.config, text_description=pipeline.describe() if model.uses_text else None)
+    config = PredictConfig(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device="cpu")
     predictor = ChangePredictor(model, meta, config)
     runner = predictor.runner
     trunk = runner.network.encoder.trunk  # the folded trunk that predict actually runs
@@ -83,7 +84,7 @@ def main() -> None:
 
         def full_predict() -> tuple[float, dict[str, float]]:
             start = time.perf_counter()
-            result = predictor.predict_files(tmp / "a.png", tmp / "b.png", PairOutputs(mask=tmp / "mask.png"))
+            result = predict_files(detector, tmp / "a.png", tmp / "b.png", PairOutputs(mask=tmp / "mask.png"))
             return time.perf_counter() - start, result.seconds
 
         full_predict()  # warm-up: first-call initialisation of the CPU kernels for these shapes

@@ -7,16 +7,24 @@ shown only with ``mmchange --debug ...``.
 
 from __future__ import annotations
 
+import sys
 import importlib
 import pkgutil
+import warnings
 from typing import Any
 
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+try:  # recent Typer vendors its own copy of Click
+    from typer._click import exceptions as _click  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Typer on upstream Click
+    from click import exceptions as _click
+
 from mmchange_cli import commands
-from mmchange_cli.console import err
+from mmchange_cli.console import err, warn
+from mmchange_cli.options import RENAMED_OPTIONS
 
 
 class _State:
@@ -36,10 +44,10 @@ def _describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename or exc}; check the path's permissions", 1
     if isinstance(exc, MemoryError):
-        return "out of memory; reduce --batch-size, --tile or the image size", 1
+        return "out of memory; reduce --batch-size, --tile-size or the image size", 1
     text = " ".join(str(exc).split()) or type(exc).__name__
     if "out of memory" in text.lower():
-        return f"out of memory ({text[:120]}); reduce --batch-size or --tile", 1
+        return f"out of memory ({text[:120]}); reduce --batch-size or --tile-size", 1
     return f"{type(exc).__name__}: {text} (rerun with 'mmchange --debug ...' for the traceback)", 1
 
 
@@ -48,15 +56,85 @@ def _is_cli_control_flow(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("typer", "click")
 
 
+def _rename_old_options(command: str, args: list[str]) -> list[str]:
+    """Old spellings of ``command``'s options replaced by the new ones, each with a one-line warning."""
+    renamed = RENAMED_OPTIONS.get(command, {})
+    result = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return result + args[i:]
+        old, sep, value = arg.partition("=")
+        if old in renamed:
+            warn(f"{old} is deprecated; use {renamed[old]}")
+            arg = renamed[old] + sep + value
+        result.append(arg)
+    return result
+
+
+def _hide_flag_types(params: list[Any]) -> list[Any]:
+    """Plain flags take no value: show no ``<bool>`` type for them in ``--help``."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Renamed config keys print one line on stderr; other warnings keep Python's format."""
+    from mmchange_core.config import RenamedKeyWarning
+
+    if issubclass(category, RenamedKeyWarning):
+        warn(str(message))
+    else:
+        _PYTHON_SHOWWARNING(message, category, *args, **kwargs)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
+def _one_line_usage_error(exc: Any) -> typer.Exit:
+    """Print a Click usage error as one line (not rich's boxed panel) and return the Exit to raise."""
+    hint = ""
+    if isinstance(exc, _click.UsageError) and exc.ctx is not None:
+        hint = f"; see '{exc.ctx.command_path} --help'"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    err.print(f"[bold red]error:[/bold red] {escape(message + hint)}", highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
 class ErrorHandlingGroup(TyperGroup):
-    """Turns exceptions from commands into one-line errors and exit codes."""
+    """Turns exceptions from commands into one-line errors and exit codes; maps renamed options."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        return name, command, _rename_old_options(name or "", rest)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types(command.get_params(ctx))
+        return command
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _click.ClickException as exc:
+            raise _one_line_usage_error(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except _click.ClickException as exc:  # a bad option value, a missing argument, an unknown command
+            if STATE.debug:
+                raise
+            raise _one_line_usage_error(exc) from None
+        except KeyboardInterrupt as exc:  # a second SIGINT/SIGTERM during training carries its exit code
             err.print("[red]interrupted[/red]; finished work has been kept")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
         except Exception as exc:  # noqa: BLE001 - the single place that reports errors
             if _is_cli_control_flow(exc) or STATE.debug:
                 raise

@@ -15,33 +15,47 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmchange_core.device import resolve_device
-from mmchange_core.inference.runner import InferenceRunner, resolve_precision
-from mmchange_core.errors import MMChangeError
+from mmchange_core.config import (
+    DEVICE,
+    PRECISION,
+    choice,
+    multiple_of,
+    non_negative,
+    positive,
+    required,
+    setting,
+    validate,
+)
+from mmchange_core.device import resolve_device, resolve_precision
+from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models.complexity import measure_complexity
-from mmchange_core.models.config import ModelConfig
+from mmchange_core.models.config import BACKBONES, VARIANTS, ModelConfig
 from mmchange_core.models.mmchange import MMChange
+from mmchange_core.progress import ProgressCallback
+from mmchange_core.progress import report as report_progress
 
 
 @dataclass
 class BenchmarkConfig:
     """What to measure. Lists produce one row per combination."""
 
-    backbone: str = "resnet50"
-    variant: str = "full"
-    size: int = 256
-    batches: list[int] = field(default_factory=lambda: [1, 32])
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
+    backbone: str = setting("resnet50", choice(*BACKBONES))
+    variant: str = setting("full", choice(*VARIANTS))
+    size: int = setting(256, multiple_of(32))
+    batch_size: list[int] = setting([1, 32], required("give at least one batch size, e.g. --batch-size 1,32"),
+                                    positive(), renamed_from=["batches"])
+    precision: list[str] = setting(["fp32", "bf16"], required("give at least one precision, e.g. --precision fp32"),
+                                   PRECISION, renamed_from=["precisions"])
     compile: bool = False
-    subgrid_trunk: bool = False
-    fused_convs: str = "auto"  # conv+bias(+residual)+ReLU fused by cuDNN: auto, off, trunk or all
+    # conv+bias(+residual)+ReLU fused by cuDNN
+    fused_convs: str = setting("auto", choice("auto", "off", "trunk", "all"))
     exhaustive_autotune: bool = False  # cuDNN times every engine, not only the heuristics' top 10
     cuda_graphs: bool | None = None
     channels_last: bool | None = None
-    device: str = "auto"
-    warmup: int = 5
-    repeats: int = 5
-    min_run_seconds: float = 0.5
+    device: str = setting("auto", DEVICE)
+    warmup: int = setting(5, non_negative())
+    repeats: int = setting(5, positive())
+    min_run_seconds: float = setting(0.5, non_negative())
     with_text: bool = False
     train: bool = False  # also time training steps (forward, loss, backward, fused Adam)
 
@@ -132,15 +146,23 @@ def _fresh_captions(n: int, offset: int) -> list[str]:
     return [f"These are buildings, roads and trees, scene {offset + i}." for i in range(n)]
 
 
-def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] | None = None) -> BenchmarkReport:
-    """Measure every (batch, precision) combination of ``cfg``."""
+def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None) -> BenchmarkReport:
+    """Measure every (batch, precision) combination of ``cfg``.
+
+    ``progress`` gets one ``benchmark`` event per finished row, its summary as the message and the
+    row itself in ``fields["row"]``.
+    """
+    validate(cfg)
     device = resolve_device(cfg.device)
-    if cfg.size % 32:
-        raise MMChangeError(f"--size must be a multiple of 32, got {cfg.size}")
-    try:
-        config = ModelConfig(backbone=cfg.backbone, variant=cfg.variant)
-    except ValueError as exc:
-        raise MMChangeError(str(exc)) from exc
+    config = ModelConfig(backbone=cfg.backbone, variant=cfg.variant)
+    total = len(cfg.batch_size) * len(cfg.precision) * (2 if cfg.train else 1)
+
+    def finished(row: BenchmarkRow) -> None:
+        report.rows.append(row)
+        summary = f"{row.mode} batch {row.batch} {row.precision}: {row.pairs_per_s:,.1f} pairs/s " \
+                  f"(warm-up {row.warmup_s:.1f} s)"
+        report_progress(progress, "benchmark", len(report.rows), total, summary, row=row)
+
     torch.manual_seed(0)
     model = MMChange(config).eval()
     complexity = measure_complexity(model, cfg.size)
@@ -151,13 +173,12 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
         from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 
         encoder = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(), device=str(device))
-    for precision in cfg.precisions:
+    for precision in cfg.precision:
         resolved = resolve_precision(precision, device)
         runner = InferenceRunner(model, device, resolved, channels_last=cfg.channels_last,
-                                 cuda_graphs=cfg.cuda_graphs, compile=cfg.compile,
-                                 subgrid_trunk=cfg.subgrid_trunk, fused_convs=cfg.fused_convs,
+                                 cuda_graphs=cfg.cuda_graphs, compile=cfg.compile, fused_convs=cfg.fused_convs,
                                  exhaustive_autotune=cfg.exhaustive_autotune)
-        for batch in cfg.batches:
+        for batch in cfg.batch_size:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -176,21 +197,16 @@ def run_benchmark(cfg: BenchmarkConfig, on_row: Callable[[BenchmarkRow], None] |
                 return runner.logits(img_a, img_b, text_a, text_b)
 
             warm, per_call = _measure(step, device, cfg)
-            mode = "inference" + ("+subgrid" if cfg.subgrid_trunk else "") + \
-                ("+exhaustive" if cfg.exhaustive_autotune else "") + ("+text" if encoder is not None else "")
+            mode = "inference" + ("+exhaustive" if cfg.exhaustive_autotune else "") + \
+                ("+text" if encoder is not None else "")
             row = BenchmarkRow(mode, batch, resolved,
                                cfg.compile, runner.cuda_graphs, runner.channels_last, runner.fused_convs,
                                batch / per_call,
                                per_call * 1000, per_call * 1000 / batch, _peak_memory_mb(device), warm)
-            report.rows.append(row)
-            if on_row:
-                on_row(row)
+            finished(row)
         if cfg.train:
-            for batch in cfg.batches:
-                row = _train_row(config, device, resolved, batch, cfg)
-                report.rows.append(row)
-                if on_row:
-                    on_row(row)
+            for batch in cfg.batch_size:
+                finished(_train_row(config, device, resolved, batch, cfg))
     return report
 
 

@@ -26,7 +26,10 @@ from mmchange_core.inference.predict import PairResult, PredictConfig, predict_p
 from mmchange_core.evaluation.robustness import RobustnessConfig, RobustnessReport, run_robustness
 from mmchange_core.training.config import TrainConfig
 from mmchange_core.training.loop import TrainObserver, TrainResult, train
+from mmchange_core.config import DEVICE, PRECISION, choice, multiple_of, non_negative, positive, setting, validate
 from mmchange_core.errors import MMChangeError
+from mmchange_core.io.outputs import OutputPlan
+from mmchange_core.models.config import BACKBONES
 from mmchange_core.runs import next_run_dir
 
 
@@ -34,17 +37,20 @@ from mmchange_core.runs import next_run_dir
 class DemoConfig:
     """Sizes of the demo; ``quick`` shrinks everything for CI and smoke tests."""
 
-    out: str | None = None  # default: a fresh runs/demo/<exp>
+    output: str | None = setting(None, renamed_from=["out"])  # default: a fresh runs/demo/<exp>
     quick: bool = False
-    pairs: int | None = None  # default 60 (quick: 24)
-    size: int = 128
-    crop_size: int = 64
-    iters: int | None = None  # default 200 (quick: 72)
-    batch_size: int = 8
-    lr: float = 1e-3  # twice the paper's rate: this schedule is 200x shorter
-    backbone: str = "resnet18"
+    pairs: int | None = setting(None, positive())  # default 60 (quick: 24)
+    size: int = setting(128, multiple_of(32))
+    crop_size: int = setting(64, multiple_of(32))
+    iters: int | None = setting(None, positive())  # default 200 (quick: 72)
+    batch_size: int = setting(8, positive())
+    lr: float = setting(1e-3, positive())  # twice the paper's rate: this schedule is 200x shorter
+    backbone: str = setting("resnet18", choice(*BACKBONES))
     seed: int = 0
-    device: str = "cpu"
+    workers: int = setting(0, non_negative())
+    device: str = setting("auto", DEVICE)
+    precision: str = setting("auto", PRECISION)
+    compile: bool = False
 
     def effective(self) -> DemoConfig:
         """The sizes actually used: explicit values, else the defaults of the chosen mode."""
@@ -73,21 +79,21 @@ class DemoReport:
 
 
 class DemoObserver(TrainObserver):
-    """Step notifications on top of the training events."""
+    """Step notifications on top of the training events; ``on_progress`` also gets every step's progress."""
 
     def on_step(self, index: int, total: int, title: str) -> None:
         """A demo step starts."""
-
-    def on_progress(self, label: str, done: int, total: int) -> None:
-        """Progress inside a step (captioning, evaluation, robustness)."""
 
 
 def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
              warn: Callable[[str], None] | None = None) -> DemoReport:
     """Run the six demo steps into one run folder and return what they produced."""
+    validate(config)
     cfg = config.effective()
     obs = observer or DemoObserver()
-    run_dir = Path(cfg.out) if cfg.out else next_run_dir("runs", "demo")
+    if cfg.output:
+        OutputPlan().check_folder(Path(cfg.output), "--output folder")
+    run_dir = Path(cfg.output) if cfg.output else next_run_dir("runs", "demo")
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     data_dir = run_dir / "data"
@@ -102,23 +108,23 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     obs.on_step(1, steps, f"synthetic dataset: {cfg.pairs} pairs of {cfg.size} px with text signal -> {data_dir}")
     timed("synth", lambda: make_synthetic_dataset(
         data_dir, SynthConfig(pairs=cfg.pairs, size=cfg.size, seed=cfg.seed, text_signal=True),
-        progress=lambda done, total: obs.on_progress("synth", done, total)))
+        progress=obs.on_progress))
 
     obs.on_step(2, steps, "captions: basic (pixel statistics) + hashing text encoder, both offline")
     from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
 
     captions = timed("caption", lambda: caption_dataset(
         data_dir, captioner=CaptionerConfig(name="basic"), encoder=TextEncoderConfig(name="hashing"),
-        device=cfg.device, warn=warn,
-        progress=lambda phase, done, total: obs.on_progress(f"captions ({phase})", done, total)))
+        device=cfg.device, warn=warn, progress=obs.on_progress))
     if captions.failed:
         raise MMChangeError(f"the demo could not caption {len(captions.failed)} synthetic image(s)")
 
     obs.on_step(3, steps, f"training {cfg.backbone}/full for {cfg.iters} iterations on {cfg.crop_size} px crops")
     train_config = TrainConfig(dataset=str(data_dir), backbone=cfg.backbone, variant="full", pretrained=False,
                                iters=cfg.iters, batch_size=cfg.batch_size, crop_size=cfg.crop_size, lr=cfg.lr,
-                               warmup_iters=min(200, max(1, cfg.iters // 5)), num_workers=0, device=cfg.device,
-                               seed=cfg.seed, name="model", project=str(run_dir))
+                               warmup_iters=min(200, max(1, cfg.iters // 5)), workers=cfg.workers,
+                               device=cfg.device, precision=cfg.precision, compile=cfg.compile, seed=cfg.seed,
+                               name="model", project=str(run_dir))
     trained = timed("train", lambda: train(train_config, observer=obs))
     if trained.best_checkpoint is None:
         raise MMChangeError("the demo training wrote no checkpoint")
@@ -126,8 +132,9 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     obs.on_step(4, steps, "evaluation on the held-out test split")
     evaluation = timed("eval", lambda: run_evaluation(
         EvalOptions(checkpoint=trained.best_checkpoint, dataset=str(data_dir), split="test", save_vis=True,
-                    num_workers=0, device=cfg.device, name="test", project=str(run_dir)),
-        progress=lambda done, total: obs.on_progress("eval", done, total)))
+                    workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device, precision=cfg.precision,
+                    compile=cfg.compile, name="test", project=str(run_dir)),
+        progress=obs.on_progress))
 
     pair = detect_layout(data_dir).pairs("test")[0]
     predict_dir = run_dir / "predict"
@@ -135,12 +142,14 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     prediction = timed("predict", lambda: predict_pair(
         trained.best_checkpoint, pair.image_a, pair.image_b, predict_dir / f"{pair.image_a.stem}_mask.png",
         overlay=predict_dir / f"{pair.image_a.stem}_overlay.png", prob=predict_dir / f"{pair.image_a.stem}_prob.png",
-        config=PredictConfig(tile=cfg.crop_size, overlap=cfg.crop_size // 4, device=cfg.device), warn=warn))
+        config=PredictConfig(overlap=cfg.crop_size // 4, batch_size=cfg.batch_size, device=cfg.device,
+                             precision=cfg.precision, compile=cfg.compile), warn=warn))
 
     obs.on_step(6, steps, "robustness: clean, +noise, +light, +noise+light on the test split")
     robustness = timed("robustness", lambda: run_robustness(
         RobustnessConfig(checkpoints=[str(trained.best_checkpoint)], dataset=str(data_dir), split="test",
-                         noise=True, light=True, device=cfg.device, name="table", project=str(run_dir)),
+                         noise=True, light=True, batch_size=cfg.batch_size, device=cfg.device,
+                         precision=cfg.precision, compile=cfg.compile, name="table", project=str(run_dir)),
         progress=obs.on_progress))
     seconds["total"] = round(sum(seconds.values()), 2)
     return DemoReport(run_dir, data_dir, trained, evaluation, prediction, robustness, seconds)

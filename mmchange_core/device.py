@@ -1,10 +1,15 @@
-"""Device selection with clear errors (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
+"""Device and numeric precision selection with clear errors (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
 
 from __future__ import annotations
 
 import torch
 
 from mmchange_core.errors import MMChangeError
+
+#: Precisions that name a dtype (autocast for bf16 and fp16).
+EXPLICIT_PRECISIONS = ("fp32", "bf16", "fp16")
+#: Every precision option: ``auto`` resolves per device (:func:`resolve_precision`).
+PRECISIONS = ("auto", *EXPLICIT_PRECISIONS)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -27,3 +32,14 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
                 f"device '{spec}' requested but only {torch.cuda.device_count()} GPU(s) are visible"
             )
     return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on a GPU, fp32 on the CPU; otherwise validated as given (no fp16 on the CPU)."""
+    if precision not in PRECISIONS:
+        raise MMChangeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise MMChangeError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
+    return precision

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import platform
 
+__version__ = "0.1.0"
+"""mmchange's version; it lives here, at the bottom layer, so every layer can read it."""
+
 
 def environment_report() -> dict[str, str]:
     """Versions of mmchange, Python and torch, and the accelerator, as strings."""
     import torch
     import torchvision
-
-    from mmchange_core import __version__
 
     if torch.cuda.is_available():
         accel = f"CUDA {torch.version.cuda}: " + ", ".join(

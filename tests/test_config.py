@@ -9,7 +9,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmchange_core.config import ConfigError, apply_overrides, load_config, save_config
+from mmchange_core.config import (
+    ConfigError,
+    RenamedKeyWarning,
+    apply_overrides,
+    between,
+    choice,
+    load_config,
+    multiple_of,
+    non_negative,
+    positive,
+    required,
+    save_config,
+    setting,
+    validate,
+)
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import read_mask, read_rgb, write_png
 from mmchange_core.runs import next_run_dir
@@ -43,7 +57,7 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_mask_threshold_and_png_round_trip(tmp_path: Path) -> None:
-    label = np.array([[0, 127], [128, 255]], np.uint8)
+    label = np.array([[0, 0], [1, 1]], np.uint8)  # 0/1 labels: the larger value is change (see read_mask)
     Image.fromarray(label).save(tmp_path / "l.png")
     assert read_mask(tmp_path / "l.png").tolist() == [[False, False], [True, True]]
     write_png(tmp_path / "m.png", np.array([[True, False]]))
@@ -133,3 +147,42 @@ def test_error_messages_keep_square_brackets(cli, tmp_path: Path) -> None:
     assert "[geo]" in console.escape('pip install "mmchange[geo]"')
     result = cli("convert", tmp_path / "no[such].pth", "-o", tmp_path / "o.safetensors")
     assert result.exit_code == 1 and "no[such].pth" in result.output
+
+
+@dataclass
+class _Ranged:
+    size: int = setting(64, multiple_of(32))
+    p: float = setting(0.5, between(0, 1))
+    sizes: list[int] = setting([1, 2], positive())
+    mode: str = setting("a", choice("a", "b"))
+    path: str = setting("", required("pass --path"))
+    workers: int = setting(0, non_negative(), renamed_from=["num_workers"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("size=48", "config key 'size' is 48; it must be a positive multiple of 32"),
+    ("p=1.5", "config key 'p' is 1.5; it must be between 0 and 1"),
+    ("p=.inf", "config key 'p' is inf; give a finite number"),
+    ("sizes=[4, 0]", "config key 'sizes' is 0; it must be greater than 0"),
+    ("mode=c", "config key 'mode' is 'c'; it must be one of a, b"),
+    ("workers=-1", "config key 'workers' is -1; it must be 0 or more"),
+    ("szie=64", "unknown config key 'szie'; did you mean 'size'?"),
+])
+def test_declared_ranges_are_checked_with_key_value_and_range(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_Ranged, None, ["path=x", override])
+    assert str(info.value) == message
+
+
+def test_required_renamed_and_typed_overrides(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config key 'path' is not set; pass --path"):
+        load_config(_Ranged)
+    file = tmp_path / "c.yaml"
+    file.write_text("num_workers: 3\nsizes: [32]\n")
+    with pytest.warns(RenamedKeyWarning, match="config key 'num_workers' is now 'workers'"):
+        cfg = load_config(_Ranged, file, ["path=x", ("sizes", "64,96"), ("p", 1)])
+    assert (cfg.workers, cfg.sizes, cfg.p) == (3, [64, 96], 1.0)
+    assert _Ranged().sizes is not _Ranged().sizes  # list defaults are copied
+    validate(cfg)
+    with pytest.raises(ConfigError, match="'size' is 40"):
+        validate(_Ranged(size=40, path="x"))  # configs built in Python are checked the same way

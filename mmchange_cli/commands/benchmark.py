@@ -2,52 +2,53 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from mmchange_cli.console import err, out, print_json, table
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got '{text}'") from None
+from mmchange_cli import options as opt
+from mmchange_cli.console import ProgressDisplay, out, print_json, table
 
 
 def benchmark(
-    backbone: str = typer.Option("resnet50", "--backbone", "-b", help="resnet18, resnet34 or resnet50."),
-    variant: str = typer.Option("full", "--variant", "-v", help="Model variant."),
-    size: int = typer.Option(256, "--size", help="Square input size (multiple of 32)."),
-    batch: str = typer.Option("1,32", "--batch", help="Comma-separated batch sizes."),
-    precision: str = typer.Option("fp32,bf16", "--precision", help="Comma-separated: fp32, bf16, fp16."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (cached on disk)."),
+    backbone: str | None = typer.Option(None, "--backbone", help="resnet18, resnet34 or resnet50 (default)."),
+    variant: str | None = typer.Option(None, "--variant", "-v", help="Model variant (default full)."),
+    size: int | None = typer.Option(None, "--size", help="Square input size (multiple of 32)."),
+    batch_size: str | None = opt.batch_size("Comma-separated batch sizes, e.g. 1,32."),
+    precision: str | None = opt.precision("Comma-separated: fp32, bf16, fp16 (default fp32,bf16)."),
+    compile: bool = opt.compile(),
     cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                             help="Replay CUDA graphs (default: on for GPUs)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                               help="NHWC memory format (default: on for inference; training: GPUs only)."),
-    subgrid_trunk: bool = typer.Option(False, "--subgrid-trunk",
-                                       help="Run dilated trunk blocks as undilated convs on sub-grids."),
-    fused_convs: str = typer.Option("auto", "--fused-convs",
-                                    help="Fuse conv+bias(+residual)+ReLU into one cuDNN kernel: auto, off, trunk or all."),
-    exhaustive_autotune: bool = typer.Option(False, "--exhaustive-autotune",
-                                             help="cuDNN times every convolution engine (slower first call)."),
-    with_text: bool = typer.Option(False, "--with-text", help="Include CLIP text encoding of fresh captions."),
-    train: bool = typer.Option(False, "--train", help="Also time training steps (AMP, fused Adam)."),
-    repeats: int = typer.Option(5, "--repeats", help="Timed runs per row; the median is reported."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fused_convs: str | None = typer.Option(None, "--fused-convs", help="Fuse conv+bias(+residual)+ReLU into one "
+                                                                      "cuDNN kernel: auto, off, trunk or all."),
+    exhaustive_autotune: bool = opt.flag("--exhaustive-autotune",
+                                         "cuDNN times every convolution engine (slower first call)."),
+    with_text: bool = opt.flag("--with-text", "Include CLIP text encoding of fresh captions."),
+    train: bool = opt.flag("--train", "Also time training steps (AMP, fused Adam)."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Timed runs per row; the median is reported."),
+    device: str | None = opt.device(),
+    config: Path | None = opt.config(),
+    overrides: list[str] = opt.sets(),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Measure inference throughput (text encoder excluded unless --with-text)."""
-    from mmchange_core.config import to_dict
     from mmchange_core.benchmark import BenchmarkConfig, run_benchmark
+    from mmchange_core.config import to_dict
 
-    cfg = BenchmarkConfig(backbone=backbone, variant=variant, size=size, batches=_int_list(batch),
-                          precisions=[p.strip() for p in precision.split(",") if p.strip()],
-                          compile=compile, subgrid_trunk=subgrid_trunk, fused_convs=fused_convs,
-                          exhaustive_autotune=exhaustive_autotune, cuda_graphs=cuda_graphs, channels_last=channels_last,
-                          with_text=with_text, train=train, repeats=repeats, device=device)
-    report = run_benchmark(cfg, on_row=lambda r: err.print(
-        f"{r.mode} batch {r.batch} {r.precision}: {r.pairs_per_s:,.1f} pairs/s (warm-up {r.warmup_s:.1f} s)"))
+    cfg = opt.resolve(BenchmarkConfig, config, overrides, backbone=backbone, variant=variant, size=size,
+                      batch_size=batch_size, precision=precision, compile=compile or None,
+                      fused_convs=fused_convs,
+                      exhaustive_autotune=exhaustive_autotune or None, cuda_graphs=cuda_graphs,
+                      channels_last=channels_last, with_text=with_text or None, train=train or None,
+                      repeats=repeats, device=device)
+    with ProgressDisplay() as display:
+        def show(event):  # noqa: ANN001, ANN202 - a ProgressEvent; each finished row stays on screen
+            display(event)
+            display.print(event.message)
+
+        report = run_benchmark(cfg, progress=show)
     if as_json:
         print_json(to_dict(report))
         return

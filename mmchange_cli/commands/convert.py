@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from mmchange_cli import options as opt
 from mmchange_cli.console import out, print_json
 
 
 def convert(
     source: Path = typer.Argument(..., help="The authors' checkpoint (.pth / .pth.tar state dict)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the mmchange checkpoint (.safetensors)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Convert an authors' checkpoint (reference key names) into mmchange's safetensors format."""
     from mmchange_core.models.convert import convert_reference_checkpoint

@@ -2,80 +2,72 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mmchange_cli.console import err, out, print_json, progress, table
+from mmchange_cli import options as opt
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, table
+
+if TYPE_CHECKING:
+    from mmchange_core.progress import ProgressEvent
 
 
 def _make_observer() -> Any:
-    from rich.progress import TextColumn
-
     from mmchange_core.demo import DemoObserver
-    from mmchange_core.training.loop import TrainInfo
 
     class RichDemoObserver(DemoObserver):
-        """Step headers, one progress bar per step, a one-line summary per training epoch."""
+        """Step headers, a progress display per step, a one-line summary per training epoch."""
 
         def __init__(self) -> None:
-            self.bar = progress(TextColumn("{task.fields[note]}"), transient=True)
-            self.tasks: dict[str, Any] = {}
-            self.started = 0.0
+            self.display = ProgressDisplay(transient=True)
 
         def on_step(self, index: int, total: int, title: str) -> None:
             self.close()
-            self.bar = progress(TextColumn("{task.fields[note]}"), transient=True)
-            self.bar.start()
-            self.tasks = {}
-            err.print(f"[bold][{index}/{total}][/bold] {title}")
+            self.display = ProgressDisplay(transient=True).__enter__()
+            err.print(f"[bold][{index}/{total}][/bold] {title}", soft_wrap=True)
 
-        def on_progress(self, label: str, done: int, total: int) -> None:
-            if label not in self.tasks:
-                self.tasks[label] = self.bar.add_task(label, total=max(total, 1), note="")
-            self.bar.update(self.tasks[label], completed=done, total=max(total, 1))
-
-        def on_start(self, info: TrainInfo) -> None:
-            self.started = time.perf_counter()
-            self.tasks["train"] = self.bar.add_task("train", total=info.total_iters, note="")
-
-        def on_iteration(self, iteration: int, total: int, loss: float, lr: float) -> None:
-            rate = iteration / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(self.tasks["train"], completed=iteration, note=f"{rate:.2f} it/s loss {loss:.4f}")
+        def on_progress(self, event: ProgressEvent) -> None:
+            self.display(event)
 
         def on_epoch_end(self, row: dict[str, Any]) -> None:
             f1 = row.get("val_f1")
             val = f", val F1 {f1:.3f}" if isinstance(f1, float) else ""
-            self.bar.console.print(f"  epoch {row.get('epoch')}: loss {row.get('train_loss', float('nan')):.4f}{val}")
+            self.display.print(f"  epoch {row.get('epoch')}: loss {row.get('train_loss', float('nan')):.4f}{val}")
 
         def on_message(self, text: str) -> None:
-            self.bar.console.print(f"  {text}")
+            self.display.print(f"  {text}")
 
         def close(self) -> None:
-            self.bar.stop()
+            self.display.__exit__(None, None, None)
 
     return RichDemoObserver()
 
 
 def demo(
-    out_dir: Path | None = typer.Option(None, "--out", help="Run folder (default: a new runs/demo/expN)."),
-    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer iterations (about a minute on 2 cores)."),
+    output: Path | None = opt.output("Run folder (default: a new runs/demo/expN)."),
+    quick: bool = opt.flag("--quick", "Smaller data and fewer iterations (about a minute on 2 cores)."),
     iters: int | None = typer.Option(None, "--iters", help="Training iterations (default 200, quick 72)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda or cuda:N."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    batch_size: int | None = opt.batch_size("Training batch size and windows per network call."),
+    workers: int | None = opt.workers(),
+    device: str | None = opt.device(),
+    precision: str | None = opt.precision(),
+    compile: bool = opt.compile(),
+    config: Path | None = opt.config(),
+    overrides: list[str] = opt.sets(),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Run the whole workflow on built-in synthetic data: no data and no weights to download."""
     from mmchange_core.demo import DemoConfig, run_demo
     from mmchange_core.evaluation.metrics import METRIC_NAMES
 
-    config = DemoConfig(out=str(out_dir) if out_dir else None, quick=quick, device=device)
-    if iters is not None:
-        config.iters = iters
+    cfg = opt.resolve(DemoConfig, config, overrides, output=output, quick=quick or None, iters=iters,
+                      batch_size=batch_size, workers=workers, device=device, precision=precision,
+                      compile=compile or None)
     observer = _make_observer()
     try:
-        report = run_demo(config, observer, warn=lambda text: err.print(f"  warning: {text}"))
+        report = run_demo(cfg, observer, warn=lambda text: err.print(f"  warning: {text}", soft_wrap=True))
     finally:
         observer.close()
     metrics = report.evaluation.metrics()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mmchange_cli.console import err, out, print_json, progress, table, warn
+from mmchange_cli import options as opt
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, table, warn
 
 
 def predict(
@@ -14,40 +15,47 @@ def predict(
     image_b: Path = typer.Argument(..., help="Second-date image, or a folder with the same file names."),
     output: Path = typer.Option(..., "--output", "-o",
                                 help="Mask file (.png, or .tif to keep GeoTIFF georeferencing), or a folder."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="mmchange checkpoint (.safetensors)."),
-    tile: int = typer.Option(256, "--tile", help="Sliding-window size in pixels (multiple of 32)."),
-    overlap: int = typer.Option(32, "--overlap", help="Minimum overlap of neighbouring windows in pixels."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per network call."),
-    threshold: float | None = typer.Option(None, "--threshold",
-                                           help="Change-probability threshold (default: the checkpoint's)."),
+    checkpoint: Path = opt.checkpoint(required=True),
+    tile_size: int | None = opt.tile_size(),
+    overlap: int | None = opt.overlap(),
+    batch_size: int | None = opt.batch_size("Windows per network call."),
+    threshold: float | None = opt.threshold(),
     prob: Path | None = typer.Option(None, "--prob",
                                      help="Also write the probability map: .png = 0-255, .tif = float 0-1."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Also write change outlines drawn on image B."),
     vector: Path | None = typer.Option(None, "--vector", help="Also write change polygons (.geojson)."),
-    min_area: float = typer.Option(0.0, "--min-area",
-                                   help="Smallest polygon for --vector: pixels, or CRS units^2 for GeoTIFFs."),
-    captions: Path | None = typer.Option(None, "--captions",
-                                         help="YAML/JSON file mapping image names to captions (text models)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    min_area: float | None = typer.Option(None, "--min-area",
+                                          help="Smallest polygon for --vector: pixels, or CRS units^2 for GeoTIFFs."),
+    captions: Path | None = opt.captions("YAML/JSON file mapping image names to captions (text models; "
+                                         "default: caption on the fly)."),
+    device: str | None = opt.device(),
+    precision: str | None = opt.precision(),
+    compile: bool = opt.compile(),
+    config: Path | None = opt.config(),
+    overrides: list[str] = opt.sets(),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Predict the change between two dates. With two folders, pairs are matched by file name and
     --prob/--overlay/--vector name folders."""
     from mmchange_core.config import to_dict
-    from mmchange_core.inference.predict import PredictConfig, predict_pair
+    from mmchange_core.errors import InputError
+    from mmchange_core.inference.predict import PredictConfig, predict_folder, predict_pair
 
-    config = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold,
-                           min_area=min_area, device=device, precision=precision, compile=compile)
+    cfg = opt.resolve(PredictConfig, config, overrides, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                      threshold=threshold, min_area=min_area, device=device, precision=precision,
+                      compile=compile or None)
     if image_a.is_dir() or image_b.is_dir():
-        _predict_folders(image_a, image_b, output, checkpoint, config, prob, overlay, vector, captions, as_json)
+        if not (image_a.is_dir() and image_b.is_dir()):
+            folder, other = (image_a, image_b) if image_a.is_dir() else (image_b, image_a)
+            raise InputError(f"{folder} is a folder but {other} is not; give two images or two folders")
+        with ProgressDisplay() as display:
+            folder = predict_folder(checkpoint, image_a, image_b, output, prob_dir=prob, overlay_dir=overlay,
+                                    vector_dir=vector, captions=captions, config=cfg, warn=warn, progress=display)
+        _show_folder(folder, image_a, image_b, as_json)
         return
-    with progress(transient=True) as bar:
-        task = bar.add_task("windows", total=None)
+    with ProgressDisplay(transient=True) as display:
         result = predict_pair(checkpoint, image_a, image_b, output, prob=prob, overlay=overlay, vector=vector,
-                              captions=captions, config=config, warn=warn,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              captions=captions, config=cfg, warn=warn, progress=display)
     if as_json:
         print_json(to_dict(result))
         return
@@ -62,21 +70,9 @@ def predict(
     out.print(table(f"{result.name}", ["item", "value"], rows))
 
 
-def _predict_folders(dir_a, dir_b, output, checkpoint, config, prob, overlay, vector, captions, as_json) -> None:
+def _show_folder(result, dir_a: Path, dir_b: Path, as_json: bool) -> None:  # noqa: ANN001 - a FolderResult
     from mmchange_core.config import to_dict
-    from mmchange_core.inference.predict import predict_folder
-    from mmchange_core.errors import InputError
 
-    if not (dir_a.is_dir() and dir_b.is_dir()):
-        raise InputError(f"give two images or two folders; {dir_a if not dir_a.is_dir() else dir_b} is not a folder")
-    with progress() as bar:
-        task = bar.add_task("pairs", total=None)
-
-        def on_pair(done: int, total: int, name: str, result) -> None:
-            bar.update(task, completed=done, total=total, description=f"pairs ({name})")
-
-        result = predict_folder(checkpoint, dir_a, dir_b, output, prob_dir=prob, overlay_dir=overlay,
-                                vector_dir=vector, captions=captions, config=config, warn=warn, progress=on_pair)
     for name in result.only_in_a:
         warn(f"{name}: only in {dir_a}, skipped")
     for name in result.only_in_b:

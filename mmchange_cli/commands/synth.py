@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mmchange_cli.console import out, print_json, progress, table
+from mmchange_cli import options as opt
+from mmchange_cli.console import ProgressDisplay, out, print_json, table
 
 
 def synth(
@@ -14,19 +15,17 @@ def synth(
     pairs: int = typer.Option(200, "--pairs", "-n", help="Number of image pairs over all splits."),
     size: int = typer.Option(256, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same dataset."),
-    text_signal: bool = typer.Option(False, "--text-signal",
-                                     help="Couple the land-cover mix to the labelled change (new buildings clear "
-                                          "vegetation, demolitions leave bare soil), so captions carry change "
-                                          "information."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    text_signal: bool = opt.flag("--text-signal", "Couple the land-cover mix to the labelled change (new buildings "
+                                                  "clear vegetation, demolitions leave bare soil), so captions carry "
+                                                  "change information."),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Generate pairs with buildings appearing/vanishing (labelled) and nuisance changes (not labelled)."""
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
 
     config = SynthConfig(pairs=pairs, size=size, seed=seed, text_signal=text_signal)
-    with progress() as bar:
-        task = bar.add_task("synth", total=pairs)
-        report = make_synthetic_dataset(output, config, progress=lambda done, total: bar.update(task, completed=done))
+    with ProgressDisplay() as display:
+        report = make_synthetic_dataset(output, config, progress=display)
     if as_json:
         print_json({"root": str(report.root), "splits": report.counts, "written": report.written,
                     "skipped": report.skipped, "change_fraction": report.change_fraction,

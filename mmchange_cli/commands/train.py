@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mmchange_cli.console import err, out, print_json, progress
+from mmchange_cli import options as opt
+from mmchange_cli.console import ProgressDisplay, err, out, print_json
 
-
-def _overrides(options: dict[str, Any]) -> list[str]:
-    """Options given on the command line as ``key=value`` overrides (None = not given)."""
-    items = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        items.append(f"{key}={value}")
-    return items
+if TYPE_CHECKING:
+    from mmchange_core.progress import ProgressEvent
 
 
 def _epoch_table(row: dict[str, Any], epochs: int) -> Any:
@@ -42,20 +33,14 @@ def _epoch_table(row: dict[str, Any], epochs: int) -> Any:
 
 
 def _make_observer(show: bool) -> Any:
-    from rich.progress import TextColumn
-
     from mmchange_core.training.loop import TrainInfo, TrainObserver
 
     class RichObserver(TrainObserver):
-        """Renders a run on stderr: set-up lines, a progress bar (it/s, loss, lr, ETA), epoch tables."""
+        """Renders a run on stderr: set-up lines, a progress display (loss, lr, ETA), epoch tables."""
 
         def __init__(self) -> None:
-            self.bar = progress(TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
-                                TextColumn("lr {task.fields[lr]}"))
-            self.task = None
+            self.display = ProgressDisplay()
             self.epochs = 0
-            self.started = 0.0
-            self.first = 0
 
         def on_start(self, info: TrainInfo) -> None:
             self.epochs = info.epochs
@@ -71,94 +56,87 @@ def _make_observer(show: bool) -> Any:
                       f"{info.total_iters}; {info.device}, {info.precision}, {info.world_size} process(es); "
                       f"text: {text}", soft_wrap=True)
             if show:
-                self.bar.start()
-                self.task = self.bar.add_task("train", total=info.total_iters, completed=info.start_iteration,
-                                              rate="", loss="-", lr="-")
-            self.started = time.perf_counter()
-            self.first = info.start_iteration
+                self.display.__enter__()
 
-        def on_iteration(self, iteration: int, total: int, loss: float, lr: float) -> None:
-            if self.task is None:
-                return
-            elapsed = time.perf_counter() - self.started
-            rate = (iteration - self.first) / elapsed if elapsed > 0 else 0.0
-            self.bar.update(self.task, completed=iteration, rate=f"{rate:.2f} it/s", loss=f"{loss:.4f}",
-                            lr=f"{lr:.2e}")
-
-        def on_validation(self, epoch: int) -> None:
-            if self.task is not None:
-                self.bar.update(self.task, description="validate")
+        def on_progress(self, event: ProgressEvent) -> None:
+            if show:
+                self.display(event)
 
         def on_epoch_end(self, row: dict[str, Any]) -> None:
-            if self.task is not None:
-                self.bar.update(self.task, description="train")
-            self.bar.console.print(_epoch_table(row, self.epochs))
+            self.display.print(_epoch_table(row, self.epochs))
 
         def on_message(self, text: str) -> None:
-            self.bar.console.print(text, soft_wrap=True)
+            self.display.print(text)
 
         def close(self) -> None:
-            if self.task is not None:
-                self.bar.stop()
+            self.display.__exit__(None, None, None)
 
     return RichObserver()
 
 
 def train(
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="levir, whu, sysu or a dataset folder."),
-    backbone: str | None = typer.Option(None, "--backbone", "-b", help="resnet18, resnet34 or resnet50 (default)."),
+    dataset: str | None = opt.dataset(),
+    change_value: int | None = opt.change_value(),
+    backbone: str | None = typer.Option(None, "--backbone", help="resnet18, resnet34 or resnet50 (default)."),
     variant: str | None = typer.Option(None, "--variant", "-v",
                                        help="full (default), image-only, no-modules, no-ifr, no-tde or no-itff."),
-    iters: int | None = typer.Option(None, "--iters", help="Training iterations, rounded up to whole epochs "
-                                                            "(default 40000)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size over all processes (default 32)."),
-    crop_size: int | None = typer.Option(None, "--crop-size", help="Crop size; larger images are tiled (default 256)."),
-    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Start the trunk from random weights."),
-    precision: str | None = typer.Option(None, "--precision", help="fp32 (default), bf16 or fp16 (autocast)."),
-    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda or cuda:N."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default 2333)."),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes (default 4)."),
-    caption_store: str | None = typer.Option(None, "--caption-store",
-                                             help="Caption store file (default: the one in the dataset folder)."),
-    name: str | None = typer.Option(None, "--name", help="Run name (default exp; auto-incremented)."),
-    project: str | None = typer.Option(None, "--project", help="Folder for run folders (default runs)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file (see examples/configs)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set lr=0.001 (repeatable)."),
+    iters: int | None = typer.Option(None, "--iters", help="Training iterations, rounded up to whole epochs."),
+    batch_size: int | None = opt.batch_size("Batch size over all processes."),
+    crop_size: int | None = typer.Option(None, "--crop-size", help="Crop size; larger images are tiled."),
+    no_pretrained: bool = opt.flag("--no-pretrained", "Start the trunk from random weights."),
+    precision: str | None = opt.precision("fp32 (default, the paper's), auto, bf16 or fp16 (autocast)."),
+    compile: bool = opt.compile(),
+    device: str | None = opt.device(),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    workers: int | None = opt.workers(),
+    captions: str | None = opt.captions(),
+    accept_stale_captions: bool = opt.accept_stale_captions(),
+    name: str | None = opt.name(),
+    project: str | None = opt.project(),
+    config: Path | None = opt.config(),
+    overrides: list[str] = opt.sets(),
     resume: str | None = typer.Option(None, "--resume", help="Continue a run (its folder, or its name in "
                                                              "<project>/train)."),
     stop_after: int | None = typer.Option(None, "--stop-after",
                                           help="Stop after this many iterations in total, keeping a resumable state."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    as_json: bool = opt.as_json(),
 ) -> None:
     """Train MMChange on a change-detection dataset; prints the run folder and the best checkpoint."""
-    from mmchange_core.config import ConfigError, load_config
+    from mmchange_core.config import ConfigError
     from mmchange_core.distributed import launch_position
-    from mmchange_core.training.config import TrainConfig
+    from mmchange_core.training.config import TrainConfig, validate_config
+    from mmchange_core.training.interrupt import signal_exit_code
     from mmchange_core.training.loop import find_run, resume_config
     from mmchange_core.training.loop import train as run_training
 
-    given = _overrides({
-        "dataset": dataset, "backbone": backbone, "variant": variant, "iters": iters, "batch_size": batch_size,
-        "crop_size": crop_size, "pretrained": False if no_pretrained else None, "precision": precision,
-        "device": device, "seed": seed, "num_workers": workers, "caption_store": caption_store, "name": name,
-        "project": project,
-    }) + list(overrides)
+    flags = {"dataset": dataset, "backbone": backbone, "variant": variant, "iters": iters, "batch_size": batch_size,
+             "crop_size": crop_size, "pretrained": False if no_pretrained else None, "precision": precision,
+             "compile": compile or None, "device": device, "seed": seed, "workers": workers, "captions": captions,
+             "accept_stale_captions": accept_stale_captions or None,
+             "name": name, "project": project, "change_value": change_value}
     resume_dir = None
     if resume is not None:
         if config is not None:
-            raise ConfigError("--resume continues a run with its own config; leave out -c")
+            raise ConfigError("--resume continues a run with its own config; leave out --config")
         resume_dir = find_run(resume, project or "runs")
-        cfg = resume_config(resume_dir, given)
+        cfg = resume_config(resume_dir, [*overrides, *((k, v) for k, v in flags.items() if v is not None)])
     else:
-        cfg = load_config(TrainConfig, config, given)
+        cfg = opt.resolve(TrainConfig, config, overrides, **flags)
+    validate_config(cfg)
     main_process = launch_position()[0] == 0
     observer = _make_observer(show=main_process)
     try:
         result = run_training(cfg, resume_dir=resume_dir, stop_after=stop_after, observer=observer)
     finally:
         observer.close()
-    if not main_process:
-        return
+    if main_process:
+        _print_result(result, as_json)
+    if result.stopped_by in ("SIGINT", "SIGTERM"):  # as a shell reports a process the signal ended: 130, 143
+        raise typer.Exit(signal_exit_code(result.stopped_by))
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    """The run folder and best checkpoint (or the whole result as JSON) on stdout."""
     data = {
         "run_dir": str(result.run_dir),
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
@@ -168,6 +146,7 @@ def train(
         "iterations": result.iterations,
         "total_iterations": result.total_iters,
         "completed": result.completed,
+        "stopped_by": result.stopped_by,
     }
     if as_json:
         print_json(data)

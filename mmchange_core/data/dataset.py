@@ -2,8 +2,10 @@
 
 :class:`ChangeDetectionDataset` checks every pair when it is built (reading image headers only):
 A, B and label must exist, be readable and have the same size, and be at least one crop large.
-Images larger than the crop are cut into non-overlapping tiles (:mod:`mmchange_core.data.tiles`),
-so LEVIR-CD's 1024 x 1024 tiles become the paper's 256 x 256 crops. Labels >= 128 count as change.
+Images larger than the crop are cut into non-overlapping tiles (:mod:`mmchange_core.data.windows`),
+so LEVIR-CD's 1024 x 1024 tiles become the paper's 256 x 256 crops. Labels are read by
+:func:`mmchange_core.io.images.read_mask` (0/255, 0/1, palette, RGB, 16-bit, GeoTIFF; the pair's
+``change_value`` when given).
 
 A sample key is an index, or ``(index, epoch)`` as :class:`EpochSampler` yields it; the key and the
 dataset's seed determine the augmentation draws, so samples are reproducible whatever the number
@@ -22,15 +24,10 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from mmchange_core.data.layouts import DatasetLayout, ImagePair
 from mmchange_core.data.normalize import to_tensor
-from mmchange_core.data.tiles import Window, tile_windows
+from mmchange_core.data.windows import TileGrid, Window
 from mmchange_core.data.transforms import Sample, SampleTransform
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import image_size, read_mask, read_rgb
-
-
-def _size_mismatch(pair: ImagePair, path: Path, size: tuple[int, int], size_a: tuple[int, int]) -> InputError:
-    return InputError(f"{path} is {size[1]}x{size[0]} but {pair.image_a} is {size_a[1]}x{size_a[0]}; "
-                      f"A, B and label of a pair must have the same size")
 
 
 def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
@@ -41,19 +38,25 @@ def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
             continue
         size = image_size(path)
         if size != size_a:
-            raise _size_mismatch(pair, path, size, size_a)
+            raise InputError(f"{path} is {size[1]}x{size[0]} but {pair.image_a} is {size_a[1]}x{size_a[0]}; "
+                             f"A, B and label of a pair must have the same size")
     return size_a
 
 
 def read_labelled_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A and B as uint8 RGB ``[H, W, 3]`` and the 0/1 label ``[H, W]``; a size mismatch names the odd file."""
+    """A and B as uint8 RGB ``[H, W, 3]`` and the bool change label ``[H, W]``.
+
+    Sizes are compared on the headers before any pixel is decoded; a mismatch names the odd file.
+    """
     if pair.label is None:
         raise InputError(f"{pair.image_a} has no label; training and evaluation need a label for every pair")
-    image_a, image_b, label = read_rgb(pair.image_a), read_rgb(pair.image_b), read_mask(pair.label)
-    size_a = image_a.shape[:2]
-    for path, size in ((pair.image_b, image_b.shape[:2]), (pair.label, label.shape)):
-        if size != size_a:
-            raise _size_mismatch(pair, path, size, size_a)
+    size = check_pair_sizes(pair)
+    image_a, image_b = read_rgb(pair.image_a), read_rgb(pair.image_b)
+    label = read_mask(pair.label, pair.change_value)
+    for path, array in ((pair.image_a, image_a), (pair.image_b, image_b), (pair.label, label)):
+        if array.shape[:2] != size:
+            raise InputError(f"{path} changed while it was read (now {array.shape[1]}x{array.shape[0]}, "
+                             f"was {size[1]}x{size[0]}); run the command again")
     return image_a, image_b, label
 
 
@@ -102,7 +105,7 @@ class ChangeDetectionDataset(Dataset):
                 raise InputError(f"{pair.image_a} is {w}x{h}, smaller than the crop size {crop_size}; "
                                  f"use a smaller --crop-size (a multiple of 32)")
             self.sizes.append((h, w))
-            self.tiles.extend(TileRef(i, win) for win in tile_windows(h, w, crop_size))
+            self.tiles.extend(TileRef(i, win) for win in TileGrid.plan(h, w, crop_size, overlap=0).windows())
         self.text = None
         if text is not None:
             emb_a, emb_b = (np.ascontiguousarray(t, dtype=np.float32) for t in text)

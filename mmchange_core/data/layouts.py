@@ -16,7 +16,7 @@ Supported layouts (detected automatically and reported when a run starts):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmchange_core.errors import InputError
@@ -31,12 +31,16 @@ _LABEL_DIRS = ("label", "labels", "OUT", "gt")
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One bitemporal sample: the two dates and (optionally) the change label."""
+    """One bitemporal sample: the two dates, (optionally) the change label and which label value means change.
+
+    ``change_value`` None applies the default label rule of :func:`mmchange_core.io.images.read_mask`.
+    """
 
     name: str
     image_a: Path
     image_b: Path
     label: Path | None
+    change_value: int | None = None
 
     def relative(self, root: Path) -> tuple[str, str]:
         """Paths of the two images relative to ``root`` with '/' separators (caption-store keys)."""
@@ -160,9 +164,19 @@ def _pairs(a_dir: Path, b_dir: Path, label_dir: Path | None, names: list[str] | 
     return pairs
 
 
-def detect_layout(root: str | Path) -> DatasetLayout:
-    """Detect the layout of ``root`` and list its pairs per split."""
-    root = Path(root)
+def detect_layout(root: str | Path, change_value: int | None = None) -> DatasetLayout:
+    """Detect the layout of ``root`` and list its pairs per split; ``change_value`` is the label value of change.
+
+    ``None`` (the default) reads labels with the rule of :func:`mmchange_core.io.images.read_mask`.
+    """
+    layout = _detect_layout(Path(root))
+    if change_value is not None:
+        layout.splits = {split: [replace(pair, change_value=change_value) for pair in pairs]
+                         for split, pairs in layout.splits.items()}
+    return layout
+
+
+def _detect_layout(root: Path) -> DatasetLayout:
     if not root.is_dir():
         raise InputError(f"dataset folder not found: {root}")
     split_dirs = {s: d for s in SPLITS if (d := _find_dir(root, s))}

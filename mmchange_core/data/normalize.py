@@ -21,11 +21,12 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return x.sub_(mean).div_(std)
 
 
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+def normalize_batch(images: torch.Tensor, mean: tuple[float, float, float] = IMAGENET_MEAN,
+                    std: tuple[float, float, float] = IMAGENET_STD) -> torch.Tensor:
     """uint8 or [0, 255] float ``[B, 3, H, W]`` -> normalised float ``[B, 3, H, W]`` (on its device)."""
     x = images.float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

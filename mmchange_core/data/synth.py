@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.images import write_png
+from mmchange_core.io.jsonio import strict_json
+from mmchange_core.progress import ProgressCallback, report
 
 MANIFEST = "synth.json"
 #: With ``text_signal``, the lot cleared around a new building (or left bare by a demolition), as a
@@ -413,7 +414,7 @@ def _check_target(root: Path, config: SynthConfig) -> None:
 
 
 def make_synthetic_dataset(root: str | Path, config: SynthConfig,
-                           progress: Callable[[int, int], None] | None = None) -> SynthReport:
+                           progress: ProgressCallback | None = None) -> SynthReport:
     """Write ``config.pairs`` pairs into ``root/{train,val,test}/{A,B,label}/NNNN.png``.
 
     A folder that already holds a dataset of the same settings is completed (pairs already
@@ -422,7 +423,7 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
     root = Path(root)
     _check_target(root, config)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / MANIFEST, json.dumps({"generator": "mmchange synth", "config": asdict(config),
+    atomic_write_text(root / MANIFEST, strict_json({"generator": "mmchange synth", "config": asdict(config),
                                                     "splits": config.split_counts()}, indent=2))
     width = max(4, len(str(config.pairs - 1)))
     written = skipped = 0
@@ -442,7 +443,6 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
             written += 1
             changed_pixels += int(pair.label.sum())
             total_pixels += pair.label.size
-        if progress is not None:
-            progress(index + 1, config.pairs)
+        report(progress, "synth", index + 1, config.pairs)
     fraction = changed_pixels / total_pixels if total_pixels else 0.0
     return SynthReport(root, config.split_counts(), written, skipped, fraction)

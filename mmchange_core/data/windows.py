@@ -1,4 +1,9 @@
-"""Sliding-window tiling: where the windows go and how their logits are blended back together.
+"""Windowing, the one implementation: where the windows go, how edges are padded and how logits blend.
+
+Every command that cuts images into network-sized windows uses :class:`TileGrid`: ``predict``,
+``eval`` (and training validation), ``robustness``, the drift check and the training-set tiler
+(which plans with ``overlap=0``, so LEVIR-CD's 1024 x 1024 tiles give the paper's sixteen 256 x 256
+crops).
 
 Windows have one fixed shape (batchable); along each axis they are spread evenly from the first to
 the last pixel, so every neighbouring pair overlaps by at least the requested amount and no window
@@ -24,6 +29,22 @@ from mmchange_core.errors import MMChangeError
 
 #: The network needs height and width to be multiples of this.
 SIZE_MULTIPLE = 32
+#: Default minimum overlap of neighbouring windows (pixels), the same for every command.
+DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of an image: top-left corner and size, in pixels."""
+
+    y: int
+    x: int
+    height: int
+    width: int
+
+    def slices(self) -> tuple[slice, slice]:
+        """Row and column slices for numpy indexing."""
+        return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
 
 
 def _positions(length: int, window: int, overlap: int) -> tuple[int, ...]:
@@ -75,10 +96,11 @@ class TileGrid:
     weights_x: np.ndarray
 
     @classmethod
-    def plan(cls, height: int, width: int, tile: int = 256, overlap: int = 32) -> TileGrid:
+    def plan(cls, height: int, width: int, tile: int = 256, overlap: int = DEFAULT_OVERLAP) -> TileGrid:
         """Lay out windows of ``tile`` pixels overlapping by at least ``overlap`` pixels."""
         if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
-            raise MMChangeError(f"--tile must be a positive multiple of {SIZE_MULTIPLE} (for example 256); got {tile}")
+            raise MMChangeError(f"--tile-size must be a positive multiple of {SIZE_MULTIPLE} (for example 256); "
+                                f"got {tile}")
         if not 0 <= overlap < tile:
             raise MMChangeError(f"--overlap must be between 0 and the tile size minus one ({tile - 1}); got {overlap}")
         if height < 1 or width < 1:
@@ -102,6 +124,11 @@ class TileGrid:
 
     def __len__(self) -> int:
         return self.rows * self.columns
+
+    def windows(self) -> list[Window]:
+        """The windows in grid order (row-major), clipped to the image."""
+        return [Window(y, x, min(self.tile_h, self.height - y), min(self.tile_w, self.width - x))
+                for y in self.ys for x in self.xs]
 
     def strip_height(self, row: int) -> int:
         """Image rows covered by window row ``row`` (less than ``tile_h`` only for padded images)."""

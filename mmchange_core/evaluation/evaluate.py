@@ -1,10 +1,12 @@
 """Evaluation of a change-detection network on one split: the paper's protocol as a library call.
 
-:func:`evaluate` runs the network through :class:`~mmchange_core.inference.runner.InferenceRunner`
-on every pair of a split, thresholds the change probability (``prob > threshold``) and accumulates
-ONE confusion matrix over all pixels (architecture.md, section c). Images larger than the tile size
-are cut into tiles (:mod:`mmchange_core.data.tiles`) and stitched back, so every pixel is counted
-exactly once; sides that are not multiples of 32 are padded by edge replication and cropped back.
+:func:`evaluate` asks a :class:`~mmchange_core.inference.detector.ChangeDetector` for the probability
+map of every pair of a split, thresholds it (``prob > threshold``) and accumulates ONE confusion
+matrix over all pixels (architecture.md, section c). The windows, their padding and blending are
+exactly those of ``mmchange predict`` (:mod:`mmchange_core.data.windows`), so ``eval --save-pred``
+writes the masks that ``predict`` writes for the same pair, checkpoint, threshold and windowing.
+With ``--overlap 0`` and a tile size dividing the image, the windows are the paper's non-overlapping
+crops (LEVIR-CD's 1024 px tiles as sixteen 256 px crops).
 
 The robustness command calls the same function with perturbed inputs (``image_transform``) and the
 matching text embeddings (``text_provider``).
@@ -16,31 +18,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mmchange_core.data.dataset import read_labelled_pair
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
-from mmchange_core.data.normalize import to_tensor
-from mmchange_core.data.tiles import Window, padded_size, tile_windows
-from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.data.loader_errors import unwrap_worker_error
-from mmchange_core.text.features import TextProvider
-from mmchange_core.reporting.visualize import error_overlay
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.io.images import write_png
 from mmchange_core.evaluation.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, summarize
-from mmchange_core.models.mmchange import MMChange
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.predict import pair_name
+from mmchange_core.io.images import write_png
+from mmchange_core.progress import ProgressCallback, report
+from mmchange_core.reporting.visualize import error_overlay
+from mmchange_core.text.features import TextProvider
 
 #: ``transform(image_a, image_b, index) -> (image_a, image_b)`` on uint8 ``[H, W, 3]`` arrays, applied
 #: before normalisation; ``index`` is the pair's position in the split (for reproducible randomness).
 #: Must be picklable when ``num_workers > 0``.
 ImageTransform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
-#: ``progress(done_pairs, total_pairs)``.
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -69,51 +68,25 @@ class EvaluationResult:
 
 
 class _EvalPairs(Dataset):
-    """Pairs of a split, loaded, transformed, normalised and cut into tiles (in DataLoader workers)."""
+    """Pairs of a split as uint8 arrays, read and transformed in DataLoader workers."""
 
-    def __init__(self, pairs: Sequence[ImagePair], tile_size: int, image_transform: ImageTransform | None) -> None:
+    def __init__(self, pairs: Sequence[ImagePair], image_transform: ImageTransform | None) -> None:
         self.pairs = list(pairs)
-        self.tile_size = tile_size
         self.image_transform = image_transform
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict:
-        pair = self.pairs[index]
-        image_a, image_b, label = read_labelled_pair(pair)
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        image_a, image_b, label = read_labelled_pair(self.pairs[index])
         if self.image_transform is not None:
             image_a, image_b = self.image_transform(image_a, image_b, index)
-        h, w = label.shape
-        windows = tile_windows(h, w, self.tile_size)
-        th, tw = padded_size(windows[0].height), padded_size(windows[0].width)
-        tiles = []
-        for image in (image_a, image_b):
-            full = to_tensor(image)
-            stack = []
-            for win in windows:
-                rows, cols = win.slices()
-                tile = full[:, rows, cols]
-                if tile.shape[-2:] != (th, tw):
-                    tile = F.pad(tile.unsqueeze(0), (0, tw - win.width, 0, th - win.height),
-                                 mode="replicate").squeeze(0)
-                stack.append(tile)
-            tiles.append(torch.stack(stack))
-        return {"index": index, "tiles_a": tiles[0], "tiles_b": tiles[1], "label": torch.from_numpy(label),
-                "windows": windows}
+        return index, image_a, image_b, label
 
 
-@dataclass
-class _Canvas:
-    index: int
-    label: torch.Tensor
-    windows: list[Window]
-    prob: torch.Tensor
-    remaining: int
-
-
-def _as_runner(model: MMChange | InferenceRunner, device: str | torch.device, precision: str) -> InferenceRunner:
-    return model if isinstance(model, InferenceRunner) else InferenceRunner(model, device, precision)
+def _as_is(item: Any) -> Any:
+    """DataLoader collate function that keeps numpy arrays as they are (module level: picklable)."""
+    return item
 
 
 def _as_layout(dataset: DatasetLayout | str | Path) -> DatasetLayout:
@@ -122,117 +95,73 @@ def _as_layout(dataset: DatasetLayout | str | Path) -> DatasetLayout:
     return detect_layout(resolve_dataset_root(dataset))
 
 
-def evaluate(model: MMChange | InferenceRunner, dataset: DatasetLayout | str | Path, split: str = "test", *,
-             threshold: float = 0.5, tile_size: int = 256, batch_size: int = 8, device: str | torch.device = "auto",
-             precision: str = "auto", num_workers: int = 0, text_provider: TextProvider | None = None,
+def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, split: str = "test", *,
+             threshold: float | None = None, workers: int = 0, text_provider: TextProvider | None = None,
              image_transform: ImageTransform | None = None, pairs: Sequence[ImagePair] | None = None,
-             vis_dir: str | Path | None = None, collect_histogram: bool = False,
-             progress: Progress | None = None) -> EvaluationResult:
-    """Evaluate ``model`` on every labelled pair of ``split`` with one confusion matrix over all pixels.
+             vis_dir: str | Path | None = None, pred_dir: str | Path | None = None, collect_histogram: bool = False,
+             progress: ProgressCallback | None = None) -> EvaluationResult:
+    """Evaluate ``detector`` on every labelled pair of ``split`` with one confusion matrix over all pixels.
 
     Args:
-        model: an :class:`MMChange` network (run in eval mode on ``device`` with ``precision``) or a
-            ready :class:`InferenceRunner` (then ``device``/``precision`` are ignored).
+        detector: the network with its windowing (tile size, overlap, batch size) and threshold.
         dataset: a detected layout, a dataset folder, or ``levir``/``whu``/``sysu``.
         split: the split to evaluate (``all`` for unsplit folders).
-        threshold: a pixel is predicted as change when its probability is ``> threshold``.
-        tile_size: tile side for images larger than it (the training crop size; multiple of 32).
-        batch_size: tiles per forward pass.
-        num_workers: DataLoader processes that read and prepare pairs.
+        threshold: a pixel is predicted as change when its probability is ``> threshold``
+            (default: the detector's).
+        workers: DataLoader processes that read and prepare pairs.
         text_provider: ``provider(pairs) -> (emb_a, emb_b)`` with ``[len(pairs), D]`` arrays; required
             for text models, ignored by image-only models.
         image_transform: optional ``transform(image_a, image_b, index)`` applied to the uint8 images (it must
             keep their size) before normalisation (robustness perturbations); labels are left as they are.
         pairs: evaluate these pairs instead of the split's (must have labels).
         vis_dir: when given, an error overlay per pair is written there (white TP, black TN,
-            red FP, blue FN), named after the A image.
+            red FP, blue FN), named after the pair.
+        pred_dir: when given, the 0/255 mask of each pair is written there as ``<name>.png``, named
+            as ``mmchange predict`` names it in folder mode.
         collect_histogram: also collect a :class:`ProbabilityHistogram` (for threshold tuning).
-        progress: ``progress(done, total)`` after each pair.
+        progress: receives a ``pairs`` :class:`~mmchange_core.progress.ProgressEvent` after each pair.
 
     Returns:
         :class:`EvaluationResult` with the global :class:`ConfusionStats`, per-image statistics in the
         split's order, and the histogram when requested.
     """
     start = time.perf_counter()
-    if tile_size <= 0 or tile_size % 32:
-        raise InputError(f"tile size must be a positive multiple of 32, got {tile_size}")
-    runner = _as_runner(model, device, precision)
+    threshold = detector.threshold if threshold is None else threshold
     layout = _as_layout(dataset)
     pairs = list(pairs) if pairs is not None else layout.require_labels(split)
     missing = [p for p in pairs if p.label is None]
     if missing:
         raise InputError(f"{missing[0].image_a} has no label; evaluation needs a label for every pair")
-    text_a = text_b = None
-    if runner.uses_text:
+    emb_a = emb_b = None
+    if detector.uses_text:
         if text_provider is None:
-            raise InputError(f"this checkpoint uses text ({runner.model.config.variant}) but no caption "
+            raise InputError(f"this checkpoint uses text ({detector.runner.config.variant}) but no caption "
                              f"embeddings were given for {layout.root}; run 'mmchange caption' on the dataset")
-        emb_a, emb_b = text_provider(pairs)
-        text_a = torch.as_tensor(np.asarray(emb_a, dtype=np.float32))
-        text_b = torch.as_tensor(np.asarray(emb_b, dtype=np.float32))
+        emb_a, emb_b = (np.asarray(e, dtype=np.float32) for e in text_provider(pairs))
     vis_path = Path(vis_dir) if vis_dir is not None else None
+    pred_path = Path(pred_dir) if pred_dir is not None else None
     histogram = ProbabilityHistogram() if collect_histogram else None
-
-    loader = DataLoader(_EvalPairs(pairs, tile_size, image_transform), batch_size=None, shuffle=False,
-                        num_workers=num_workers, pin_memory=runner.device.type == "cuda")
-    canvases: dict[int, _Canvas] = {}
-    pending: dict[tuple[int, int], list[tuple[int, int, torch.Tensor, torch.Tensor]]] = {}
+    loader = DataLoader(_EvalPairs(pairs, image_transform), batch_size=None, shuffle=False, num_workers=workers,
+                        collate_fn=_as_is)
     results: list[ImageResult] = []
     total = ConfusionStats()
-
-    def finish(canvas: _Canvas) -> None:
-        nonlocal total
-        prob = canvas.prob
-        pred = prob > threshold
-        stats = confusion_stats(pred, canvas.label)
-        total = total + stats
-        if histogram is not None:
-            histogram.update(prob, canvas.label)
-        pair = pairs[canvas.index]
-        results.append(ImageResult(canvas.index, pair, stats))
-        if vis_path is not None:
-            write_png(vis_path / f"{pair.image_a.stem}.png", error_overlay(pred.numpy(), canvas.label.numpy()))
-        del canvases[canvas.index]
-        if progress is not None:
-            progress(len(results), len(pairs))
-
-    def flush(shape: tuple[int, int]) -> None:
-        group = pending.pop(shape, [])
-        if not group:
-            return
-        batch_a = torch.stack([g[2] for g in group])
-        batch_b = torch.stack([g[3] for g in group])
-        ta = tb = None
-        if text_a is not None:
-            idx = torch.tensor([g[0] for g in group])
-            ta, tb = text_a[idx], text_b[idx]
-        probs = torch.sigmoid(runner.logits(batch_a, batch_b, ta, tb))[:, 0].float().cpu()
-        for (index, tile, _, _), prob in zip(group, probs):
-            canvas = canvases[index]
-            win = canvas.windows[tile]
-            rows, cols = win.slices()
-            canvas.prob[rows, cols] = prob[:win.height, :win.width]
-            canvas.remaining -= 1
-            if canvas.remaining == 0:
-                finish(canvas)
-
-    def add_pair(item: dict) -> None:
-        index = int(item["index"])
-        label, windows = item["label"], item["windows"]
-        canvases[index] = _Canvas(index, label, windows, torch.zeros(label.shape, dtype=torch.float32),
-                                  len(windows))
-        shape = tuple(item["tiles_a"].shape[-2:])
-        for tile in range(len(windows)):
-            pending.setdefault(shape, []).append((index, tile, item["tiles_a"][tile], item["tiles_b"][tile]))
-            if len(pending[shape]) >= batch_size:
-                flush(shape)
-
     try:
-        for item in loader:
-            add_pair(item)
+        for index, image_a, image_b, label in loader:
+            text_a = None if emb_a is None else emb_a[index]
+            text_b = None if emb_b is None else emb_b[index]
+            prob = detector.probability_map(image_a, image_b, text_a, text_b)
+            pred = prob > threshold
+            stats = confusion_stats(pred, label)
+            total = total + stats
+            if histogram is not None:
+                histogram.update(torch.from_numpy(prob), label)
+            pair = pairs[index]
+            results.append(ImageResult(index, pair, stats))
+            if vis_path is not None:
+                write_png(vis_path / f"{pair_name(pair.image_a, pair.image_b)}.png", error_overlay(pred, label > 0))
+            if pred_path is not None:
+                write_png(pred_path / f"{pair_name(pair.image_a, pair.image_b)}.png", pred.astype(np.uint8) * 255)
+            report(progress, "pairs", len(results), len(pairs))
     except MMChangeError as exc:
         raise unwrap_worker_error(exc) from None
-    for shape in list(pending):
-        flush(shape)
-    results.sort(key=lambda r: r.index)
     return EvaluationResult(split, threshold, total, results, histogram, time.perf_counter() - start)

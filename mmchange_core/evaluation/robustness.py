@@ -12,27 +12,41 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmchange_core.config import to_dict
+from mmchange_core.config import (
+    DEVICE,
+    PRECISION,
+    SEED,
+    between,
+    multiple_of,
+    non_negative,
+    positive,
+    required,
+    setting,
+    to_dict,
+    validate,
+)
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import evaluate
+from mmchange_core.data.windows import DEFAULT_OVERLAP
 from mmchange_core.evaluation.run import checkpoint_text_provider
-from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
+from mmchange_core.progress import ProgressCallback
 from mmchange_core.evaluation.perturbations import Perturbation, conditions
 from mmchange_core.text.features import TextProvider
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.images import read_rgb
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
-from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint
-from mmchange_core.runs import next_run_dir
+from mmchange_core.models import load_checkpoint, read_checkpoint_meta
+from mmchange_core.runs import RUN_NAME, next_run_dir
 
 #: Pairs whose perturbed images are held in memory at once while captioning them.
 CAPTION_CHUNK = 64
@@ -42,20 +56,25 @@ CAPTION_CHUNK = 64
 class RobustnessConfig:
     """Settings of ``mmchange robustness``."""
 
-    checkpoints: list[str] = field(default_factory=list)
-    dataset: str = ""
+    checkpoints: list[str] = setting([], required("pass --checkpoint (repeat it for several)"))
+    dataset: str = setting("", required("pass --dataset levir|whu|sysu|PATH"))
+    change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     split: str = "test"
     noise: bool = True
     light: bool = True
-    severities: list[float] = field(default_factory=lambda: [1.0])
-    seed: int = 0
-    threshold: float | None = None  # None: each checkpoint's own
-    batch_size: int = 8
-    device: str = "auto"
-    precision: str = "auto"
+    severities: list[float] = setting([1.0], non_negative())
+    seed: int = setting(0, SEED)
+    threshold: float | None = setting(None, between(0, 1))  # None: each checkpoint's own
+    tile_size: int | None = setting(None, multiple_of(32))  # None: each checkpoint's training crop
+    overlap: int = setting(DEFAULT_OVERLAP, non_negative())
+    batch_size: int = setting(DEFAULT_BATCH_SIZE, positive())
+    workers: int = setting(0, non_negative())
+    device: str = setting("auto", DEVICE)
+    precision: str = setting("auto", PRECISION)
     compile: bool = False
-    caption_store: str | None = None  # the clean captions; perturbed ones go beside it
-    name: str | None = None
+    captions: str | None = setting(None, renamed_from=["caption_store"])  # the clean caption store; perturbed ones go beside it
+    accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
+    name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
 
 
@@ -146,56 +165,57 @@ def _row(model: str, perturbation: Perturbation, stats: Any, clean: Any | None) 
                          iou(base) - iou(stats), f1(base) - f1(stats))
 
 
-def run_robustness(config: RobustnessConfig, progress: Callable[[str, int, int], None] | None = None,
+def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None = None,
                    message: Callable[[str], None] | None = None) -> RobustnessReport:
     """Evaluate every checkpoint on clean and perturbed versions of ``config.split``; write csv/json/png."""
     say = message or (lambda _text: None)
+    validate(config)
     if not config.checkpoints:
         raise InputError("give at least one --checkpoint")
     if not (config.noise or config.light):
         raise InputError("choose at least one perturbation: --noise and/or --light")
     if not config.severities or any(s < 0 for s in config.severities):
         raise InputError(f"--severity values must be >= 0, got {config.severities}")
-    layout = detect_layout(resolve_dataset_root(config.dataset))
+    layout = detect_layout(resolve_dataset_root(config.dataset), config.change_value)
     say(f"dataset {layout.describe()}")
     pairs = layout.require_labels(config.split)
     plans = [(p, severity) for severity in config.severities if severity > 0
              for p in conditions(config.noise, config.light, severity, config.seed)[1:]]
+    # every checkpoint's captions are checked against the images before any work
+    clean_texts = {checkpoint: checkpoint_text_provider(read_checkpoint_meta(checkpoint), layout.root, config.captions,
+                                                        pairs, accept_stale=config.accept_stale_captions, warn=say)
+                   for checkpoint in config.checkpoints}
     rows: list[RobustnessRow] = []
     for checkpoint in config.checkpoints:
         path = Path(checkpoint)
         model, meta = load_checkpoint(path)
         label = model_label(path)
-        runner = InferenceRunner(model, config.device, config.precision, compile=config.compile)
-        threshold = checkpoint_threshold(meta, config.threshold)
-        tile = checkpoint_tile_size(meta)
-        common = dict(threshold=threshold, tile_size=tile, batch_size=config.batch_size, pairs=pairs)
+        detector = ChangeDetector(model, meta, device=config.device, precision=config.precision,
+                                  compile=config.compile, tile_size=config.tile_size, overlap=config.overlap,
+                                  batch_size=config.batch_size, threshold=config.threshold, name=str(path))
+        common = dict(pairs=pairs, workers=config.workers)
 
-        def report(name: str) -> Callable[[int, int], None] | None:
-            return (lambda done, total: progress(f"{label} {name}", done, total)) if progress else None
+        def report(name: str) -> ProgressCallback | None:
+            return (lambda event: progress(replace(event, task=f"{label} {name}"))) if progress else None
 
-        clean_text = checkpoint_text_provider(meta, layout.root, config.caption_store)
-        clean = evaluate(runner, layout, config.split, text_provider=clean_text, progress=report("clean"), **common)
+        clean_text = clean_texts[checkpoint]
+        clean = evaluate(detector, layout, config.split, text_provider=clean_text, progress=report("clean"), **common)
         rows.append(_row(label, Perturbation(seed=config.seed), clean.stats, None))
-        pipeline = None
-        if meta.get("text") and runner.uses_text:
-            from mmchange_core.text import TextPipeline
-
-            pipeline = TextPipeline.from_description(meta["text"], device=config.device)
+        pipeline = detector.text_pipeline() if detector.uses_text and meta.text_description is not None else None
         for perturbation, _severity in plans:
             text = None
             if pipeline is not None:
-                store = perturbed_store_path(layout, config.caption_store, perturbation.tag())
+                store = perturbed_store_path(layout, config.captions, perturbation.tag())
                 say(f"{label}: captions of {perturbation.tag()} images with the checkpoint's captioner ({store.name})")
                 text = perturbed_text_provider(pipeline, layout, perturbation, store)
-            result = evaluate(runner, layout, config.split, text_provider=text,
+            result = evaluate(detector, layout, config.split, text_provider=text,
                               image_transform=_image_transform(perturbation, layout, pairs),
                               progress=report(perturbation.tag()), **common)
             rows.append(_row(label, perturbation, result.stats, clean.stats))
         say(f"{label}: done")
     run_dir = next_run_dir(config.project, "robustness", config.name)
     csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
-    json_path = atomic_write_text(run_dir / "robustness.json", json.dumps(
+    json_path = atomic_write_text(run_dir / "robustness.json", strict_json(
         {"config": to_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:

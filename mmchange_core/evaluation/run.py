@@ -8,45 +8,66 @@ validation split, stores it in the checkpoint (``threshold`` in its metadata) an
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmchange_core.config import to_dict
-from mmchange_core.data.layouts import DatasetLayout, detect_layout, resolve_dataset_root
-from mmchange_core.evaluation.evaluate import EvaluationResult, Progress, evaluate
-from mmchange_core.inference.runner import InferenceRunner
-from mmchange_core.text.features import TextProvider, open_caption_store, store_text_provider
+from mmchange_core.config import (
+    DEVICE,
+    PRECISION,
+    between,
+    multiple_of,
+    non_negative,
+    positive,
+    required,
+    setting,
+    to_dict,
+    validate,
+)
+from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
+from mmchange_core.data.windows import DEFAULT_OVERLAP
+from mmchange_core.evaluation.evaluate import EvaluationResult, evaluate
+from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
+from mmchange_core.progress import ProgressCallback
+from mmchange_core.text.features import TextProvider, open_caption_store, store_text_provider, verify_pair_captions
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.jsonio import strict_json
+from mmchange_core.io.outputs import OutputPlan
+from mmchange_core.inference.predict import pair_name
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
-from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size, load_checkpoint, update_checkpoint_meta
-from mmchange_core.runs import next_run_dir
+from mmchange_core.models import CheckpointMeta, load_checkpoint, update_checkpoint_meta
+from mmchange_core.runs import RUN_NAME, next_run_dir
 
 
 @dataclass
 class EvalOptions:
     """Settings of ``mmchange eval``."""
 
-    checkpoint: Path
-    dataset: str
+    checkpoint: Path | None = setting(None, required("pass --checkpoint"))
+    dataset: str = setting("", required("pass --dataset levir|whu|sysu|PATH"))
+    change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     split: str = "test"
-    threshold: float | None = None  # None: the checkpoint's (0.5 unless tuned)
+    threshold: float | None = setting(None, between(0, 1))  # None: the checkpoint's (0.5 unless tuned)
     tune_threshold: bool = False
     tune_split: str = "val"
     save_vis: bool = False
-    batch_size: int = 8
-    tile_size: int | None = None  # None: the checkpoint's training crop size (256 by default)
-    num_workers: int = 2
-    device: str = "auto"
-    precision: str = "auto"
+    save_pred: str | None = None  # a folder for the 0/255 masks, named as ``mmchange predict`` names them
+    batch_size: int = setting(DEFAULT_BATCH_SIZE, positive())
+    tile_size: int | None = setting(None, multiple_of(32))  # None: the checkpoint's training crop size (256 by default)
+    overlap: int = setting(DEFAULT_OVERLAP, non_negative())
+    workers: int = setting(2, non_negative(), renamed_from=["num_workers"])
+    device: str = setting("auto", DEVICE)
+    precision: str = setting("auto", PRECISION)
     compile: bool = False
-    caption_store: str | None = None
-    name: str | None = None
+    captions: str | None = setting(None, renamed_from=["caption_store"])  # the caption store (default: the one in the dataset folder)
+    accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
+    name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
 
 
@@ -59,15 +80,23 @@ class EvalReport:
     layout: DatasetLayout
     result: EvaluationResult
     tuned: dict[str, Any] | None
+    tile_size: int
+    overlap: int
 
     def metrics(self) -> dict[str, Any]:
         """The metrics of the split (fractions and pixel counts)."""
         return self.result.metrics()
 
 
-def checkpoint_text_provider(meta: dict[str, Any], root: Path, store: str | None = None) -> TextProvider | None:
-    """Embeddings for a checkpoint's text model from the dataset's caption store (None: image-only)."""
-    description = meta.get("text")
+def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None = None,
+                             pairs: Sequence[ImagePair] = (), *, accept_stale: bool = False,
+                             warn: Callable[[str], None] | None = None) -> TextProvider | None:
+    """Embeddings for a checkpoint's text model from the dataset's caption store (None: image-only).
+
+    The captions of ``pairs`` (those the caller will use) are checked against the images first
+    (:func:`verify_pair_captions`), so a stale caption stops the command before any work.
+    """
+    description = meta.text_description
     if not description:
         return None
     try:
@@ -75,7 +104,32 @@ def checkpoint_text_provider(meta: dict[str, Any], root: Path, store: str | None
     except ImportError as exc:
         raise InputError("this checkpoint uses text but mmchange's text module is not available; "
                          "install mmchange with its text support") from exc
+    verify_pair_captions(caption_store, root, pairs, description, accept_stale=accept_stale, warn=warn)
     return store_text_provider(caption_store, root, description)
+
+
+def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair]) -> None:
+    """Check the masks of ``--save-pred`` and the overlays of ``--save-vis`` before any work.
+
+    Masks may not overwrite a file of the dataset or the checkpoint, nor go into a dataset folder,
+    and no two pairs may share an output name (``x.png`` and ``x.jpg`` both give ``x.png``).
+    """
+    if not (options.save_pred or options.save_vis):
+        return
+    files = [path for pair in pairs for path in (pair.image_a, pair.image_b, pair.label) if path is not None]
+    plan = OutputPlan([*files, options.checkpoint])
+    plan.protect_folder(*{path.parent for path in files})
+    if options.save_pred:
+        plan.check_folder(Path(options.save_pred), "--save-pred folder")
+    owners: dict[str, Path] = {}
+    for pair in pairs:
+        name = f"{pair_name(pair.image_a, pair.image_b)}.png"
+        if options.save_pred:
+            plan.add(Path(options.save_pred) / name, "--save-pred mask", owner=pair.image_a.name)
+        elif name in owners:
+            raise InputError(f"the --save-vis overlays of {owners[name]} and {pair.image_a} would both be named "
+                             f"{name}; rename one of the images")
+        owners[name] = pair.image_a
 
 
 def per_image_csv(result: EvaluationResult, root: Path) -> str:
@@ -94,28 +148,31 @@ def per_image_csv(result: EvaluationResult, root: Path) -> str:
     return buffer.getvalue()
 
 
-def run_evaluation(options: EvalOptions, progress: Progress | None = None,
+def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = None,
                    message: Callable[[str], None] | None = None) -> EvalReport:
     """Evaluate a checkpoint on a split, optionally tuning the threshold first; write the run folder."""
     say = message or (lambda _text: None)
+    validate(options)
     if options.tune_threshold and options.threshold is not None:
         raise InputError("--threshold and --tune-threshold exclude each other; give one of them")
-    if options.threshold is not None and not 0.0 <= options.threshold < 1.0:
-        raise InputError(f"--threshold must be in [0, 1), got {options.threshold}")
     model, meta = load_checkpoint(options.checkpoint)
     root = resolve_dataset_root(options.dataset)
-    layout = detect_layout(root)
+    layout = detect_layout(root, options.change_value)
     say(f"dataset {layout.describe()}")
-    tile = checkpoint_tile_size(meta, options.tile_size)
-    provider = checkpoint_text_provider(meta, root, options.caption_store)
-    runner = InferenceRunner(model, options.device, options.precision, compile=options.compile)
-    common = dict(tile_size=tile, batch_size=options.batch_size, num_workers=options.num_workers,
-                  text_provider=provider)
+    used = [*layout.pairs(options.split), *(layout.pairs(options.tune_split) if options.tune_threshold else [])]
+    plan_eval_outputs(options, layout.pairs(options.split))
+    provider = checkpoint_text_provider(meta, root, options.captions, used,
+                                        accept_stale=options.accept_stale_captions, warn=say)
+    detector = ChangeDetector(model, meta, device=options.device, precision=options.precision,
+                              compile=options.compile, tile_size=options.tile_size, overlap=options.overlap,
+                              batch_size=options.batch_size, threshold=options.threshold,
+                              name=str(options.checkpoint))
+    common = dict(workers=options.workers, text_provider=provider)
     tuned = None
-    threshold = checkpoint_threshold(meta, options.threshold)
+    threshold = detector.threshold
     if options.tune_threshold:
         say(f"tuning the threshold on split '{options.tune_split}'")
-        val = evaluate(runner, layout, options.tune_split, collect_histogram=True, progress=progress, **common)
+        val = evaluate(detector, layout, options.tune_split, collect_histogram=True, progress=progress, **common)
         assert val.histogram is not None
         threshold, stats = val.histogram.best_threshold()
         tuned = {"split": options.tune_split, "dataset": str(root), "threshold": threshold, "f1": f1(stats),
@@ -123,9 +180,17 @@ def run_evaluation(options: EvalOptions, progress: Progress | None = None,
         update_checkpoint_meta(options.checkpoint, threshold=threshold, threshold_tuning=tuned)
         say(f"threshold {threshold:.3f} (val F1 {tuned['f1']:.4f}, at 0.5: {tuned['f1_at_0.5']:.4f}) "
             f"stored in {options.checkpoint}")
+    new_folders = [f for f in (Path(options.project), Path(options.project) / "eval") if not f.exists()]
     run_dir = next_run_dir(options.project, "eval", options.name)
-    result = evaluate(runner, layout, options.split, threshold=threshold, progress=progress,
-                      vis_dir=run_dir / "vis" if options.save_vis else None, **common)
+    try:
+        result = evaluate(detector, layout, options.split, threshold=threshold, progress=progress,
+                          vis_dir=run_dir / "vis" if options.save_vis else None, pred_dir=options.save_pred, **common)
+    except BaseException:  # a failed evaluation (a bad label, an interrupt) leaves no half-filled run folder
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in reversed(new_folders):
+            with contextlib.suppress(OSError):  # only when still empty
+                folder.rmdir()
+        raise
     atomic_write_text(run_dir / "per_image.csv", per_image_csv(result, root))
     summary = {
         "metrics": result.metrics(),
@@ -134,12 +199,13 @@ def run_evaluation(options: EvalOptions, progress: Progress | None = None,
         "threshold": threshold,
         "threshold_tuning": tuned,
         "checkpoint": str(options.checkpoint),
-        "model": meta.get("model_config"),
+        "model": to_dict(meta.model),
         "dataset": str(root),
         "layout": layout.kind,
-        "tile_size": tile,
+        "tile_size": detector.tile_size,
+        "overlap": detector.overlap,
         "seconds": round(result.seconds, 3),
         "options": to_dict(options),
     }
-    atomic_write_text(run_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
-    return EvalReport(run_dir, Path(options.checkpoint), layout, result, tuned)
+    atomic_write_text(run_dir / "metrics.json", strict_json(summary, indent=2, default=str))
+    return EvalReport(run_dir, Path(options.checkpoint), layout, result, tuned, detector.tile_size, detector.overlap)

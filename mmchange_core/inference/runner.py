@@ -11,7 +11,6 @@ Outputs differ from the plain fp32 network only by floating-point rounding (boun
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mmchange_core.device import resolve_device
+from mmchange_core.device import resolve_device, resolve_precision
 from mmchange_core.errors import MMChangeError
 from mmchange_core.models.fused_conv import fuse_conv_activations
 from mmchange_core.models.fusion import fold_batchnorm
@@ -28,22 +27,10 @@ from mmchange_core.models.itff import PixelAttention
 from mmchange_core.models.tapwise_conv import use_tapwise_convs
 from mmchange_core.models.mmchange import MMChange
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Where convolutions run fused with their bias, residual and ReLU (``off``: nowhere; ``auto``:
 #: :data:`GPU_FUSION` on GPUs, ``off`` on CPUs, where the fused op is the plain ops anyway).
 FUSION_SCOPES = ("auto", "off", "trunk", "all")
 GPU_FUSION = "trunk"
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on a GPU, fp32 on the CPU; otherwise validated as given."""
-    if precision not in PRECISIONS:
-        raise MMChangeError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type == "cpu":
-        raise MMChangeError("fp16 is not supported on the CPU; use --precision bf16 or fp32")
-    return precision
 
 
 def precision_dtype(precision: str) -> torch.dtype:
@@ -117,8 +104,6 @@ class InferenceRunner:
         fold_bn: fold BatchNorm into convolutions (default on).
         cuda_graphs: capture one CUDA graph per input shape and replay it (default: on for GPUs).
         compile: ``torch.compile`` the network (cached on disk under :func:`compile_cache_dir`).
-        subgrid_trunk: run dilated trunk blocks as undilated convs on sub-grids (space-to-batch;
-            same outputs). Off by default.
         fused_convs: run conv + bias (+ residual) + ReLU as one cuDNN kernel (see
             :mod:`~mmchange_core.models.fused_conv`): ``trunk``, ``all``, ``off`` or ``auto``
             (:data:`GPU_FUSION` on GPUs, off on CPUs). Needs folded BatchNorm.
@@ -128,7 +113,7 @@ class InferenceRunner:
 
     def __init__(self, model: MMChange, device: str | torch.device = "auto", precision: str = "auto", *,
                  channels_last: bool | None = None, fold_bn: bool = True, cuda_graphs: bool | None = None,
-                 compile: bool = False, subgrid_trunk: bool = False, fused_convs: str = "auto",
+                 compile: bool = False, fused_convs: str = "auto",
                  exhaustive_autotune: bool = False) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -139,10 +124,6 @@ class InferenceRunner:
         self.config = model.config
         net = fold_batchnorm(model) if fold_bn else model.eval()
         net = net.to(self.device).eval()
-        self.subgrid_trunk = subgrid_trunk
-        if subgrid_trunk:
-            net = net if net is not model else copy.deepcopy(net)
-            net.encoder.use_subgrid_trunk()
         if fused_convs not in FUSION_SCOPES:
             raise MMChangeError(f"unknown fused_convs '{fused_convs}'; choose one of {', '.join(FUSION_SCOPES)}")
         if fused_convs == "auto":

@@ -1,9 +1,8 @@
 """Sliding-window inference: any image size through the network, window batches, blended logits.
 
-:func:`sliding_window_logits` is the streaming core used by ``mmchange predict`` (strips in,
-finished rows out); :func:`sliding_window_probabilities` is the in-memory convenience for callers
-that already hold both images as arrays (robustness study, demo, notebooks). Both run the network
-through :class:`~mmchange_core.inference.runner.InferenceRunner`.
+:func:`sliding_window_logits` is the streaming core behind every command (strips in, finished
+rows out); :class:`~mmchange_core.inference.detector.ChangeDetector` drives it for files and arrays.
+The network runs through :class:`~mmchange_core.inference.runner.InferenceRunner`.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmchange_core.data.normalize import normalize_batch
+from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.data.prefetch import prefetched
 from mmchange_core.data.windows import RowSink, StripBlender, StripReader, TileGrid, iter_window_batches
 from mmchange_core.errors import InputError
+from mmchange_core.progress import ProgressCallback, report
 
-Progress = Callable[[int, int], None]
-"""``progress(windows_done, windows_total)``."""
 
 
 class WindowNetwork:
@@ -35,17 +33,19 @@ class WindowNetwork:
     """
 
     def __init__(self, runner: InferenceRunner, text_a: torch.Tensor | None = None,
-                 text_b: torch.Tensor | None = None, *, fixed_batch: int | None = None) -> None:
+                 text_b: torch.Tensor | None = None, *, fixed_batch: int | None = None,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD) -> None:
         if runner.uses_text and (text_a is None or text_b is None):
             raise InputError("this checkpoint uses text: give the text embeddings (or captions) of both dates")
         self.runner = runner
         self.fixed_batch = fixed_batch
+        self.mean, self.std = tuple(mean), tuple(std)
         self.text_a = None if text_a is None else text_a.reshape(1, -1).to(runner.device)
         self.text_b = None if text_b is None else text_b.reshape(1, -1).to(runner.device)
 
     def _images(self, batch: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(batch).to(self.runner.device, non_blocking=True)
-        return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous())
+        return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous(), self.mean, self.std)
 
     def __call__(self, batch_a: np.ndarray, batch_b: np.ndarray) -> np.ndarray:
         count = n = batch_a.shape[0]
@@ -61,10 +61,11 @@ class WindowNetwork:
 
 
 def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: torch.Tensor | None,
-                batch_size: int) -> WindowNetwork:
-    """The :class:`WindowNetwork` for ``runner``: batches padded to ``batch_size`` when it replays CUDA graphs."""
+                batch_size: int, **normalization: tuple[float, float, float]) -> WindowNetwork:
+    """The :class:`WindowNetwork` for ``runner``: batches padded to ``batch_size`` when it replays CUDA graphs;
+    ``normalization`` gives the input ``mean``/``std`` (default ImageNet's)."""
     fixed = batch_size if getattr(runner, "cuda_graphs", False) else None
-    return WindowNetwork(runner, text_a, text_b, fixed_batch=fixed)
+    return WindowNetwork(runner, text_a, text_b, fixed_batch=fixed, **normalization)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class WindowTimings:
 
 def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: TileGrid,
                           read_a: StripReader, read_b: StripReader, emit: RowSink, *, batch_size: int = 4,
-                          progress: Progress | None = None, prefetch: int = 2) -> WindowTimings:
+                          progress: ProgressCallback | None = None, prefetch: int = 2) -> WindowTimings:
     """Run ``network`` over the windows of ``grid`` and hand blended logits to ``emit`` row strip by row strip.
 
     ``read_a``/``read_b`` give full-width uint8 rows of each date; ``emit(y0, logits)`` receives
@@ -105,33 +106,7 @@ def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray
             timings.network += time.perf_counter() - t0
             blender.add(batch.rows, batch.cols, logits)
             timings.windows += len(batch)
-            if progress is not None:
-                progress(timings.windows, total)
+            report(progress, "windows", timings.windows, total)
     blender.close()
     timings.total = time.perf_counter() - start
     return timings
-
-
-def sliding_window_probabilities(runner: InferenceRunner, image_a: np.ndarray, image_b: np.ndarray,
-                                 text_a: torch.Tensor | None = None, text_b: torch.Tensor | None = None, *,
-                                 tile: int = 256, overlap: int = 32, batch_size: int = 4) -> np.ndarray:
-    """Change probabilities ``[H, W]`` (float32) for two uint8 ``[H, W, 3]`` RGB arrays of any size.
-
-    Text embeddings are those of each whole image (``[D]`` or ``[1, D]``), ignored by image-only
-    models. The result is held in memory: for large scenes use :func:`sliding_window_logits` with
-    strip readers and writers (as :func:`mmchange_core.inference.predict.predict_pair` does).
-    """
-    if image_a.shape != image_b.shape:
-        raise InputError(f"the two dates differ in size: {image_a.shape[1]}x{image_a.shape[0]} vs "
-                         f"{image_b.shape[1]}x{image_b.shape[0]} (width x height)")
-    height, width = image_a.shape[:2]
-    grid = TileGrid.plan(height, width, tile, overlap)
-    probs = np.empty((height, width), dtype=np.float32)
-
-    def emit(y0: int, rows: np.ndarray) -> None:
-        probs[y0:y0 + len(rows)] = torch.sigmoid(torch.from_numpy(rows)).numpy()
-
-    sliding_window_logits(network_for(runner, text_a, text_b, batch_size), grid,
-                          lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], emit,
-                          batch_size=batch_size)
-    return probs

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.images import check_regular_file
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ class CaptionFile:
     def load(cls, path: str | Path) -> CaptionFile:
         """Read and validate a captions file."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"captions file not found: {path}")
+        check_regular_file(path, "captions")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -12,12 +12,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from PIL import Image
-
 from mmchange_core.errors import InputError
+from mmchange_core.io.images import open_header
 
 GEO_EXTRA = 'pip install "mmchange[geo]"'
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: TIFF tags that only GeoTIFFs carry: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory.
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735)
 
@@ -40,18 +38,16 @@ def require_rasterio(what: str) -> ModuleType:
                          f"install the \"geo\" extra: {GEO_EXTRA}") from exc
 
 
-def is_tiff(path: str | Path) -> bool:
-    """Whether ``path`` has a TIFF suffix."""
-    return Path(path).suffix.lower() in TIFF_SUFFIXES
-
-
 def has_geotiff_tags(path: str | Path) -> bool:
-    """Whether a TIFF carries GeoTIFF tags (read with Pillow, so it works without rasterio)."""
+    """Whether a TIFF carries GeoTIFF tags (read with Pillow, so it works without rasterio).
+
+    An unreadable, non-regular or oversized file counts as not geo: the reader then reports it.
+    """
     try:
-        with Image.open(path) as img:
+        with open_header(Path(path)) as img:
             tags = getattr(img, "tag_v2", None)
             return bool(tags) and any(tag in tags for tag in GEOTIFF_TAGS)
-    except (OSError, ValueError, SyntaxError):
+    except InputError:
         return False
 
 

@@ -1,11 +1,18 @@
-"""Reading and writing ordinary images (PNG, JPEG, TIFF) as uint8 arrays, with clear errors.
+"""Reading and writing ordinary images (PNG, JPEG, TIFF) as uint8 arrays, with clear errors and limits.
 
-Grayscale, palette, RGBA and 16-bit inputs are converted to 8-bit RGB; each conversion is reported
-through the ``warn`` callback (one line) so that the CLI can show it.
+Every read starts from the header: the path must be a regular file (a FIFO, device or folder is
+refused without opening it) and the image no larger than :func:`max_pixels`; only then are pixels
+decoded. Grayscale, palette, RGBA and 16-bit inputs are converted to 8-bit RGB; each conversion is
+reported through the ``warn`` callback (one line) so that the CLI can show it. Change labels of
+every common format are read by :func:`read_mask` (rule in its docstring and in the README).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,42 +23,159 @@ from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path
 
 Warn = Callable[[str], None]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: Images read as dataset or prediction inputs.
+IMAGE_SUFFIXES = PNG_SUFFIXES + JPEG_SUFFIXES + TIFF_SUFFIXES + (".bmp",)
 
-Image.MAX_IMAGE_PIXELS = None  # large scenes are expected; memory is managed by the callers
+#: Environment variable that overrides :data:`DEFAULT_MAX_PIXELS`.
+MAX_PIXELS_ENV = "MMCHANGE_MAX_PIXELS"
+#: Largest image (height x width) accepted, checked on the header before any pixel is read: 2**29,
+#: about 23170 x 23170, so a 20000 x 20000 scene passes. TIFFs read through rasterio stream by
+#: windows; a PNG/JPEG/plain TIFF (or a label) is decoded whole, 3 bytes a pixel, 1.2 GB for a
+#: 20000 x 20000 RGB PNG (plus a transient copy while converting).
+DEFAULT_MAX_PIXELS = 2**29
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+_HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
+def is_tiff(path: str | Path) -> bool:
+    """Whether ``path`` has a TIFF suffix (the files that may carry GeoTIFF georeferencing)."""
+    return Path(path).suffix.lower() in TIFF_SUFFIXES
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``$MMCHANGE_MAX_PIXELS`` when set (a positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot read image {path} ({exc}); check that it is a valid PNG, JPEG or TIFF") from exc
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"{MAX_PIXELS_ENV}={text!r} is not a positive whole number of pixels; "
+                         f"unset it (default {DEFAULT_MAX_PIXELS}) or give e.g. {MAX_PIXELS_ENV}=1000000000")
+    return value
+
+
+def _too_large(path: str | Path, size: str, pixels: int, limit: int) -> InputError:
+    return InputError(f"{path} is {size}, above the limit of {limit:,} pixels, so it was not decoded; if the file "
+                      f"is trusted and memory allows, raise the limit, e.g. {MAX_PIXELS_ENV}={pixels}")
+
+
+def check_pixels(path: str | Path, height: int, width: int) -> None:
+    """Raise an :class:`InputError` when a ``width`` x ``height`` image is above :func:`max_pixels`."""
+    limit, pixels = max_pixels(), height * width
+    if pixels > limit:
+        raise _too_large(path, f"{width}x{height} ({pixels:,} pixels)", pixels, limit)
+
+
+def check_regular_file(path: str | Path, what: str = "image") -> None:
+    """Raise an :class:`InputError` unless ``path`` is a regular file (checked with stat: a FIFO is never opened)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot access {what} {path} ({exc.strerror}); check the path and its permissions") from exc
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path} is a folder, not a file; give the path of the {what} file")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path} is not a regular file (a FIFO, device or socket); give the path of the {what} file")
+
+
+def _unreadable(path: Path, exc: BaseException) -> InputError:
+    return InputError(f"cannot read image {path} ({exc}); check that it is a valid PNG, JPEG or TIFF")
+
+
+def open_header(path: Path) -> Image.Image:
+    """``path`` opened by Pillow with only its header read, after the file-type and pixel-limit checks.
+
+    Every Pillow read goes through here; the caller closes the image (``with open_header(p) as img``).
+    """
+    check_regular_file(path)
+    limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow's own bomb check agrees with ours (it refuses at twice the limit)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels below decides
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's message carries the pixel count
+        pixels = int(found.group(1)) if found else 2 * limit + 1
+        raise _too_large(path, f"{pixels:,} pixels", pixels, limit) from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+    try:
+        check_pixels(path, img.height, img.width)
+    except InputError:
+        img.close()
+        raise
     return img
 
 
-def stretch_to_uint8(values: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0) -> np.ndarray:
-    """Linearly map the ``low_pct``..``high_pct`` percentile range of ``values`` to 0..255."""
-    values = values.astype(np.float64)
-    lo, hi = np.percentile(values, [low_pct, high_pct])
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8)
+def _decode(path: Path) -> Image.Image:
+    """``path`` fully decoded by Pillow (after the checks of :func:`open_header`)."""
+    img = open_header(path)
+    try:
+        img.load()
+    except _READ_ERRORS as exc:
+        img.close()
+        raise _unreadable(path, exc) from exc
+    return img
+
+
+def stretch_range(values: np.ndarray, name: str, low_pct: float = 1.0, high_pct: float = 99.0) -> tuple[float, float]:
+    """The ``low_pct`` and ``high_pct`` percentiles of the finite ``values``: the range a stretch maps to 0..255.
+
+    Raises an :class:`InputError` naming ``name`` when no value is finite (an all-NaN or all-nodata raster).
+    """
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    if finite.size == 0:
+        raise InputError(f"{name} has no valid pixels (all NaN, infinite or nodata); check the file and its "
+                         f"nodata value")
+    lo, hi = (float(v) for v in np.percentile(finite, [low_pct, high_pct]))
+    return lo, max(hi, lo + (1e-6 if values.dtype.kind == "f" else 1.0))
+
+
+def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``lo..hi`` linearly to 0..255 (clipped); NaN becomes 0, +-Inf the ends of the range."""
+    scaled = (values.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).round().astype(np.uint8)
+
+
+def stretch_to_uint8(values: np.ndarray, name: str = "image") -> np.ndarray:
+    """``values`` stretched linearly from their 1st to 99th percentile to 0..255 (see :func:`stretch_range`)."""
+    return scale_to_uint8(values, *stretch_range(values, name))
+
+
+def _rgb_array(img: Image.Image) -> np.ndarray:
+    """``img`` as uint8 ``[H, W, 3]``, converted by strips of about 4 Mpx so no second whole-image copy is made."""
+    out = np.empty((img.height, img.width, 3), np.uint8)
+    step = max(1, 2**22 // max(1, img.width))
+    for y in range(0, img.height, step):
+        strip = img.crop((0, y, img.width, min(img.height, y + step)))
+        out[y:y + step] = np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"))
+    return out
 
 
 def read_rgb(path: str | Path, warn: Warn | None = None) -> np.ndarray:
     """An image as uint8 ``[H, W, 3]`` RGB; non-RGB inputs are converted with a one-line warning."""
     path = Path(path)
-    img = _open(path)
+    with _decode(path) as img:
+        return _convert_rgb(path, img, warn)
+
+
+def _convert_rgb(path: Path, img: Image.Image, warn: Warn | None) -> np.ndarray:
     mode = img.mode
     if mode == "RGB":
-        return np.asarray(img, dtype=np.uint8).copy()
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _rgb_array(img)
+    if mode in _HIGH_BIT_DEPTH:
         if warn:
             warn(f"{path.name}: {mode} (high bit depth) image scaled to 8-bit RGB with a 1-99% stretch")
-        gray = stretch_to_uint8(np.asarray(img))
+        gray = stretch_to_uint8(np.asarray(img), str(path))
         return np.repeat(gray[..., None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         if warn:
@@ -61,33 +185,74 @@ def read_rgb(path: str | Path, warn: Warn | None = None) -> np.ndarray:
             warn(f"{path.name}: {'grayscale' if mode != 'P' else 'palette'} image converted to RGB")
     elif warn:
         warn(f"{path.name}: {mode} image converted to RGB")
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    return _rgb_array(img)
 
 
-def read_mask(path: str | Path, threshold: int = 128) -> np.ndarray:
-    """A change label as bool ``[H, W]``: values >= ``threshold`` (on 0..255) count as change."""
+def _label_values(img: Image.Image) -> tuple[np.ndarray, bool]:
+    """One value per pixel of a label and whether they are packed RGB colours (65536 R + 256 G + B)."""
+    if img.mode in ("1", "L", "P", *_HIGH_BIT_DEPTH):  # palette: the index, as segmentation labels store it
+        return np.asarray(img), False
+    if img.mode in ("LA", "PA"):
+        return np.asarray(img)[..., 0], False
+    rgb = np.asarray(img if img.mode in ("RGB", "RGBA") else img.convert("RGB"))[..., :3]
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
+        return rgb[..., 0], False
+    return (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2], True
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a histogram, by strips, for 8/16-bit integers: faster than sorting, little memory)."""
+    if values.dtype.kind not in "bu" or values.dtype.itemsize > 2:
+        return np.unique(values)
+    flat, counts = values.reshape(-1), np.zeros(256**values.dtype.itemsize, np.int64)
+    for start in range(0, flat.size, 2**22):
+        counts += np.bincount(flat[start:start + 2**22], minlength=counts.size)
+    return np.flatnonzero(counts)
+
+
+def _show(values: np.ndarray, colour: bool) -> str:
+    shown = [f"({v >> 16}, {(v >> 8) & 255}, {v & 255})" if colour else f"{v:g}" for v in values[:8].tolist()]
+    return ", ".join(shown) + (f", ... ({len(values)} values)" if len(values) > 8 else "")
+
+
+def read_mask(path: str | Path, change_value: int | None = None) -> np.ndarray:
+    """A change label as bool ``[H, W]`` (True = change), whatever its format.
+
+    A label holds one value per pixel: the grey level (0/255, 0/1, 1-bit, 16-bit, float, GeoTIFF band
+    1), the palette index of a palette PNG, or the colour of an RGB label (65536 R + 256 G + B). With
+    ``change_value``, pixels equal to it are change. Otherwise a label must have at most two values:
+    the larger one is change (0/255, 0/1, 1/2, black/white, black/red all work) and a single value is
+    change unless it is 0. JPEG labels are lossy: they are read as grey and split at 128. A label with
+    more than two values raises an :class:`InputError` naming the file and the values found.
+    """
     path = Path(path)
-    img = _open(path)
-    values = np.asarray(img)
-    if values.ndim == 3:
-        values = values[..., 0]
+    with _decode(path) as img:
+        lossy = img.format == "JPEG"
+        values, colour = (np.asarray(img.convert("L")), False) if lossy else _label_values(img)
     if values.dtype == np.bool_:
-        return values.copy()
-    if values.dtype != np.uint8:
-        values = np.clip(values, 0, 255)
-    return values >= threshold
+        values = values.view(np.uint8)
+    if change_value is not None:
+        return values == change_value
+    if lossy:
+        return values >= 128
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise InputError(f"label {path} contains NaN or infinite values; write it with 0 = no change and "
+                         f"1 or 255 = change")
+    found = _distinct(values)
+    if len(found) > 2:
+        raise InputError(f"label {path} has {len(found)} distinct values ({_show(found, colour)}), so which one "
+                         f"means change is ambiguous; binarise it (0 = no change, 255 = change) or pass "
+                         f"--change-value V to count only pixels equal to V as change")
+    change = values == found[-1]
+    if found[-1] == 0:  # a label of zeros only
+        change[:] = False
+    return change
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image without decoding its pixels."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read image {path} ({exc}); check that it is a valid PNG, JPEG or TIFF") from exc
+    """(height, width) of an image from its header (pixels are not decoded; the pixel limit applies)."""
+    with open_header(Path(path)) as img:
+        return img.height, img.width
 
 
 def write_png(path: str | Path, array: np.ndarray) -> Path:

@@ -1,15 +1,19 @@
 """Large images as row sources and row writers, so prediction never holds a scene as floats.
 
 Sources hand out full-width strips of uint8 RGB rows: PNG/JPEG (and plain TIFF without rasterio)
-are decoded once into a uint8 array; TIFF/GeoTIFF go through rasterio windows and are never read
-whole. Writers take rows as they are finished: GeoTIFF rows stream to disk; PNG needs the whole
-array, which is kept as uint8. Every output is written atomically.
+are decoded once into a uint8 array, on the first read, so opening reads headers only and a pair
+is compared (size, georeference) before any pixel is decoded; TIFF/GeoTIFF go through rasterio
+windows and are never read whole. Every source checks the file type and the pixel limit of
+:mod:`mmchange_core.io.images` when it is opened. Writers take rows as they are finished: GeoTIFF
+rows stream to disk; PNG needs the whole array, which is kept as uint8. Every output is written
+atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +22,33 @@ from PIL import Image
 
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.outputs import check_output_suffix
 from mmchange_core.io.geo import (
     GeoReference,
     georeference_of,
     has_geotiff_tags,
-    is_tiff,
     rasterio_available,
     require_rasterio,
 )
-from mmchange_core.io.images import Warn, read_rgb
+from mmchange_core.io.images import (
+    JPEG_SUFFIXES,
+    PNG_SUFFIXES,
+    TIFF_SUFFIXES,
+    Warn,
+    check_pixels,
+    check_regular_file,
+    image_size,
+    is_tiff,
+    read_rgb,
+    scale_to_uint8,
+    stretch_range,
+)
 
 #: Largest side of the decimated read used for statistics (bit-depth stretch) and thumbnails.
 OVERVIEW_SIDE = 1024
-#: Output formats by suffix.
-PNG_SUFFIXES = (".png",)
-TIFF_SUFFIXES = (".tif", ".tiff")
-JPEG_SUFFIXES = (".jpg", ".jpeg")
+#: Pillow format of each writable suffix.
+PIL_FORMATS = {**dict.fromkeys(PNG_SUFFIXES, "PNG"), **dict.fromkeys(JPEG_SUFFIXES, "JPEG"),
+               **dict.fromkeys(TIFF_SUFFIXES, "TIFF")}
 
 
 class RasterSource:
@@ -87,12 +102,33 @@ class ArraySource(RasterSource):
         return np.asarray(Image.fromarray(self.array).resize((w, h), Image.Resampling.BOX))
 
 
+class DecodedSource(ArraySource):
+    """A PNG/JPEG (or a plain TIFF without rasterio): size from the header at open, decoded on the first read."""
+
+    def __init__(self, path: Path, warn: Warn | None = None) -> None:
+        self.path = path
+        self.name = path.name
+        self.warn = warn
+        self.height, self.width = image_size(path)
+
+    @cached_property
+    def array(self) -> np.ndarray:  # type: ignore[override]
+        """The decoded uint8 ``[H, W, 3]`` pixels."""
+        array = read_rgb(self.path, self.warn)
+        if array.shape[:2] != (self.height, self.width):
+            raise InputError(f"{self.path} changed while it was read (now {array.shape[1]}x{array.shape[0]}, "
+                             f"was {self.width}x{self.height}); run the command again")
+        return array
+
+
 class RasterioSource(RasterSource):
     """A TIFF/GeoTIFF read through rasterio windows, converted to 8-bit RGB on the fly.
 
     Single-band images are repeated to RGB, an alpha band is dropped, extra bands are ignored (the
     first three are RGB) and non-uint8 data is stretched linearly from its 1st to 99th percentile
-    (taken on a decimated read of the whole image) to 0..255. Each conversion is reported once.
+    (taken on a decimated read of the whole image) to 0..255. NaN and nodata pixels of such data are
+    left out of the percentiles and become 0; an image without any valid pixel is refused. Each
+    conversion is reported once.
     """
 
     def __init__(self, path: Path, warn: Warn | None = None) -> None:
@@ -109,6 +145,11 @@ class RasterioSource(RasterSource):
             raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
         ds = self.dataset
         self.height, self.width = ds.height, ds.width
+        try:
+            check_pixels(path, self.height, self.width)
+        except InputError:
+            ds.close()
+            raise
         self.georef = georeference_of(ds)
         notes = []
         colorinterp = list(ds.colorinterp)
@@ -124,10 +165,14 @@ class RasterioSource(RasterSource):
                 notes.append(f"{ds.count}-band image: bands 1-3 used as RGB")
         self.dtype = np.dtype(ds.dtypes[0])
         self.scale: tuple[float, float] | None = None
+        self.masked = self.dtype != np.uint8 and any(v is not None for v in ds.nodatavals)
         if self.dtype != np.uint8:
-            sample = self._read(None, _thumbnail_size(self.height, self.width, OVERVIEW_SIDE))
-            lo, hi = np.percentile(sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample, [1.0, 99.0])
-            self.scale = (float(lo), float(max(hi, lo + 1e-6 if self.dtype.kind == "f" else lo + 1.0)))
+            try:
+                self.scale = stretch_range(self._read(None, _thumbnail_size(self.height, self.width, OVERVIEW_SIDE)),
+                                           str(path))
+            except InputError:
+                ds.close()
+                raise
             notes.append(f"{self.dtype} (high bit depth) image scaled to 8-bit with a 1-99% stretch")
         if notes and warn:
             warn(f"{self.name}: " + "; ".join(notes))
@@ -140,18 +185,18 @@ class RasterioSource(RasterSource):
         if out_shape is not None:
             kwargs.update(out_shape=(len(unique), *out_shape), resampling=Resampling.average)
         try:
-            data = self.dataset.read(unique, **kwargs)
+            data = self.dataset.read(unique, masked=self.masked, **kwargs)
         except Exception as exc:  # rasterio raises several types for corrupt blocks
             raise InputError(f"cannot read pixels of {self.path} ({exc}); "
                              f"the file may be truncated or corrupt") from exc
+        if self.masked:  # nodata pixels become NaN, treated like NaN pixels of float data
+            data = data.astype(np.float32).filled(np.nan)
         return np.moveaxis(data, 0, -1)[..., [unique.index(b) for b in self.bands]]
 
     def _to_uint8(self, data: np.ndarray) -> np.ndarray:
         if self.scale is None:
             return np.ascontiguousarray(data, dtype=np.uint8)
-        lo, hi = self.scale
-        values = (data.astype(np.float32) - lo) * (255.0 / (hi - lo))
-        return np.clip(np.nan_to_num(values, nan=0.0), 0, 255).round().astype(np.uint8)
+        return scale_to_uint8(data, *self.scale)
 
     def read_rows(self, y0: int, height: int) -> np.ndarray:
         from rasterio.windows import Window
@@ -172,20 +217,13 @@ def open_source(path: str | Path, warn: Warn | None = None) -> RasterSource:
     without geo tags is decoded by Pillow.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    check_regular_file(path)
     if is_tiff(path):
         if rasterio_available():
             return RasterioSource(path, warn)
         if has_geotiff_tags(path):
             require_rasterio(f"GeoTIFF input {path}")
-    return ArraySource(read_rgb(path, warn), path.name)
-
-
-def check_output_suffix(path: Path, what: str, allowed: tuple[str, ...]) -> None:
-    """Raise an :class:`InputError` unless ``path`` ends with one of ``allowed``."""
-    if path.suffix.lower() not in allowed:
-        raise InputError(f"{what} {path}: unsupported file type '{path.suffix}'; use one of {', '.join(allowed)}")
+    return DecodedSource(path, warn)
 
 
 class RowWriter:
@@ -265,7 +303,7 @@ def open_row_writer(path: str | Path, height: int, width: int, *, bands: int = 1
                     georef: GeoReference | None = None) -> RowWriter:
     """A writer for ``path``: TIFF streams through rasterio when installed; PNG/JPEG collect in memory."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
+    if is_tiff(path) and (georef is not None or rasterio_available()):
         return GeoTiffRowWriter(path, height, width, bands, dtype, georef)
     return ArrayRowWriter(path, height, width, bands, dtype)
 
@@ -273,15 +311,13 @@ def open_row_writer(path: str | Path, height: int, width: int, *, bands: int = 1
 def write_image(path: str | Path, array: np.ndarray, georef: GeoReference | None = None) -> Path:
     """Write a whole array (uint8 gray/RGB, float32 gray for TIFF) by suffix, atomically."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
+    if is_tiff(path) and (georef is not None or rasterio_available()):
         bands = 1 if array.ndim == 2 else array.shape[2]
         writer = GeoTiffRowWriter(path, array.shape[0], array.shape[1], bands, array.dtype, georef)
         writer.write(0, array)
         return writer.close()
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
-    if fmt is None:
-        raise InputError(f"cannot write {path}: unsupported file type '{path.suffix}'; use .png, .tif or .jpg")
+    check_output_suffix(path, "output", PIL_FORMATS)
+    fmt = PIL_FORMATS[path.suffix.lower()]
     with atomic_path(path) as tmp:
         image = Image.fromarray(np.ascontiguousarray(array))
         image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))

@@ -9,7 +9,6 @@ plain images and in squared CRS units (e.g. m^2) for georeferenced input.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.geo import GeoReference, rasterio_available
+from mmchange_core.io.jsonio import strict_json
 
 Ring = np.ndarray  # [n, 2] float64 (x, y), closed (first == last)
 
@@ -261,5 +261,5 @@ def write_change_polygons(path: str | Path, mask: np.ndarray, georef: GeoReferen
                           min_area: float = 0.0, backend: str = "auto") -> int:
     """Polygonize ``mask`` and write the GeoJSON atomically; returns the number of polygons written."""
     collection = polygons_to_geojson(polygonize(mask, backend), georef, min_area)
-    atomic_write_text(path, json.dumps(collection, separators=(",", ":")))
+    atomic_write_text(path, strict_json(collection, separators=(",", ":")))
     return len(collection["features"])

@@ -1,12 +1,14 @@
 """MMChange networks: factory, checkpoints, reference conversion and complexity counts."""
 
 from mmchange_core.models.checkpoint import (
-    checkpoint_threshold,
-    checkpoint_tile_size,
+    CheckpointMeta,
+    Normalization,
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
     update_checkpoint_meta,
+    validate_threshold,
+    validate_tile_size,
 )
 from mmchange_core.models.complexity import Complexity, count_parameters, measure_complexity
 from mmchange_core.models.config import BACKBONES, VARIANTS, ModelConfig
@@ -15,20 +17,19 @@ from mmchange_core.models.convert import (
     convert_reference_checkpoint,
     convert_reference_state_dict,
 )
-from mmchange_core.models.factory import build_model, build_model_from_config
+from mmchange_core.models.factory import build_model
 from mmchange_core.models.mmchange import MMChange
 
 __all__ = [
     "BACKBONES",
     "VARIANTS",
+    "CheckpointMeta",
     "Complexity",
     "MMChange",
     "ModelConfig",
+    "Normalization",
     "StateDictMismatchError",
     "build_model",
-    "build_model_from_config",
-    "checkpoint_threshold",
-    "checkpoint_tile_size",
     "convert_reference_checkpoint",
     "convert_reference_state_dict",
     "count_parameters",
@@ -37,4 +38,6 @@ __all__ = [
     "read_checkpoint_meta",
     "save_checkpoint",
     "update_checkpoint_meta",
+    "validate_threshold",
+    "validate_tile_size",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
+#: Channels of every feature map after the encoder's projections (fixed by the architecture).
+WIDTH = 64
 
 #: Variant name -> (uses text, has IFR, has TDE, has ITFF). Paper Table II, top to bottom.
 VARIANTS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -27,7 +29,6 @@ class ModelConfig:
     backbone: str = "resnet50"
     variant: str = "full"
     text_dim: int = 512
-    width: int = 64
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -36,8 +37,6 @@ class ModelConfig:
             raise ValueError(f"unknown variant '{self.variant}'; choose one of {', '.join(VARIANTS)}")
         if self.text_dim <= 0 or self.text_dim % 64:
             raise ValueError(f"text_dim must be a positive multiple of 64, got {self.text_dim}")
-        if self.width != 64:
-            raise ValueError(f"width is fixed at 64 by the architecture, got {self.width}")
 
     @property
     def uses_text(self) -> bool:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from mmchange_core.errors import CheckpointError
+from mmchange_core.errors import CheckpointError, InputError
+from mmchange_core.io.images import check_regular_file
+from mmchange_core.io.outputs import CHECKPOINT_SUFFIXES, OutputPlan
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.mmchange import MMChange
 
@@ -118,26 +120,37 @@ def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor],
 def load_reference_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an authors' ``.pth``/``.pth.tar`` (or a safetensors file) without unpickling code."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"file not found: {path}")
+    try:
+        check_regular_file(path, "checkpoint")
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path} is truncated or corrupt ({path.stat().st_size} bytes; {exc}); copy it "
+                                  f"again") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a PyTorch state dict with weights_only=True "
-                              f"({type(exc).__name__}); re-save it as a plain state dict") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"cannot read {path} as a PyTorch state dict ({reason}); the file is truncated or "
+                              f"corrupt, or holds more than tensors: re-save it as a plain state dict") from exc
     return _unwrap(obj)
 
 
 def convert_reference_checkpoint(path: str | Path, out: str | Path) -> tuple[Path, ModelConfig]:
     """Convert an authors' checkpoint file into an mmchange checkpoint at ``out``."""
-    from mmchange_core.models.checkpoint import save_checkpoint
+    from mmchange_core.models.checkpoint import CheckpointMeta, check_finite_weights, save_checkpoint
 
+    OutputPlan([Path(path)]).add(Path(out), "convert output", CHECKPOINT_SUFFIXES)
     converted, config = convert_reference_state_dict(load_reference_file(path))
+    check_finite_weights(converted, path)
     model = MMChange(config)
     model.load_state_dict(converted)
-    meta = {"source": {"converted_from": str(path), "format": "authors' MMChange BaseNet"}}
+    meta = CheckpointMeta(model=config, training={"source": {"converted_from": str(path),
+                                                             "format": "authors' MMChange BaseNet"}})
     return save_checkpoint(out, model, meta), config

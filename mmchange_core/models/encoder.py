@@ -140,16 +140,8 @@ class SiameseEncoder(nn.Module):
             "c4": conv_bn_relu(tap_ch[3], p4, 5, stride=4, padding=2),
         })
         self.aggregation = NeighbourAggregation(PROJECTED_CHANNELS, width)
-        #: Optional inference replacement of the trunk (see ``use_subgrid_trunk``); not saved.
-        self.fast_trunk: nn.Module | None = None
-
-    def use_subgrid_trunk(self) -> None:
-        """Run dilated trunk blocks on sub-grids (same outputs, undilated kernels); for inference."""
-        from mmchange_core.models.space_to_batch import SubgridTrunk
-
-        self.fast_trunk = SubgridTrunk(self.trunk)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = self.fast_trunk(x) if self.fast_trunk is not None else trunk_features(self.trunk, x)
+        taps = trunk_features(self.trunk, x)
         projected = [self.proj[f"c{i + 1}"](t) for i, t in enumerate(taps)]
         return self.aggregation(*projected)

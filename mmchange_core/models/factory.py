@@ -25,8 +25,3 @@ def build_model(backbone: str = "resnet50", variant: str = "full", *, text_dim: 
     if pretrained_backbone:
         load_trunk_weights(model.encoder.trunk, backbone, pretrained_backbone)
     return model
-
-
-def build_model_from_config(config: ModelConfig) -> MMChange:
-    """Rebuild a network (random weights) from a stored :class:`ModelConfig`."""
-    return MMChange(config)

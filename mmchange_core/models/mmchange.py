@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmchange_core.models.ablation import AdditiveFusion, DifferenceProjection, TextProjection
-from mmchange_core.models.config import VARIANTS, ModelConfig
+from mmchange_core.models.config import VARIANTS, WIDTH, ModelConfig
 from mmchange_core.models.decoder import ChangeDecoder
 from mmchange_core.models.encoder import SiameseEncoder
 from mmchange_core.models.ifr import ImageFeatureRefinement
@@ -31,7 +31,7 @@ class MMChange(nn.Module):
         super().__init__()
         self.config = config = config or ModelConfig()
         uses_text, has_ifr, has_tde, has_itff = VARIANTS[config.variant]
-        width = config.width
+        width = WIDTH
         self.encoder = SiameseEncoder(config.backbone, width)
         self.ifr: nn.Module = ImageFeatureRefinement(width) if has_ifr else DifferenceProjection(width)
         self.tde: nn.Module | None = None

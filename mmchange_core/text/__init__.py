@@ -11,7 +11,7 @@ from mmchange_core.text.captioning import CaptionReport, caption_dataset
 from mmchange_core.text.config import CaptionerConfig, CaptionRunConfig, TextEncoderConfig
 from mmchange_core.text.pipeline import TextPipeline
 from mmchange_core.text.prompts import PROMPTS, resolve_prompt
-from mmchange_core.text.store import STORE_FILENAME, CaptionStore, MissingCaptionsError
+from mmchange_core.text.store import STORE_FILENAME, CaptionStore, MissingCaptionsError, StaleCaptionsError
 
 __all__ = [
     "PROMPTS",
@@ -21,6 +21,7 @@ __all__ = [
     "CaptionStore",
     "CaptionerConfig",
     "MissingCaptionsError",
+    "StaleCaptionsError",
     "TextEncoderConfig",
     "TextPipeline",
     "caption_dataset",

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,53 +22,15 @@ from mmchange_core.data.layouts import detect_layout
 from mmchange_core.distributed import distributed_session
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.images import read_rgb
+from mmchange_core.io.outputs import OutputPlan
+from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.text.config import CaptionerConfig, TextEncoderConfig, settings_id
 from mmchange_core.text.pipeline import TextPipeline
-from mmchange_core.text.store import CaptionStore, Item, UpdateResult, sha256_file
-
-#: ``progress(phase, done, total)`` with phase ``"hashing"`` or ``"captioning"``.
-ProgressFn = Callable[[str, int, int], None]
+from mmchange_core.text.store import CaptionReport, CaptionStore, Item
+from mmchange_core.text.store.records import sha256_files
 
 #: Ranks can finish their shards far apart (uneven images, slow disks): barriers wait up to a day.
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
-
-
-@dataclass
-class CaptionReport:
-    """What a caption run did, for the summary table and ``--json``."""
-
-    root: str
-    layout: str
-    store: str
-    splits: list[str]
-    images: int
-    captioned: int = 0
-    reused: int = 0
-    skipped: int = 0
-    encoded: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    mean_words: float = 0.0
-    distinct_captions: int = 0
-    seconds: float = 0.0
-    caption_seconds: float = 0.0
-    world_size: int = 1
-    captioner: dict[str, Any] = field(default_factory=dict)
-    encoder: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def images_per_second(self) -> float:
-        """Newly captioned images per second of captioning (0 when nothing was captioned)."""
-        return self.captioned / self.caption_seconds if self.caption_seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe view."""
-        from mmchange_core.config import to_dict
-
-        data = to_dict(self)
-        data["failed"] = [{"image": key, "error": reason} for key, reason in self.failed]
-        data["images_per_second"] = round(self.images_per_second, 3)
-        return data
 
 
 def _image_keys(root: Path, layout: Any, splits: Sequence[str]) -> list[tuple[str, Path]]:
@@ -82,23 +42,15 @@ def _image_keys(root: Path, layout: Any, splits: Sequence[str]) -> list[tuple[st
     return list(seen.items())
 
 
-def _hash_all(paths: Sequence[Path], progress: ProgressFn | None) -> list[str | Exception]:
-    """sha256 of every file (threads; I/O bound); an exception in place of a hash that failed."""
-    def one(path: Path) -> str | Exception:
-        try:
-            return sha256_file(path)
-        except OSError as exc:
-            return InputError(f"cannot read {path} ({exc.strerror or exc})")
+def _hash_all(paths: Sequence[Path], progress: ProgressCallback | None) -> list[str | Exception]:
+    """sha256 of every file (threads; I/O bound); an :class:`InputError` in place of a hash that failed."""
+    def done(count: int) -> None:
+        if count % 64 == 0 or count == len(paths):
+            report(progress, "hashing", count, len(paths))
 
-    results: list[str | Exception] = []
-    if progress is not None:
-        progress("hashing", 0, len(paths))
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for i, digest in enumerate(pool.map(one, paths), start=1):
-            results.append(digest)
-            if progress is not None and (i % 64 == 0 or i == len(paths)):
-                progress("hashing", i, len(paths))
-    return results
+    report(progress, "hashing", 0, len(paths))
+    return [InputError(f"cannot read {path} ({digest.strerror or digest})") if isinstance(digest, OSError) else digest
+            for path, digest in zip(paths, sha256_files(paths, done))]
 
 
 def _load(path: Path, warn: Callable[[str], None] | None) -> np.ndarray:
@@ -107,12 +59,12 @@ def _load(path: Path, warn: Callable[[str], None] | None) -> np.ndarray:
 
 def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: TextEncoderConfig,
                     splits: Sequence[str] | None = None, store: str | Path | None = None,
-                    overwrite: bool = False, device: str = "auto", progress: ProgressFn | None = None,
+                    overwrite: bool = False, device: str = "auto", progress: ProgressCallback | None = None,
                     warn: Callable[[str], None] | None = None) -> CaptionReport:
     """Caption (and embed) every image of both dates of ``splits`` (default: all) of the dataset at ``root``.
 
     Resumable and append-only (see :class:`CaptionStore`). ``warn`` receives one-line notes
-    (image conversions, store repairs); ``progress`` receives hashing and captioning progress.
+    (image conversions, store repairs); ``progress`` gets events of the tasks ``hashing`` and ``captioning``.
     Failed images are listed in the report, not raised; the CLI exits non-zero for them.
     """
     started = time.perf_counter()
@@ -123,6 +75,8 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
         layout.pairs(split)  # one-line error for an unknown or empty split
     keys = _image_keys(root, layout, chosen)
     caption_store = CaptionStore.open(root, store)
+    labels = [pair.label for split in chosen for pair in layout.pairs(split)]
+    OutputPlan([*(path for _, path in keys), *labels]).add(caption_store.path, "caption store")
     captioner.validate()
     encoder.validate()
 
@@ -142,14 +96,13 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
             else:
                 items.append((key, digest, partial(_load, path, warn)))
         writer = caption_store.shard_view(ctx.rank) if ctx.enabled else caption_store
-        report_progress = (lambda done, total: progress("captioning", done, total)) if (
-            progress is not None and ctx.is_main) else None
+        report_progress = (lambda done, total: report(progress, "captioning", done, total)) if ctx.is_main else None
         try:
             result = writer.update(items, pipeline, overwrite=overwrite, progress=report_progress,
                                    on_failure=lambda key, reason: None)
             error = None
         except MMChangeError as exc:  # every rank must reach the barrier, then the error is raised
-            result, error = UpdateResult(captions=[]), exc
+            result, error = CaptionReport(), exc
         partial_reports = ctx.gather({
             "captioned": result.captioned, "reused": result.reused, "skipped": result.skipped,
             "encoded": result.encoded, "failed": failed + result.failed, "seconds": result.caption_seconds,
@@ -168,7 +121,7 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
     description = pipeline.describe()
     cap_id = settings_id(description["captioner"])
     captions = [rec.caption for key, _ in keys if (rec := caption_store.caption_record(key, cap_id)) is not None]
-    report = CaptionReport(
+    outcome = CaptionReport(
         root=str(root), layout=layout.kind, store=str(caption_store.path), splits=chosen, images=len(keys),
         captioned=sum(p["captioned"] for p in partial_reports), reused=sum(p["reused"] for p in partial_reports),
         skipped=sum(p["skipped"] for p in partial_reports), encoded=sum(p["encoded"] for p in partial_reports),
@@ -178,6 +131,6 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
         caption_seconds=max(p["seconds"] for p in partial_reports), world_size=ctx.world_size,
         captioner=description["captioner"], encoder=description["encoder"], warnings=list(caption_store.warnings))
     if warn is not None:
-        for note in report.warnings:
+        for note in outcome.warnings:
             warn(note)
-    return report
+    return outcome

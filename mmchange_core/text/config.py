@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmchange_core.config import DEVICE, SEED, between, non_negative, positive, setting
 from mmchange_core.errors import MMChangeError
 from mmchange_core.text.prompts import DEFAULT_PROMPT, resolve_prompt
-
-CAPTIONERS = ("vlm", "clip-tags", "basic")
-TEXT_ENCODERS = ("clip", "hashing")
+from mmchange_core.text.registry import CAPTIONERS, TEXT_ENCODERS
 
 #: Default model of each captioner (``CaptionerConfig.model=None``).
 DEFAULT_CAPTIONER_MODELS = {
@@ -70,11 +69,11 @@ class CaptionerConfig:
     model: str | None = None
     revision: str | None = None
     prompt: str = DEFAULT_PROMPT
-    temperature: float = 0.2
-    top_p: float = 0.9
-    max_new_tokens: int = 64
-    seed: int = 0
-    batch_size: int = 16
+    temperature: float = setting(0.2, non_negative())
+    top_p: float = setting(0.9, between(0, 1))
+    max_new_tokens: int = setting(64, positive())
+    seed: int = setting(0, SEED)
+    batch_size: int = setting(16, positive())
     trust_remote_code: bool = False
 
     def validate(self) -> None:
@@ -133,7 +132,7 @@ class TextEncoderConfig:
     name: str = "clip"
     model: str = "ViT-B-32"
     pretrained: str = "openai"
-    dim: int = 512
+    dim: int = setting(512, positive())
 
     def validate(self) -> None:
         """Raise a one-line error for an unknown encoder or an invalid width."""
@@ -156,14 +155,14 @@ class TextEncoderConfig:
 
 @dataclass
 class CaptionRunConfig:
-    """Everything ``mmchange caption`` needs (``-c cfg.yaml`` / ``--set captioner.top_p=0.8``)."""
+    """Everything ``mmchange caption`` needs (``--config cfg.yaml`` / ``--set captioner.top_p=0.8``)."""
 
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
     encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     splits: list[str] | None = None
-    store: str | None = None
+    captions: str | None = setting(None, renamed_from=["store"])  # the caption store file or folder
     overwrite: bool = False
-    device: str = "auto"
+    device: str = setting("auto", DEVICE)
 
 
 def captioner_from_settings(settings: dict[str, Any]) -> CaptionerConfig:

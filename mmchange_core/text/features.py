@@ -3,7 +3,9 @@
 Training and evaluation look up, for every pair, the embeddings of date A's and date B's caption
 under the keys :meth:`ImagePair.relative` gives. Captions are never made here: a missing one raises
 the store's :class:`MissingCaptionsError`, which says how many are missing and which
-``mmchange caption`` command makes them.
+``mmchange caption`` command makes them. Before any work, :func:`verify_pair_captions` checks that
+every image is the one its caption was made from (sha256), so a stale caption or the store of
+another dataset is never used silently.
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ def open_caption_store(root: Path, store: str | Path | None = None) -> Any:
     from mmchange_core.text import CaptionStore
 
     return CaptionStore.open(Path(root), Path(store) if store else None)
+
+
+def verify_pair_captions(store: Any, root: Path, pairs: Sequence[ImagePair], description: dict | None = None, *,
+                         accept_stale: bool = False, warn: Callable[[str], None] | None = None) -> None:
+    """Stop (:class:`~mmchange_core.text.StaleCaptionsError`) when an image of ``pairs`` changed since it was captioned.
+
+    With ``accept_stale`` the old captions are used and ``warn`` gets a one-line note naming them.
+    """
+    images = {key: path for pair in pairs for key, path in zip(pair.relative(root), (pair.image_a, pair.image_b))}
+    stale = store.verify(list(images.items()), description, accept_stale=accept_stale)
+    if stale and warn is not None:
+        warn(f"using the captions of {len(stale)} image(s) that changed since they were captioned in {store.path} "
+             f"(e.g. {', '.join(stale[:3])}), as --accept-stale-captions asks")
 
 
 def pair_embeddings(store: Any, root: Path, pairs: Sequence[ImagePair],

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmchange_core.config import ConfigError
-from mmchange_core.models.config import ModelConfig
+from mmchange_core.config import (
+    DEVICE,
+    PRECISION,
+    SEED,
+    ConfigError,
+    between,
+    choice,
+    multiple_of,
+    non_negative,
+    positive,
+    setting,
+    validate,
+)
+from mmchange_core.models.config import BACKBONES, VARIANTS
+from mmchange_core.runs import RUN_NAME
 
 
 @dataclass
 class AugmentConfig:
     """Training augmentation (set a probability to 0 to switch a step off)."""
 
-    crop_border: int = 8
-    crop_p: float = 0.5
-    flip_p: float = 0.5
-    swap_p: float = 0.5
+    crop_border: int = setting(8, non_negative())
+    crop_p: float = setting(0.5, between(0, 1))
+    flip_p: float = setting(0.5, between(0, 1))
+    swap_p: float = setting(0.5, between(0, 1))
 
 
 @dataclass
@@ -23,48 +36,37 @@ class TrainConfig:
     """Everything ``mmchange train`` does; the defaults are the paper's protocol."""
 
     dataset: str = ""  # levir | whu | sysu | a dataset folder
-    backbone: str = "resnet50"
-    variant: str = "full"
+    change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
+    backbone: str = setting("resnet50", choice(*BACKBONES))
+    variant: str = setting("full", choice(*VARIANTS))
     pretrained: bool = True  # ImageNet trunk weights (torchvision IMAGENET1K_V1)
-    iters: int = 40000  # rounded up to whole epochs
-    batch_size: int = 32  # in total, over all processes
-    crop_size: int = 256  # larger images are cut into non-overlapping tiles of this size
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    eps: float = 1e-8
-    weight_decay: float = 1e-4
-    warmup_iters: int = 200
-    poly_power: float = 0.9
+    iters: int = setting(40000, positive())  # rounded up to whole epochs
+    batch_size: int = setting(32, positive())  # in total, over all processes
+    crop_size: int = setting(256, multiple_of(32))  # larger images are cut into non-overlapping tiles of this size
+    lr: float = setting(5e-4, positive())
+    betas: tuple[float, float] = setting((0.9, 0.99), between(0, 1))
+    eps: float = setting(1e-8, positive())
+    weight_decay: float = setting(1e-4, non_negative())
+    warmup_iters: int = setting(200, non_negative())
+    poly_power: float = setting(0.9, non_negative())
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_split: str = "train"
     val_split: str | None = "val"  # null: no validation, "best" is the last epoch
-    val_start_epoch: int = 1  # the reference skips validation after epoch 0
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    val_start_epoch: int = setting(1, non_negative())  # the reference skips validation after epoch 0
+    precision: str = setting("fp32", PRECISION)  # auto: bf16 on GPUs; fp16 with a gradient scaler
+    compile: bool = False  # torch.compile the training network (GPU)
     channels_last: bool = True  # memory format on GPUs
-    num_workers: int = 4
-    device: str = "auto"
-    seed: int = 2333
-    caption_store: str | None = None  # default: the store inside the dataset folder
-    name: str | None = None
+    workers: int = setting(4, non_negative(), renamed_from=["num_workers"])
+    device: str = setting("auto", DEVICE)
+    seed: int = setting(2333, SEED)
+    captions: str | None = setting(None, renamed_from=["caption_store"])  # default: the dataset folder's store
+    accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
+    name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
 
 
 def validate_config(config: TrainConfig) -> None:
-    """Fail early, with the key's name, on values that cannot work."""
-    try:
-        ModelConfig(backbone=config.backbone, variant=config.variant)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    """The declared ranges (as at load, for configs built in Python) and that a dataset is given."""
+    validate(config)
     if not config.dataset:
         raise ConfigError("no dataset given; pass --dataset levir|whu|sysu|PATH")
-    for key in ("iters", "batch_size", "crop_size"):
-        if getattr(config, key) <= 0:
-            raise ConfigError(f"config key '{key}' must be positive, got {getattr(config, key)}")
-    if config.crop_size % 32:
-        raise ConfigError(f"config key 'crop_size' must be a multiple of 32, got {config.crop_size}")
-    if config.lr <= 0:
-        raise ConfigError(f"config key 'lr' must be positive, got {config.lr}")
-    if config.num_workers < 0:
-        raise ConfigError(f"config key 'num_workers' must be 0 or more, got {config.num_workers}")
-    if config.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"config key 'precision': '{config.precision}' is not fp32, bf16 or fp16")

@@ -1,31 +1,105 @@
 """Graceful stop on Ctrl-C / SIGTERM: finish the current iteration, save, then stop.
 
-Inside :class:`StopSignal` the first SIGINT or SIGTERM only sets :attr:`StopSignal.requested`; the
-training loop checks it between iterations and writes a resumable state. A second signal
-interrupts immediately (KeyboardInterrupt), keeping the last state that was written.
+Inside :class:`StopSignal` the first SIGINT or SIGTERM only records the signal; the training loop
+checks it between iterations, writes a resumable state and returns, and the CLI exits with
+128 + the signal number (130 for SIGINT, 143 for SIGTERM). A second signal stops at once
+(:class:`Interrupted`), keeping the last state that was written, except while a save is being
+written (:meth:`StopSignal.saving`): then it takes effect as soon as the save is complete, so the
+files of a run folder always belong to one iteration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def signal_exit_code(name: str) -> int:
+    """The shell's exit status for a process ended by signal ``name``: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + int(signal.Signals[name])
+
+
+class Interrupted(KeyboardInterrupt):
+    """A second signal stopped training at once; the last state written is kept."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        super().__init__(f"{self.signal} received twice; stopped at once")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process that the signal ended."""
+        return signal_exit_code(self.signal)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGINT/SIGTERM to the main process, which stops them.
+
+    Otherwise Ctrl-C in a terminal (sent to the whole process group) ends the workers first and the
+    main process fails with "DataLoader worker exited unexpectedly" instead of saving.
+    """
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class StopSignal:
     """Context manager that turns the first SIGINT/SIGTERM into a stop request."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+        self._saving = False
+        self._pending: int | None = None
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> bool:
+        """True once a signal came here (or, after :meth:`agree`, in another process)."""
+        return self.signum is not None
+
+    @property
+    def name(self) -> str | None:
+        """``"SIGINT"`` or ``"SIGTERM"`` once requested."""
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
+    @property
+    def code(self) -> float:
+        """This process's vote for :meth:`agree`: the signal number, 0 when none came."""
+        return float(self.signum or 0)
+
+    def agree(self, total: float) -> bool:
+        """Whether the processes stop, given ``total``, the sum of their :attr:`code` (one process: its own).
+
+        Under DDP a signal may reach only some processes; the others then record it too (by name
+        when the sum is one signal's number, as SIGTERM otherwise) so that every process stops together.
+        """
+        if total > 0 and self.signum is None:
+            self.signum = int(total) if int(total) in _SIGNALS else int(signal.SIGTERM)
+        return total > 0
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is None:
+            self.signum = signum
+        elif self._saving:
+            self._pending = signum
+        else:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        """Hold a second signal while the block writes the run's files; it takes effect after the block."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._pending is not None:
+            raise Interrupted(self._pending)
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():

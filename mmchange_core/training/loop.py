@@ -9,11 +9,14 @@ validation F1 (ties go to the later epoch).
 A run lives in ``<project>/train/<name>``: ``config.yaml`` (resolved), ``metrics.csv`` (one row per
 epoch), ``best.safetensors`` and ``last.safetensors`` (mmchange checkpoints), ``state.pt``
 (everything needed to resume bit-for-bit) and, for text models, ``caption_store.json``. Every file
-is written atomically.
+is written atomically. SIGINT/SIGTERM save a resumable state at the end of the current iteration
+(see :mod:`~mmchange_core.training.interrupt`); on resume, ``config.yaml`` must still match the config
+recorded in ``state.pt`` (except :data:`RESUMABLE_CHANGES`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +33,22 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from mmchange_core.config import ConfigError, load_config, save_config, to_dict
+from mmchange_core.config import ConfigError, Override, load_config, save_config, to_dict
 from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler
 from mmchange_core.data.layouts import DatasetLayout, detect_layout, resolve_dataset_root
 from mmchange_core.data.transforms import paper_augmentation
+from mmchange_core.device import resolve_precision
 from mmchange_core.distributed import DistributedContext, distributed_session
 from mmchange_core.evaluation.evaluate import evaluate
-from mmchange_core.inference.runner import InferenceRunner, autocast_context, resolve_precision
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.runner import autocast_context, enable_compile_cache
 from mmchange_core.training.config import AugmentConfig, TrainConfig, validate_config
-from mmchange_core.training.interrupt import StopSignal
+from mmchange_core.training.interrupt import StopSignal, ignore_stop_signals
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.training.losses import deep_supervision_loss
 from mmchange_core.training.optimization import build_optimizer, optimizer_step
 from mmchange_core.training.schedule import WarmupPolyLR, run_length
-from mmchange_core.text.features import open_caption_store, pair_embeddings
+from mmchange_core.text.features import open_caption_store, pair_embeddings, verify_pair_captions
 from mmchange_core.training.state import (
     TrainState,
     load_train_state,
@@ -54,9 +59,10 @@ from mmchange_core.training.state import (
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.evaluation.metrics import METRIC_NAMES
-from mmchange_core.models import ModelConfig, build_model, save_checkpoint
+from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.mmchange import MMChange
-from mmchange_core.runs import next_run_dir
+from mmchange_core.progress import ProgressEvent
+from mmchange_core.runs import RunBusyError, lock_run, next_run_dir
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
@@ -68,7 +74,7 @@ METRIC_COLUMNS = ("epoch", "iterations", "lr", "train_loss", *(f"val_{k}" for k 
 
 
 #: Keys that may differ when a run is resumed (they do not change the result).
-RESUMABLE_CHANGES = frozenset({"device", "num_workers", "project", "name"})
+RESUMABLE_CHANGES = frozenset({"device", "workers", "compile", "project", "name", "accept_stale_captions"})
 
 
 class TrainingDivergedError(MMChangeError):
@@ -106,6 +112,9 @@ class TrainResult:
     total_iters: int
     completed: bool
     history: list[dict[str, Any]]
+    #: ``"SIGINT"``/``"SIGTERM"`` when a signal asked the run to stop (set even when the signal came so
+    #: late that the run completed), ``"stop_after"`` for ``stop_after``, None otherwise.
+    stopped_by: str | None = None
 
 
 class TrainObserver:
@@ -114,11 +123,9 @@ class TrainObserver:
     def on_start(self, info: TrainInfo) -> None:
         """The run is set up and about to train."""
 
-    def on_iteration(self, iteration: int, total: int, loss: float, lr: float) -> None:
-        """One optimizer step is done (``iteration`` counts from 1)."""
-
-    def on_validation(self, epoch: int) -> None:
-        """Validation of ``epoch`` starts."""
+    def on_progress(self, event: ProgressEvent) -> None:
+        """Task ``train``: one optimizer step is done (``done`` counts from 1; fields ``loss`` and ``lr``).
+        Task ``validate``: validation pairs done after an epoch."""
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
         """An epoch is done and saved; ``row`` is its metrics.csv row."""
@@ -131,7 +138,30 @@ class TrainObserver:
 # configuration
 
 
-def resume_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"augment": {"flip_p": 0.5}}`` as ``{"augment.flip_p": 0.5}`` (the ``--set`` spelling)."""
+    items: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            items.update(_flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The keys (other than :data:`RESUMABLE_CHANGES`) whose values differ, as ``"lr 0.0005 -> 0.1, ..."``;
+    empty when a run may resume with ``after``."""
+    old, new = _flat(before), _flat(after)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
+def _resumable_keys() -> str:
+    return ", ".join(sorted(RESUMABLE_CHANGES))
+
+
+def resume_config(run_dir: Path, overrides: Sequence[Override] = ()) -> TrainConfig:
     """The stored config of ``run_dir`` with ``overrides``; only device/worker settings may change."""
     path = run_dir / CONFIG_FILE
     if not path.is_file():
@@ -139,13 +169,20 @@ def resume_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
                          f"'mmchange train'")
     stored = load_config(TrainConfig, path)
     config = load_config(TrainConfig, path, overrides)
-    before, after = to_dict(stored), to_dict(config)
-    changed = sorted(k for k in after if after[k] != before[k] and k not in RESUMABLE_CHANGES)
+    changed = config_changes(to_dict(stored), to_dict(config))
     if changed:
-        key = changed[0]
-        raise ConfigError(f"cannot change '{key}' ({before[key]!r} -> {after[key]!r}) when resuming {run_dir}; "
-                          f"start a new run instead")
+        raise ConfigError(f"cannot change {changed} when resuming {run_dir}; start a new run instead (only "
+                          f"{_resumable_keys()} may change on resume)")
     return config
+
+
+def _check_recorded_config(recorded: dict[str, Any] | None, config: TrainConfig, run_dir: Path) -> None:
+    """``config`` (normally ``<run>/config.yaml``) must match what the run recorded at its start."""
+    changed = config_changes(recorded, to_dict(config)) if recorded is not None else ""
+    if changed:
+        raise ConfigError(f"{run_dir / CONFIG_FILE} differs from the config the run was started with ({changed}); "
+                          f"revert the edit to resume, or start a new run with it (mmchange train --config "
+                          f"{run_dir / CONFIG_FILE}); only {_resumable_keys()} may change on resume, also as options")
 
 
 def find_run(spec: str | Path, project: str | Path = "runs") -> Path:
@@ -189,9 +226,11 @@ class _TextSetup:
 
 
 def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence[Any], val_pairs: Sequence[Any],
-               description: dict | None) -> _TextSetup:
-    store = open_caption_store(layout.root, config.caption_store)
+               description: dict | None, observer: TrainObserver) -> _TextSetup:
+    store = open_caption_store(layout.root, config.captions)
     description = description or store.text_description()
+    verify_pair_captions(store, layout.root, [*train_pairs, *val_pairs], description,
+                         accept_stale=config.accept_stale_captions, warn=observer.on_message)
     setup = _TextSetup(description=description, identity=store.identity())
     setup.train = pair_embeddings(store, layout.root, train_pairs, description)
     if val_pairs:
@@ -199,14 +238,14 @@ def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence
     return setup
 
 
-def _checkpoint_meta(config: TrainConfig, run_dir: Path, layout: DatasetLayout, text: _TextSetup,
-                     state: TrainState, epoch: int, total_iters: int) -> dict[str, Any]:
-    return {
-        "threshold": 0.5,
-        "text": text.description,
-        "caption_store": text.identity,
-        "input": {"normalization": "imagenet", "crop_size": config.crop_size},
-        "train": {
+def _checkpoint_meta(model: ModelConfig, config: TrainConfig, run_dir: Path, layout: DatasetLayout,
+                     text: _TextSetup, state: TrainState, epoch: int, total_iters: int) -> CheckpointMeta:
+    """The metadata of a checkpoint of this run: trained at ``crop_size``, threshold 0.5 until tuned."""
+    return CheckpointMeta(
+        model=model,
+        tile_size=config.crop_size,
+        text_description=text.description,
+        training={
             "run_dir": str(run_dir),
             "dataset": str(layout.root),
             "layout": layout.kind,
@@ -218,8 +257,9 @@ def _checkpoint_meta(config: TrainConfig, run_dir: Path, layout: DatasetLayout, 
             "seed": config.seed,
             "batch_size": config.batch_size,
             "pretrained": config.pretrained,
+            "caption_store": text.identity,
         },
-    }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,10 +275,27 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
     current iteration. Under torchrun, every process calls this; process 0 writes the files.
     """
     validate_config(config)
-    with distributed_session(config.device) as ctx:
+    with distributed_session(config.device) as ctx, StopSignal() as stop, contextlib.ExitStack() as held:
+        if resume_dir is not None:  # one process at a time trains a run: locked before its state is read
+            _hold_run(ctx, Path(resume_dir), held)
         session = _Session.start(config, ctx, Path(resume_dir) if resume_dir else None,
-                                 observer if (observer is not None and ctx.is_main) else TrainObserver())
+                                 observer if (observer is not None and ctx.is_main) else TrainObserver(), stop)
+        if resume_dir is None:
+            _hold_run(ctx, session.run_dir, held)
         return session.run(stop_after)
+
+
+def _hold_run(ctx: DistributedContext, run_dir: Path, held: contextlib.ExitStack) -> None:
+    """Process 0 locks ``run_dir`` until ``held`` closes; every process stops if another process holds it."""
+    busy = None
+    if ctx.is_main:
+        try:
+            held.enter_context(lock_run(run_dir))
+        except RunBusyError as exc:
+            busy = str(exc)
+    busy = ctx.broadcast(busy)
+    if busy is not None:
+        raise RunBusyError(busy)
 
 
 @dataclass
@@ -264,14 +321,19 @@ class _Session:
     scaler: torch.amp.GradScaler
     state: TrainState
     run_dir: Path
+    stop: StopSignal
 
     @classmethod
     def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
-              observer: TrainObserver) -> _Session:
+              observer: TrainObserver, stop: StopSignal) -> _Session:
         """Check the data and captions, build the model and optimiser, restore or create the run folder.
 
         Everything that can fail on user input happens before a new run folder is created.
         """
+        payload = None
+        if resume_dir is not None:
+            payload = load_train_state(resume_dir / STATE_FILE)
+            _check_recorded_config(payload.get("config"), config, resume_dir)
         device = ctx.device
         precision = resolve_precision(config.precision, device)
         if config.batch_size % ctx.world_size:
@@ -281,7 +343,7 @@ class _Session:
         seed_everything(config.seed)
 
         root = resolve_dataset_root(config.dataset)
-        layout = detect_layout(root)
+        layout = detect_layout(root, config.change_value)
         observer.on_message(f"dataset {layout.describe()}")
         if layout.kind == "flat" and config.val_split:
             observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
@@ -291,13 +353,12 @@ class _Session:
         except InputError as exc:
             raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
                              f"validation with --set val_split=null") from None
-        payload = load_train_state(resume_dir / STATE_FILE) if resume_dir else None
         text = _TextSetup()
         if ModelConfig(config.backbone, config.variant).uses_text:
             stored = None
             if resume_dir and (resume_dir / CAPTION_STORE_FILE).is_file():
                 stored = json.loads((resume_dir / CAPTION_STORE_FILE).read_text(encoding="utf-8")).get("text")
-            text = _load_text(config, layout, train_pairs, val_pairs, stored)
+            text = _load_text(config, layout, train_pairs, val_pairs, stored, observer)
 
         augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p,
                                           config.augment.swap_p, config.augment.crop_p)
@@ -350,11 +411,14 @@ class _Session:
         net: torch.nn.Module = model
         if ctx.enabled:
             net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile:
+            enable_compile_cache()
+            net = torch.compile(net)  # type: ignore[assignment]
         observer.on_start(TrainInfo(run_dir, layout.describe(), descriptions, str(device), precision,
                                     ctx.world_size, epochs, iters_per_epoch, total_iters, state.iteration,
                                     text.description, payload is not None))
         return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
-                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir)
+                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop)
 
     # ------------------------------------------------------------------------------------------
     def run(self, stop_after: int | None) -> TrainResult:
@@ -362,38 +426,36 @@ class _Session:
         if self.state.epoch >= self.epochs:
             self.observer.on_message(f"{self.run_dir} is already complete ({self.state.iteration} iterations)")
             return self.result(True)
-        with StopSignal() as stop:
-            for epoch in range(self.state.epoch, self.epochs):
-                started = time.perf_counter()
-                if self._train_epoch(epoch, stop, stop_after):
-                    self._save(None, False)
-                    return self._stopped(stop)
-                self._end_epoch(epoch, started)
-                requested = self._any_process(stop.requested)
-                if (requested or self._limit_hit(stop_after)) and epoch < self.epochs - 1:
-                    return self._stopped(stop)
+        for epoch in range(self.state.epoch, self.epochs):
+            started = time.perf_counter()
+            if self._train_epoch(epoch, stop_after):
+                self._save(None, False)
+                return self._stopped()
+            self._end_epoch(epoch, started)
+            requested = self.stop.agree(float(self.ctx.all_reduce_sum(torch.tensor([self.stop.code]))[0]))
+            if (requested or self._limit_hit(stop_after)) and epoch < self.epochs - 1:
+                return self._stopped()
         return self.result(True)
 
     def result(self, completed: bool) -> TrainResult:
         """The run's outcome as it stands."""
         best, last = self.run_dir / BEST_FILE, self.run_dir / LAST_FILE
         s = self.state
+        stopped_by = self.stop.name or (None if completed else "stop_after")
         return TrainResult(self.run_dir, best if best.is_file() else None, last if last.is_file() else None,
                            s.best_epoch, s.best_f1 if s.best_epoch >= 0 else None, s.iteration, self.total_iters,
-                           completed, list(s.history))
-
-    def _any_process(self, flag: bool) -> bool:
-        return bool(self.ctx.all_reduce_sum(torch.tensor([float(flag)]))[0] > 0)
+                           completed, list(s.history), stopped_by)
 
     def _limit_hit(self, stop_after: int | None) -> bool:
         return stop_after is not None and self.state.iteration >= stop_after
 
-    def _stopped(self, stop: StopSignal) -> TrainResult:
-        reason = "stop requested" if stop.requested else f"stopped at iteration {self.state.iteration} (--stop-after)"
+    def _stopped(self) -> TrainResult:
+        reason = f"{self.stop.name} received" if self.stop.requested else \
+            f"stopped at iteration {self.state.iteration} (--stop-after)"
         self.observer.on_message(f"{reason}; state saved, continue with: mmchange train --resume {self.run_dir}")
         return self.result(False)
 
-    def _train_epoch(self, epoch: int, stop: StopSignal, stop_after: int | None) -> bool:
+    def _train_epoch(self, epoch: int, stop_after: int | None) -> bool:
         """Train the rest of ``epoch``; True when it stopped early (stop request or ``stop_after``)."""
         config, state, device = self.config, self.state, self.ctx.device
         self.net.train()
@@ -401,12 +463,13 @@ class _Session:
         # workers' base seed comes from this generator, not from the global RNG the model's dropout uses
         generator = torch.Generator().manual_seed(config.seed + epoch)
         loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=self.sampler, drop_last=True,
-                            num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=generator)
+                            num_workers=config.workers, pin_memory=device.type == "cuda", generator=generator,
+                            worker_init_fn=ignore_stop_signals)
         try:
             for batch in loader:
                 loss = _forward_loss(self.net, batch, device, self.precision, config)
                 # every process learns the mean loss and any stop request before the backward pass
-                flags = torch.tensor([float(loss.detach()), float(stop.requested)], dtype=torch.float64)
+                flags = torch.tensor([float(loss.detach()), self.stop.code], dtype=torch.float64)
                 flags = self.ctx.all_reduce_sum(flags).cpu()
                 mean_loss = float(flags[0]) / self.ctx.world_size
                 if not math.isfinite(mean_loss):
@@ -422,10 +485,11 @@ class _Session:
                 state.batch += 1
                 state.loss_sum += mean_loss
                 state.loss_count += 1
-                self.observer.on_iteration(state.iteration, self.total_iters, mean_loss, lr)
+                self.observer.on_progress(ProgressEvent("train", state.iteration, self.total_iters,
+                                                        fields={"loss": mean_loss, "lr": lr}))
                 mid_epoch = state.batch < self.sampler.num_samples // self.per_rank_batch
-                if mid_epoch and (flags[1] > 0 or self._limit_hit(stop_after)):
-                    stop.requested = stop.requested or bool(flags[1] > 0)
+                # decided on the shared flags: a signal that arrived after they were taken counts next time
+                if (self.stop.agree(float(flags[1])) or self._limit_hit(stop_after)) and mid_epoch:
                     return True
         except MMChangeError as exc:
             raise unwrap_worker_error(exc) from None
@@ -439,7 +503,6 @@ class _Session:
                                "train_loss": state.loss_sum / max(1, state.loss_count)}
         metrics = None
         if self.val_pairs and (epoch >= config.val_start_epoch or epoch == self.epochs - 1):
-            self.observer.on_validation(epoch)
             metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
             self.net.train()
             row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
@@ -461,10 +524,11 @@ class _Session:
         if self.text.val is not None:
             val_text = self.text.val
             provider = lambda _pairs: val_text  # noqa: E731 - embeddings are in split order
-        runner = InferenceRunner(self.model, self.ctx.device, self.precision)
-        result = evaluate(runner, self.layout, self.config.val_split or "val", pairs=self.val_pairs,
-                          tile_size=self.config.crop_size, batch_size=self.per_rank_batch,
-                          num_workers=self.config.num_workers, text_provider=provider)
+        detector = ChangeDetector(self.model, device=self.ctx.device, precision=self.precision,
+                                  tile_size=self.config.crop_size, batch_size=self.per_rank_batch)
+        result = evaluate(detector, self.layout, self.config.val_split or "val", pairs=self.val_pairs,
+                          workers=self.config.workers, text_provider=provider,
+                          progress=lambda event: self.observer.on_progress(replace(event, task="validate")))
         return result.metrics()
 
     def _save(self, epoch_done: int | None, is_best: bool) -> None:
@@ -472,14 +536,15 @@ class _Session:
         if not self.ctx.is_main:
             return
         epoch = epoch_done if epoch_done is not None else self.state.epoch
-        meta = _checkpoint_meta(self.config, self.run_dir, self.layout, self.text, self.state, epoch,
-                                self.total_iters)
-        if is_best:
-            save_checkpoint(self.run_dir / BEST_FILE, self.model, meta)
-        save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
-        save_train_state(self.run_dir / STATE_FILE, self.state, model=self.model, optimizer=self.optimizer,
-                         scheduler=self.scheduler, scaler=self.scaler)
-        write_metrics_csv(self.run_dir / METRICS_FILE, self.state.history)
+        meta = _checkpoint_meta(self.model.config, self.config, self.run_dir, self.layout, self.text, self.state,
+                                epoch, self.total_iters)
+        with self.stop.saving():
+            if is_best:
+                save_checkpoint(self.run_dir / BEST_FILE, self.model, meta)
+            save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
+            save_train_state(self.run_dir / STATE_FILE, self.state, config=to_dict(self.config), model=self.model,
+                             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
+            write_metrics_csv(self.run_dir / METRICS_FILE, self.state.history)
 
 
 def _forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device, precision: str,

@@ -65,12 +65,14 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def save_train_state(path: Path, state: TrainState, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, scaler: Any) -> Path:
-    """Write ``state`` plus weights, optimizer, scheduler, scaler and RNG states atomically."""
+def save_train_state(path: Path, state: TrainState, *, config: dict[str, Any], model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> Path:
+    """Write ``state`` plus the run's config (plain values), weights, optimizer, scheduler, scaler and RNG
+    states atomically."""
     payload = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
+        "config": config,
         "progress": {"epoch": state.epoch, "batch": state.batch, "iteration": state.iteration,
                      "iters_per_epoch": state.iters_per_epoch, "best_f1": state.best_f1,
                      "best_epoch": state.best_epoch, "loss_sum": state.loss_sum,

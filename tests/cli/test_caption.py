@@ -13,7 +13,7 @@ OFFLINE = ("--captioner", "basic", "--text-encoder", "hashing")
 
 def test_caption_sysu_layout_json(cli, tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "sysu", layout="sysu", pairs=2)
-    result = cli("caption", root, *OFFLINE, "--json")
+    result = cli("caption", "-d", root, *OFFLINE, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["layout"] == "sysu" and data["splits"] == ["train", "test"]
@@ -27,11 +27,11 @@ def test_caption_flat_layout_with_a_separate_store_and_table(cli, tmp_path: Path
     root = make_dataset(tmp_path / "flat", layout="flat", pairs=3)
     store = tmp_path / "stores"
     store.mkdir()
-    result = cli("caption", root, *OFFLINE, "--store", store, "--batch-size", "4")
+    result = cli("caption", "-d", root, *OFFLINE, "--captions", store, "--batch-size", "4")
     assert result.exit_code == 0, result.output
     assert "captioned" in result.stdout and "distinct captions" in result.stdout
     assert (store / "mmchange_captions.jsonl").is_file() and not (root / "mmchange_captions.jsonl").exists()
-    again = cli("caption", root, *OFFLINE, "--store", store, "--json")
+    again = cli("caption", "-d", root, *OFFLINE, "--captions", store, "--json")
     data = json.loads(again.stdout)
     assert (data["layout"], data["splits"], data["skipped"], data["captioned"]) == ("flat", ["all"], 6, 0)
     assert CaptionStore.open(root, store).captions_for(["A/tile_0.png"])[0].startswith(("Mostly", "Mixed", "Mainly"))
@@ -40,11 +40,11 @@ def test_caption_flat_layout_with_a_separate_store_and_table(cli, tmp_path: Path
 def test_caption_corrupt_image_exits_nonzero_and_lists_it(cli, tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "ds", pairs=2)
     (root / "train" / "B" / "train_1.png").write_bytes(b"\x89PNG broken")
-    result = cli("caption", root, *OFFLINE, "--splits", "train")
+    result = cli("caption", "-d", root, *OFFLINE, "--splits", "train")
     assert result.exit_code == 1
     assert "train/B/train_1.png" in result.stdout and "could not be read" in result.stderr
     assert "Traceback" not in result.output
-    data = json.loads(cli("caption", root, *OFFLINE, "--splits", "train", "--json").stdout)
+    data = json.loads(cli("caption", "-d", root, *OFFLINE, "--splits", "train", "--json").stdout)
     assert (data["skipped"], [f["image"] for f in data["failed"]]) == (3, ["train/B/train_1.png"])
 
 
@@ -52,18 +52,18 @@ def test_caption_config_file_and_overrides(cli, tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "ds", pairs=1)
     cfg = tmp_path / "caption.yaml"
     cfg.write_text("captioner:\n  name: basic\nencoder:\n  name: hashing\n  dim: 128\nsplits: [test]\n")
-    result = cli("caption", root, "-c", cfg, "--set", "encoder.dim=256", "--json")
+    result = cli("caption", "-d", root, "--config", cfg, "--set", "encoder.dim=256", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["encoder"]["dim"] == 256 and data["splits"] == ["test"] and data["images"] == 2
 
 
 def test_caption_one_line_errors(cli, tmp_path: Path) -> None:
-    result = cli("caption", tmp_path / "missing", *OFFLINE)
+    result = cli("caption", "-d", tmp_path / "missing", *OFFLINE)
     assert result.exit_code == 1 and "dataset folder not found" in result.output
     root = make_dataset(tmp_path / "ds", pairs=1)
-    result = cli("caption", root, *OFFLINE, "--splits", "val")
+    result = cli("caption", "-d", root, *OFFLINE, "--splits", "val")
     assert result.exit_code == 1 and "split 'val' not found" in result.output
-    result = cli("caption", root, "--captioner", "gpt4")
+    result = cli("caption", "-d", root, "--captioner", "gpt4")
     assert result.exit_code == 1 and "unknown captioner 'gpt4'" in result.output
     assert "Traceback" not in result.output

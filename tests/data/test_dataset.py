@@ -10,7 +10,7 @@ import torch
 
 from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler
 from mmchange_core.data.layouts import detect_layout
-from mmchange_core.data.tiles import tile_windows
+from mmchange_core.data.windows import TileGrid
 from mmchange_core.data.transforms import paper_augmentation
 from mmchange_core.errors import InputError
 from tests.data_helpers import write_image
@@ -24,9 +24,13 @@ def _pair(root: Path, split: str, name: str, size: tuple[int, int], label_value:
     write_image(root / split / "B" / name, rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     lh, lw = label_size or size
     label = np.zeros((lh, lw), np.uint8)
-    label[: lh // 2, : lw // 2] = label_value
-    label[lh - 1, lw - 1] = 127  # below the change threshold
+    label[: lh // 2, : lw // 2] = label_value  # 0/label_value: the larger value is change
     write_image(root / split / "label" / name, label)
+
+
+def tile_windows(height: int, width: int, size: int):
+    """The training tiler's crops: the one window planner with no overlap."""
+    return TileGrid.plan(height, width, size, overlap=0).windows()
 
 
 def test_tile_windows_cover_without_overlap_when_divisible() -> None:
@@ -43,7 +47,7 @@ def test_tile_windows_cover_without_overlap_when_divisible() -> None:
         covered[w.slices()] += 1
         assert (w.height, w.width) == (128, 128)
     assert covered.min() == 1 and len(wins) == 3 * 2
-    assert tile_windows(40, 50, 64) == tile_windows(40, 50, 64)[:1]  # one short tile
+    assert [(w.height, w.width) for w in tile_windows(40, 50, 64)] == [(40, 50)]  # one short tile
 
 
 def test_large_images_are_cut_into_crops_and_labels_thresholded(tmp_path: Path) -> None:
@@ -54,9 +58,9 @@ def test_large_images_are_cut_into_crops_and_labels_thresholded(tmp_path: Path) 
     assert ds.describe() == "train: 2 pairs (2 sizes) -> 5 tiles of 64x64"
     first = ds[0]
     assert first["image_a"].shape == (3, 64, 64) and first["label"].shape == (1, 64, 64)
-    # big.png label: top-left quarter (value 200 >= 128) is change -> the first tile is all change
+    # big.png label (0/200): the top-left quarter is change -> the first tile is all change
     assert first["label"].min() == 1.0
-    assert ds[3]["label"].max() == 0.0  # bottom-right tile: only the 127 pixel, which is not change
+    assert ds[3]["label"].max() == 0.0  # bottom-right tile: no change
     assert ds.load(1)["image_a"].dtype == torch.float32
 
 

@@ -8,9 +8,9 @@ import torch
 
 from mmchange_core.data.dataset import ChangeDetectionDataset
 from mmchange_core.data.layouts import detect_layout
-from mmchange_core.data.tiles import tile_windows
+from mmchange_core.data.windows import TileGrid
 from mmchange_core.evaluation.evaluate import evaluate
-from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.io.images import image_size
 from mmchange_core.models import build_model
 
@@ -22,8 +22,8 @@ def test_egy_bcd_split_folders_train_and_evaluate(real_data: Path) -> None:
     assert sample["image_a"].shape == (3, 256, 256)
     assert set(sample["label"].unique().tolist()) <= {0.0, 1.0}
     torch.manual_seed(0)
-    runner = InferenceRunner(build_model("resnet18", "image-only"), "cpu")
-    result = evaluate(runner, layout, "test", tile_size=256)
+    detector = ChangeDetector(build_model("resnet18", "image-only"), device="cpu", tile_size=256)
+    result = evaluate(detector, layout, "test")
     assert result.stats.total == 2 * 256 * 256 and len(result.per_image) == 2
     assert result.stats.tp + result.stats.fn > 0  # the real labels contain change
 
@@ -31,7 +31,7 @@ def test_egy_bcd_split_folders_train_and_evaluate(real_data: Path) -> None:
 def test_oscd_sizes_are_tiled_to_cover_every_pixel(real_data: Path) -> None:
     layout = detect_layout(real_data / "OSCD-rgb")
     ds = ChangeDetectionDataset(layout, "all", crop_size=256)
-    expected = sum(len(tile_windows(*image_size(p.image_a), 256)) for p in layout.pairs("all"))
+    expected = sum(len(TileGrid.plan(*image_size(p.image_a), 256, overlap=0)) for p in layout.pairs("all"))
     assert len(ds) == expected > len(layout.pairs("all"))
     last = ds[len(ds) - 1]
     assert last["image_a"].shape == (3, 256, 256) and last["label"].shape == (1, 256, 256)

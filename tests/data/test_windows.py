@@ -40,9 +40,12 @@ def test_single_window_has_unit_weights() -> None:
     assert (grid.weights_y == 1).all() and (grid.weights_x == 1).all()
 
 
-@pytest.mark.parametrize("tile,overlap", [(0, 0), (100, 0), (256, 256), (256, -1)])
-def test_bad_tile_or_overlap(tile, overlap) -> None:
-    with pytest.raises(MMChangeError, match="--tile|--overlap"):
+@pytest.mark.parametrize("tile,overlap,message", [
+    (0, 0, "positive multiple of 32"), (100, 0, "positive multiple of 32"),
+    (256, 256, "--overlap must be between 0 and"), (256, -1, "--overlap must be between 0 and"),
+])
+def test_bad_tile_or_overlap(tile, overlap, message) -> None:
+    with pytest.raises(MMChangeError, match=message):
         TileGrid.plan(500, 500, tile, overlap)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
@@ -34,6 +35,18 @@ def caption_basic(root: Path) -> None:
 def tiny_config(dataset: Path, project: Path, **changes) -> TrainConfig:
     """resnet18, 64 px, batch 4, random trunk, CPU, no workers: a few seconds per epoch."""
     values = dict(dataset=str(dataset), backbone="resnet18", variant="image-only", pretrained=False, iters=4,
-                  batch_size=4, crop_size=64, num_workers=0, device="cpu", project=str(project))
+                  batch_size=4, crop_size=64, workers=0, device="cpu", project=str(project))
     values.update(changes)
     return TrainConfig(**values)
+
+
+def assert_metrics_match_counts(metrics: dict) -> None:
+    """The reported fractions are the textbook formulas of the reported tp/fp/fn/tn (0 where undefined);
+    kappa may be negative, so ranges alone cannot check it."""
+    tp, fp, fn, tn = (metrics[k] for k in ("tp", "fp", "fn", "tn"))
+    n = tp + fp + fn + tn
+    ratio = lambda a, b: a / b if b else 0.0  # noqa: E731
+    chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2
+    expected = {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn),
+                "iou": ratio(tp, tp + fp + fn), "oa": (tp + tn) / n, "kappa": ratio((tp + tn) / n - chance, 1 - chance)}
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected, abs=1e-9)

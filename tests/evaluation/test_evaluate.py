@@ -14,12 +14,12 @@ from mmchange_core.data.layouts import detect_layout
 from mmchange_core.data.normalize import to_tensor
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
-from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.reporting.visualize import error_overlay
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import read_mask, read_rgb
 from mmchange_core.evaluation.metrics import ConfusionStats, confusion_stats
-from mmchange_core.models import build_model, read_checkpoint_meta, save_checkpoint
+from mmchange_core.models import CheckpointMeta, build_model, read_checkpoint_meta, save_checkpoint
 from tests.data_helpers import write_image
 
 SIZES = {"wide.png": (96, 160), "square.png": (64, 64), "small.png": (40, 40)}
@@ -41,14 +41,18 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runner() -> InferenceRunner:
+def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return InferenceRunner(build_model("resnet18", "image-only"), "cpu")
+    return build_model("resnet18", "image-only")
 
 
-def test_every_pixel_counted_once_with_tiles_and_padding(mixed: Path, runner: InferenceRunner) -> None:
+def detector_for(model: torch.nn.Module, tile_size: int = 64, **options) -> ChangeDetector:
+    return ChangeDetector(model, device="cpu", tile_size=tile_size, **options)
+
+
+def test_every_pixel_counted_once_with_tiles_and_padding(mixed: Path, model) -> None:
     layout = detect_layout(mixed)
-    everything = evaluate(runner, layout, "test", threshold=0.0, tile_size=64, batch_size=3)
+    everything = evaluate(detector_for(model, batch_size=3), layout, "test", threshold=0.0)
     labels = {p.name: read_mask(p.label) for p in layout.pairs("test")}
     assert everything.stats.total == sum(h * w for h, w in SIZES.values())
     # threshold 0: every pixel is predicted as change, so TP counts exactly the label pixels
@@ -57,23 +61,24 @@ def test_every_pixel_counted_once_with_tiles_and_padding(mixed: Path, runner: In
     assert sum((r.stats for r in everything.per_image), ConfusionStats()) == everything.stats
     assert [r.pair.name for r in everything.per_image] == [p.name for p in layout.pairs("test")]
     # the tile size changes the context the network sees, never which pixels are counted
-    tiled = evaluate(runner, layout, "test", tile_size=64)
-    whole = evaluate(runner, layout, "test", tile_size=192)
+    tiled = evaluate(detector_for(model, 64), layout, "test")
+    whole = evaluate(detector_for(model, 192), layout, "test")
     assert tiled.stats.total == whole.stats.total
 
 
-def test_matches_a_direct_forward_pass(mixed: Path, runner: InferenceRunner) -> None:
+def test_matches_a_direct_forward_pass(mixed: Path, model) -> None:
     layout = detect_layout(mixed)
     pair = next(p for p in layout.pairs("test") if p.name == "square.png")
-    result = evaluate(runner, layout, "test", pairs=[pair], tile_size=64, threshold=0.5, collect_histogram=True)
+    detector = detector_for(model)
+    result = evaluate(detector, layout, "test", pairs=[pair], threshold=0.5, collect_histogram=True)
     a = to_tensor(read_rgb(pair.image_a))[None]
     b = to_tensor(read_rgb(pair.image_b))[None]
-    prob = runner.probabilities(a, b)[0, 0]
+    prob = detector.runner.probabilities(a, b)[0, 0]
     assert result.stats == confusion_stats(prob > 0.5, read_mask(pair.label))
     assert result.histogram is not None and int(result.histogram.positive.sum()) == int(read_mask(pair.label).sum())
 
 
-def test_image_transform_hook_and_text_requirement(mixed: Path, runner: InferenceRunner) -> None:
+def test_image_transform_hook_and_text_requirement(mixed: Path, model) -> None:
     layout = detect_layout(mixed)
     seen: list[int] = []
 
@@ -81,19 +86,20 @@ def test_image_transform_hook_and_text_requirement(mixed: Path, runner: Inferenc
         seen.append(index)
         return np.zeros_like(image_a), np.zeros_like(image_b)
 
-    blank = evaluate(runner, layout, "test", tile_size=64, image_transform=swap_dates, collect_histogram=True)
+    detector = detector_for(model)
+    blank = evaluate(detector, layout, "test", image_transform=swap_dates, collect_histogram=True)
     assert sorted(seen) == [0, 1, 2]
-    normal = evaluate(runner, layout, "test", tile_size=64, collect_histogram=True)
+    normal = evaluate(detector, layout, "test", collect_histogram=True)
     # the transform reached the network: the probabilities differ
     assert not torch.equal(blank.histogram.negative, normal.histogram.negative)
-    text_model = InferenceRunner(build_model("resnet18", "full", text_dim=64), "cpu")
+    text_model = detector_for(build_model("resnet18", "full", text_dim=64))
     with pytest.raises(InputError, match="uses text"):
-        evaluate(text_model, layout, "test", tile_size=64)
+        evaluate(text_model, layout, "test")
 
     def provider(pairs):
         return np.zeros((len(pairs), 64), np.float32), np.ones((len(pairs), 64), np.float32)
 
-    assert evaluate(text_model, layout, "test", tile_size=64, text_provider=provider).stats.total > 0
+    assert evaluate(text_model, layout, "test", text_provider=provider).stats.total > 0
 
 
 def test_error_overlay_colours() -> None:
@@ -106,10 +112,9 @@ def test_error_overlay_colours() -> None:
     assert out[1, 1].tolist() == [0, 0, 0]  # TN black
 
 
-def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, runner: InferenceRunner, tmp_path: Path) -> None:
-    checkpoint = save_checkpoint(tmp_path / "m.safetensors", runner.model,
-                                 {"threshold": 0.5, "text": None, "input": {"crop_size": 64}})
-    report = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", num_workers=0,
+def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, model, tmp_path: Path) -> None:
+    checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, CheckpointMeta(model=model.config, tile_size=64))
+    report = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", workers=0,
                                         save_vis=True, project=str(tmp_path / "runs")))
     assert report.run_dir == tmp_path / "runs" / "eval" / "exp"
     summary = json.loads((report.run_dir / "metrics.json").read_text())
@@ -122,11 +127,11 @@ def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, runner: Infere
     assert vis == sorted(SIZES)
     assert read_rgb(report.run_dir / "vis" / "wide.png").shape == (96, 160, 3)
 
-    tuned = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", num_workers=0,
+    tuned = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", workers=0,
                                        tune_threshold=True, project=str(tmp_path / "runs")))
     meta = read_checkpoint_meta(checkpoint)
-    assert tuned.tuned is not None and meta["threshold"] == tuned.tuned["threshold"] == tuned.result.threshold
-    assert meta["threshold_tuning"]["split"] == "val"
+    assert tuned.tuned is not None and meta.threshold == tuned.tuned["threshold"] == tuned.result.threshold
+    assert meta.threshold_tuning is not None and meta.threshold_tuning["split"] == "val"
     assert tuned.tuned["f1"] >= tuned.tuned["f1_at_0.5"]
     with pytest.raises(InputError, match="exclude each other"):
         run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), threshold=0.3, tune_threshold=True))

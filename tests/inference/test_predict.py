@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from mmchange_core.data.normalize import normalize_batch
-from mmchange_core.inference.predict import ChangePredictor, PredictConfig
+from mmchange_core.errors import InputError
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.predict import PredictConfig
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.images import read_mask
 from mmchange_core.reporting.overlay import OUTLINE_COLOR
@@ -27,7 +29,7 @@ def image_only_checkpoint(tmp_path_factory) -> Path:
     """A random-weight resnet18 image-only checkpoint with a stored threshold."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "image_only.safetensors"
-    save_checkpoint(path, build_model("resnet18", "image-only"), {"threshold": 0.5, "text": None})
+    save_checkpoint(path, build_model("resnet18", "image-only"))
     return path
 
 
@@ -54,7 +56,7 @@ def write_pair(folder: Path, height: int, width: int, name: str = "pair.png", se
     return paths[0], paths[1]
 
 
-def direct_probabilities(predictor: ChangePredictor, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+def direct_probabilities(predictor: ChangeDetector, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
     """One network call on the whole images (no tiling)."""
     to_batch = lambda im: normalize_batch(torch.from_numpy(im).permute(2, 0, 1)[None])  # noqa: E731
     return predictor.runner.probabilities(to_batch(image_a), to_batch(image_b))[0, 0].numpy()
@@ -69,7 +71,7 @@ def assert_cli_error(result, *fragments: str) -> None:
 
 def test_sliding_window_on_a_tile_sized_input_equals_direct_inference(image_only_checkpoint, tmp_path, cli) -> None:
     image_a, image_b = scene(256, 256)
-    predictor = ChangePredictor.from_checkpoint(image_only_checkpoint, PredictConfig(tile=256, overlap=64))
+    predictor = ChangeDetector.from_checkpoint(image_only_checkpoint, tile_size=256, overlap=64)
     direct = direct_probabilities(predictor, image_a, image_b)
     np.testing.assert_array_equal(predictor.probabilities(image_a, image_b), direct)
     # the same through the command line: float probabilities and the thresholded mask
@@ -100,13 +102,13 @@ def test_a_1000x700_input_works(image_only_checkpoint, tmp_path, cli) -> None:
 
 def test_outputs_prob_overlay_vector(image_only_checkpoint, tmp_path, cli) -> None:
     path_a, path_b = write_pair(tmp_path, 240, 320)
-    predictor = ChangePredictor.from_checkpoint(image_only_checkpoint, PredictConfig(tile=128, overlap=32))
+    predictor = ChangeDetector.from_checkpoint(image_only_checkpoint, tile_size=128, overlap=32)
     image_a, image_b = (np.asarray(Image.open(p)) for p in (path_a, path_b))
     prob = predictor.probabilities(image_a, image_b)
     threshold = float(np.quantile(prob, 0.6))             # a structured mask from a random network
     out = tmp_path / "out"
     result = cli("predict", path_a, path_b, "-o", out / "mask.png", "--checkpoint", image_only_checkpoint,
-                 "--tile", "128", "--overlap", "32", "--threshold", str(threshold), "--prob", out / "prob.png",
+                 "--tile-size", "128", "--overlap", "32", "--threshold", str(threshold), "--prob", out / "prob.png",
                  "--overlay", out / "overlay.png", "--vector", out / "changes.geojson", "--min-area", "20")
     assert result.exit_code == 0, result.output
     mask = read_mask(out / "mask.png")
@@ -175,16 +177,16 @@ def test_bad_input_exits_non_zero_without_traceback(case, image_only_checkpoint,
         expected = ("size mismatch", "64x64", "80x48")
     elif case == "threshold":
         args += ["--threshold", "1.5"]
-        expected = ("threshold must be between 0 and 1",)
+        expected = ("'threshold' is 1.5", "between 0 and 1")
     elif case == "tile":
-        args += ["--tile", "100"]
-        expected = ("--tile must be a positive multiple of 32",)
+        args += ["--tile-size", "100"]
+        expected = ("'tile_size' is 100", "a positive multiple of 32")
     elif case == "suffix":
         args[3] = tmp_path / "mask.jpg"
-        expected = ("unsupported file type '.jpg'",)
+        expected = ("mask.jpg: unsupported file type ('.jpg')", ".png, .tif, .tiff")
     elif case == "overwrite":
         args[3] = path_b
-        expected = ("would overwrite an input image",)
+        expected = ("would overwrite the input", str(path_b))
     else:
         args[4:6] = ["--checkpoint", tmp_path / "missing.safetensors"]
         expected = ("checkpoint not found",)
@@ -214,12 +216,12 @@ def test_caption_file_lookup_and_errors(tmp_path) -> None:
     assert captions.pair("/data/before.png", "/data/after.png") == ("fields and a road", "houses and a road")
     assert captions.pair(tmp_path / "2019" / "x.png", "/elsewhere/2020/x.png") == ("a lake", "a dry lake bed")
     (tmp_path / "same.json").write_text(json.dumps({"x.png": "one caption"}), encoding="utf-8")
-    with pytest.raises(Exception, match="ambiguous"):
+    with pytest.raises(InputError, match="ambiguous"):
         CaptionFile.load(tmp_path / "same.json").pair("a/x.png", "b/x.png")
-    with pytest.raises(Exception, match="no caption for .*missing.png"):
+    with pytest.raises(InputError, match="no caption for .*missing.png"):
         captions.pair("before.png", "missing.png")
     (tmp_path / "bad.yaml").write_text("- just\n- a list\n", encoding="utf-8")
-    with pytest.raises(Exception, match="must map image file names to captions"):
+    with pytest.raises(InputError, match="must map image file names to captions"):
         CaptionFile.load(tmp_path / "bad.yaml")
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmchange_core.inference.predict import ChangePredictor, PredictConfig
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.predict import PredictConfig
 from mmchange_core.io.images import read_mask
-from mmchange_core.models import build_model, save_checkpoint
+from mmchange_core.models import CheckpointMeta, build_model, save_checkpoint
 from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 from tests.inference.test_predict import assert_cli_error, scene, write_pair
 
@@ -22,7 +23,8 @@ def text_checkpoint(tmp_path_factory):
     torch.manual_seed(1)
     pipeline = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(name="hashing", dim=64), device="cpu")
     path = tmp_path_factory.mktemp("ckpt") / "text.safetensors"
-    save_checkpoint(path, build_model("resnet18", "full", text_dim=64), {"threshold": 0.5, "text": pipeline.describe()})
+    model = build_model("resnet18", "full", text_dim=64)
+    save_checkpoint(path, model, CheckpointMeta(model=model.config, text_description=pipeline.describe()))
     return path, pipeline
 
 
@@ -30,13 +32,13 @@ def test_captions_on_the_fly_with_the_checkpoint_captioner(text_checkpoint, tmp_
     checkpoint, pipeline = text_checkpoint
     path_a, path_b = write_pair(tmp_path, 96, 160)
     result = cli("predict", path_a, path_b, "-o", tmp_path / "mask.png", "--checkpoint", checkpoint,
-                 "--tile", "64", "--overlap", "16", "--json")
+                 "--tile-size", "64", "--overlap", "16", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     image_a, image_b = (np.asarray(Image.open(p)) for p in (path_a, path_b))
     expected = pipeline.caption([image_a, image_b])
     assert data["captions"] == expected and expected[0] != expected[1]
-    predictor = ChangePredictor.from_checkpoint(checkpoint, PredictConfig(tile=64, overlap=16))
+    predictor = ChangeDetector.from_checkpoint(checkpoint, tile_size=64, overlap=16)
     np.testing.assert_array_equal(read_mask(tmp_path / "mask.png"),
                                   predictor.probabilities(image_a, image_b, captions=expected) > 0.5)
     # the text really reaches the network: other captions give other probabilities
@@ -53,7 +55,7 @@ def test_captions_file_replaces_captioning(text_checkpoint, tmp_path, cli) -> No
                  "--captions", tmp_path / "captions.yaml", "--json", "--prob", tmp_path / "p.tif")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["captions"] == ["farmland with a dirt road", "a new warehouse on the farmland"]
-    predictor = ChangePredictor.from_checkpoint(checkpoint)
+    predictor = ChangeDetector.from_checkpoint(checkpoint)
     expected = predictor.probabilities(*(np.asarray(Image.open(p)) for p in (path_a, path_b)),
                                        captions=["farmland with a dirt road", "a new warehouse on the farmland"])
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p.tif")), expected)
@@ -68,9 +70,12 @@ def test_folder_mode_caches_captions_for_reruns(text_checkpoint, tmp_path, cli) 
     write_pair(tmp_path, 64, 64, "x.png", seed=3)
     write_pair(tmp_path, 64, 96, "y.png", seed=4)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "mmchange_captions.jsonl").write_text("a dataset's store\n")  # predict never appends to it
     first = cli("predict", tmp_path / "A", tmp_path / "B", "-o", out, "--checkpoint", checkpoint, "--json")
     assert first.exit_code == 0, first.output
-    store = out / "mmchange_captions.jsonl"
+    assert (out / "mmchange_captions.jsonl").read_text() == "a dataset's store\n"
+    store = out / "mmchange_predict_captions.jsonl"
     lines = store.read_text().splitlines()
     assert sum('"caption"' in line for line in lines) >= 4
     second = cli("predict", tmp_path / "A", tmp_path / "B", "-o", out, "--checkpoint", checkpoint, "--json")
@@ -83,7 +88,7 @@ def test_folder_mode_caches_captions_for_reruns(text_checkpoint, tmp_path, cli) 
 
 def test_text_checkpoint_without_text_description_is_refused(tmp_path, cli) -> None:
     path = tmp_path / "no_text.safetensors"
-    save_checkpoint(path, build_model("resnet18", "full", text_dim=64), {"threshold": 0.5})
+    save_checkpoint(path, build_model("resnet18", "full", text_dim=64))
     image_a, image_b = scene(64, 64)
     Image.fromarray(image_a).save(tmp_path / "a.png")
     Image.fromarray(image_b).save(tmp_path / "b.png")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmchange_core.inference.runner import InferenceRunner, resolve_precision
+from mmchange_core.device import resolve_precision
+from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.errors import MMChangeError
 from mmchange_core.models import build_model
 from mmchange_core.models.fusion import fold_batchnorm
@@ -69,36 +70,10 @@ def test_precision_validation() -> None:
         resolve_precision("fp16", cpu)
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
-def test_subgrid_trunk_gives_the_dilated_result(backbone: str) -> None:
-    from mmchange_core.models.encoder import trunk_features
-    from mmchange_core.models.space_to_batch import SubgridTrunk, from_subgrids, to_subgrids
-
-    x = torch.randn(2, 8, 16, 16)
-    assert torch.equal(from_subgrids(to_subgrids(x, 4), 4), x)
-    assert torch.equal(to_subgrids(x, 2)[(0 * 2 + 1) * 2 + 1], x[1, :, 0::2, 1::2])  # sub-grid (0, 1) of sample 1
-    model = build_model(backbone).eval().double()
-    _randomise_batchnorm(model)
-    fast = SubgridTrunk(model.encoder.trunk)
-    if backbone == "resnet50":
-        assert fast.factors == [[1, 2, 2, 2, 2, 2], [2, 4, 4]]
-    img = torch.randn(1, 3, 96, 160, dtype=torch.float64)
-    with torch.no_grad():
-        for ref, out in zip(trunk_features(model.encoder.trunk, img), fast(img)):
-            assert (ref - out).abs().max() < 1e-9
-    net = build_model(backbone).eval()
-    runner = InferenceRunner(net, "cpu", subgrid_trunk=True)
-    plain = InferenceRunner(net, "cpu")
-    assert runner.network.encoder.fast_trunk is not None and plain.network.encoder.fast_trunk is None
-    assert runner.model is net and net.encoder.fast_trunk is None
-    t = torch.randn(1, 512)
-    assert (runner.logits(img.float(), img.float(), t, t) - plain.logits(img.float(), img.float(), t, t)).abs().max() < 1e-3
-
-
 def test_benchmark_times_inference_and_training_steps_on_cpu() -> None:
     from mmchange_core.benchmark import BenchmarkConfig, run_benchmark
 
-    report = run_benchmark(BenchmarkConfig(backbone="resnet18", size=64, batches=[2], precisions=["fp32"],
+    report = run_benchmark(BenchmarkConfig(backbone="resnet18", size=64, batch_size=[2], precision=["fp32"],
                                            device="cpu", warmup=1, repeats=1, min_run_seconds=0.0, train=True))
     assert [(r.mode, r.batch, r.precision) for r in report.rows] == [("inference", 2, "fp32"), ("train", 2, "fp32")]
     assert all(r.pairs_per_s > 0 and r.latency_ms > 0 for r in report.rows)

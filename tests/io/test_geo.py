@@ -38,7 +38,7 @@ def geo_pair(tmp_path):
 
 def test_geotiff_round_trip_keeps_crs_and_transform(image_only_checkpoint, geo_pair, tmp_path, cli) -> None:
     out = tmp_path / "out"
-    result = cli("predict", *geo_pair, "-o", out, "--checkpoint", image_only_checkpoint, "--tile", "128",
+    result = cli("predict", *geo_pair, "-o", out, "--checkpoint", image_only_checkpoint, "--tile-size", "128",
                  "--threshold", "0.5", "--prob", out / "prob.tif", "--overlay", out / "overlay.tif",
                  "--vector", out / "changes.geojson", "--json")
     assert result.exit_code == 0, result.output
@@ -136,6 +136,6 @@ def test_geotiff_is_streamed_in_strips(image_only_checkpoint, geo_pair, tmp_path
 
     monkeypatch.setattr(RasterioSource, "_read", spy)
     predict_pair(image_only_checkpoint, *geo_pair, tmp_path / "m.tif", prob=tmp_path / "p.tif",
-                 config=PredictConfig(tile=128, overlap=32))
+                 config=PredictConfig(tile_size=128, overlap=32))
     rows = TileGrid.plan(200, 300, 128, 32).rows
     assert reads == [(128, 300)] * (2 * rows)     # one 128-row strip per window row and date, nothing else

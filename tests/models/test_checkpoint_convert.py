@@ -1,4 +1,4 @@
-"""Checkpoints (safetensors + config), reference conversion and ImageNet weight loading."""
+"""Checkpoints (safetensors + config), reference conversion and ImageNet weight loading (metadata: test_checkpoint_meta)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torchvision
 
 from mmchange_core.errors import CheckpointError, MissingWeightsError
 from mmchange_core.models import (
+    CheckpointMeta,
     StateDictMismatchError,
     build_model,
     convert_reference_state_dict,
@@ -26,10 +27,10 @@ from tests.reference_fixture import reference_state_dict
 def test_checkpoint_round_trip_rebuilds_model(tmp_path: Path) -> None:
     torch.manual_seed(1)
     model = build_model("resnet18", "no-tde", text_dim=256).eval()
-    path = save_checkpoint(tmp_path / "m.safetensors", model, {"threshold": 0.4})
+    path = save_checkpoint(tmp_path / "m.safetensors", model, CheckpointMeta(model=model.config, threshold=0.4))
     loaded, meta = load_checkpoint(path)
-    assert meta["model_config"] == {"backbone": "resnet18", "variant": "no-tde", "text_dim": 256, "width": 64}
-    assert meta["threshold"] == 0.4
+    assert loaded.config == meta.model == model.config
+    assert meta.threshold == 0.4
     x = torch.randn(1, 3, 64, 64)
     t = torch.randn(1, 256)
     with torch.no_grad():
@@ -41,7 +42,7 @@ def test_update_checkpoint_meta_keeps_weights(tmp_path: Path) -> None:
     model = build_model("resnet18", "image-only")
     path = save_checkpoint(tmp_path / "m.safetensors", model)
     meta = update_checkpoint_meta(path, threshold=0.35)
-    assert meta["threshold"] == 0.35
+    assert meta.threshold == 0.35 and read_checkpoint_meta(path) == meta
     loaded, _ = load_checkpoint(path)
     assert torch.equal(loaded.decoder.cls.weight, model.decoder.cls.weight)
 
@@ -68,7 +69,8 @@ def test_convert_round_trip_via_cli(tmp_path: Path, spec_dir: Path, cli) -> None
     converted, _ = convert_reference_state_dict(reference)
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in converted.items())
-    assert meta["source"]["converted_from"].endswith("authors.pth.tar")
+    assert meta.training["source"]["converted_from"].endswith("authors.pth.tar")
+    assert meta.model == model.config and meta.tile_size == 256 and meta.threshold == 0.5
 
 
 def test_convert_detects_resnet18_reference_layout() -> None:
@@ -146,13 +148,3 @@ def test_imagenet_weights_from_cache_and_clear_error_when_missing(tmp_path: Path
         assert torch.equal(model.encoder.trunk.layer4[1].conv2.weight, trunk_state["layer4.1.conv2.weight"])
     finally:
         torch.hub.set_dir(str(Path(torch.hub._get_torch_home()) / "hub"))
-
-
-def test_threshold_and_tile_size_come_from_override_then_meta_then_defaults() -> None:
-    from mmchange_core.models import checkpoint_threshold, checkpoint_tile_size
-
-    meta = {"threshold": 0.37, "input": {"crop_size": 128}}
-    assert checkpoint_threshold(meta) == 0.37 and checkpoint_threshold(meta, 0.6) == 0.6
-    assert checkpoint_threshold({}) == 0.5 and checkpoint_threshold(meta, 0.0) == 0.0
-    assert checkpoint_tile_size(meta) == 128 and checkpoint_tile_size(meta, 512) == 512
-    assert checkpoint_tile_size({}) == 256 and checkpoint_tile_size({"input": None}) == 256

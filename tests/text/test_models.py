@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmchange_core.errors import InputError, MissingWeightsError
+from mmchange_core.errors import InputError, MissingWeightsError, MMChangeError
 from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 from mmchange_core.text.captioners.clip_tags import VOCABULARY, tags_sentence
 from mmchange_core.text.captioners.vlm import build_prompt, vlm_dtype
@@ -96,7 +96,7 @@ def test_clip_encoder_is_projected_eot_unnormalised_and_truncates(tiny_clip_dir:
     assert pipe.describe()["encoder"] == {"name": "clip", "algorithm": "open_clip-eot-projected/1", "dim": CLIP_DIM,
                                           "model": str(tiny_clip_dir), "pretrained": ""}
     wrong = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(model=str(tiny_clip_dir)), device="cpu")
-    with pytest.raises(Exception, match="encoder.dim=64"):
+    with pytest.raises(MMChangeError, match="encoder.dim=64"):
         wrong.encode(["x"])
 
 

@@ -19,6 +19,7 @@ from mmchange_core.text import (
     caption_dataset,
 )
 from mmchange_core.text.captioners.basic import BasicCaptioner
+from mmchange_core.errors import InputError
 from mmchange_core.text.store import STORE_FILENAME, sha256_bytes
 from tests.text_helpers import land_cover_image, make_dataset, write_image
 
@@ -174,7 +175,7 @@ def test_missing_captions_error_names_the_exact_command(tmp_path: Path) -> None:
     message = str(info.value)
     assert "\n" not in message
     assert message.endswith(f"run: mmchange caption {root} --captioner vlm --prompt 'What is the geographical type "
-                            f"of this map?' --max-new-tokens 32 --text-encoder clip --store {store_path}")
+                            f"of this map?' --max-new-tokens 32 --text-encoder clip --captions {store_path}")
     assert not (root / STORE_FILENAME).exists()
 
 
@@ -219,7 +220,7 @@ def test_merge_of_rank_shards_is_idempotent(tmp_path: Path) -> None:
 def test_not_a_store(tmp_path: Path) -> None:
     bogus = tmp_path / "x.jsonl"
     bogus.write_text('{"hello": 1}\n')
-    with pytest.raises(Exception, match="not an mmchange caption store"):
+    with pytest.raises(InputError, match="not an mmchange caption store"):
         CaptionStore(bogus)
 
 

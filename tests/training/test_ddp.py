@@ -34,7 +34,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     rows = (runs / "train" / "exp" / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # 8 pairs / batch 4 = 2 iterations per epoch -> 2 epochs
     model, meta = load_checkpoint(result["best_checkpoint"])
-    assert meta["train"]["iterations"] == 4
+    assert meta.training["iterations"] == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 

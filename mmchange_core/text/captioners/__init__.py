@@ -8,8 +8,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from mmchange_core.errors import MMChangeError
 from mmchange_core.text.config import CaptionerConfig
+from mmchange_core.text.registry import CAPTIONERS, build
 
 
 class Captioner(Protocol):
@@ -22,17 +22,4 @@ class Captioner(Protocol):
 
 def build_captioner(config: CaptionerConfig, device: torch.device) -> Captioner:
     """Instantiate (and load the model of) the captioner named by ``config``."""
-    config.validate()
-    if config.name == "basic":
-        from mmchange_core.text.captioners.basic import BasicCaptioner
-
-        return BasicCaptioner(config.resolved_model)
-    if config.name == "clip-tags":
-        from mmchange_core.text.captioners.clip_tags import ClipTagsCaptioner
-
-        return ClipTagsCaptioner(config, device)
-    if config.name == "vlm":
-        from mmchange_core.text.captioners.vlm import VLMCaptioner
-
-        return VLMCaptioner(config, device)
-    raise MMChangeError(f"unknown captioner '{config.name}'; use vlm, clip-tags or basic")
+    return build(CAPTIONERS, config, device)

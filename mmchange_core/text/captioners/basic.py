@@ -19,12 +19,15 @@ this captioner is documented as a fallback for offline use, tests and demos, nev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from mmchange_core.errors import MMChangeError
+from mmchange_core.text.config import CaptionerConfig
 
 MODEL_ID = "pixel-statistics"
 #: Images are reduced (by striding, deterministically) to at most this side before the statistics.
@@ -92,20 +95,13 @@ def pixel_statistics(image: np.ndarray) -> PixelStatistics:
                            brightness=100.0 * float(lum.mean()), texture=100.0 * texture)
 
 
-def _brightness_words(value: float) -> str:
-    if value < 30:
-        return "dark"
-    if value < 60:
-        return "medium brightness"
-    return "bright"
+#: (upper bound in percent, word) bands that put brightness and texture into words.
+BRIGHTNESS_WORDS = ((30.0, "dark"), (60.0, "medium brightness"), (math.inf, "bright"))
+TEXTURE_WORDS = ((20.0, "smooth"), (45.0, "moderately textured"), (math.inf, "highly textured"))
 
 
-def _texture_words(value: float) -> str:
-    if value < 20:
-        return "smooth"
-    if value < 45:
-        return "moderately textured"
-    return "highly textured"
+def _in_words(value: float, bands: tuple[tuple[float, str], ...]) -> str:
+    return next(word for bound, word in bands if value < bound)
 
 
 def _headline(shares: dict[str, float]) -> str:
@@ -123,8 +119,8 @@ def describe_statistics(stats: PixelStatistics) -> str:
     shares = stats.shares()
     parts = ", ".join(f"{name} about {round(value)} percent" for name, value in shares.items())
     parts = parts[0].upper() + parts[1:]
-    return (f"{_headline(shares)} {parts}; {_brightness_words(stats.brightness)} "
-            f"(brightness {round(stats.brightness)} percent), {_texture_words(stats.texture)} "
+    return (f"{_headline(shares)} {parts}; {_in_words(stats.brightness, BRIGHTNESS_WORDS)} "
+            f"(brightness {round(stats.brightness)} percent), {_in_words(stats.texture, TEXTURE_WORDS)} "
             f"(texture {round(stats.texture)} percent).")
 
 
@@ -134,6 +130,11 @@ class BasicCaptioner:
     def __init__(self, model: str = MODEL_ID) -> None:
         if model != MODEL_ID:
             raise MMChangeError(f"the basic captioner has no model '{model}'; leave --model unset for it")
+
+    @classmethod
+    def from_config(cls, config: CaptionerConfig, device: torch.device) -> BasicCaptioner:
+        """The registry's factory: only ``config.model`` matters (no weights, any device)."""
+        return cls(config.resolved_model)
 
     def caption(self, images: Sequence[np.ndarray]) -> list[str]:
         """One sentence per uint8 RGB image."""

@@ -7,8 +7,8 @@ from typing import Protocol
 
 import torch
 
-from mmchange_core.errors import MMChangeError
 from mmchange_core.text.config import TextEncoderConfig
+from mmchange_core.text.registry import TEXT_ENCODERS, build
 
 
 class TextEncoder(Protocol):
@@ -23,13 +23,4 @@ class TextEncoder(Protocol):
 
 def build_text_encoder(config: TextEncoderConfig, device: torch.device) -> TextEncoder:
     """Instantiate (and load the weights of) the text encoder named by ``config``."""
-    config.validate()
-    if config.name == "hashing":
-        from mmchange_core.text.encoders.hashing import HashingTextEncoder
-
-        return HashingTextEncoder(config.dim)
-    if config.name == "clip":
-        from mmchange_core.text.encoders.clip import ClipTextEncoder
-
-        return ClipTextEncoder(config, device)
-    raise MMChangeError(f"unknown text encoder '{config.name}'; use clip or hashing")
+    return build(TEXT_ENCODERS, config, device)

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from mmchange_core.text.config import TextEncoderConfig
+
 #: Weight of each numeric feature relative to a word feature: numbers carry the land-cover shares.
 NUMBER_WEIGHT = 3.0
 #: Spacing of the numeric levels.
@@ -96,6 +98,11 @@ class HashingTextEncoder:
 
     def __init__(self, dim: int = 512) -> None:
         self.dim = dim
+
+    @classmethod
+    def from_config(cls, config: TextEncoderConfig, device: torch.device) -> HashingTextEncoder:
+        """The registry's factory: only ``config.dim`` matters (no weights, any device)."""
+        return cls(config.dim)
 
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
         """Embeddings of ``captions`` as a float32 CPU tensor ``[N, dim]`` (zeros for empty text)."""

@@ -1,0 +1,140 @@
+"""The option vocabulary every command shares, and the one way a command resolves its config.
+
+Each shared option is declared here once (name, short form, help) and reused by every command, so
+``--device`` or ``--batch-size`` mean the same everywhere. Config-backed options default to None
+("not given"): the defaults live in the library's config dataclasses, and :func:`resolve` applies
+only the flags the user typed, after ``--config`` and ``--set`` (see :mod:`mmchange_core.config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+#: Old option spellings per command: still accepted, with a one-line deprecation warning.
+RENAMED_OPTIONS: dict[str, dict[str, str]] = {
+    "benchmark": {"--batch": "--batch-size"},
+    "caption": {"--store": "--captions"},
+    "demo": {"--out": "--output"},
+    "eval": {"--caption-store": "--captions"},
+    "info": {"-b": "--backbone"},
+    "predict": {"--tile": "--tile-size"},
+    "robustness": {"--store": "--captions"},
+    "train": {"--caption-store": "--captions", "-c": "--config"},
+}
+
+
+def resolve(cls: type[T], config: Path | None, sets: list[str], **flags: Any) -> T:
+    """``cls`` from its defaults < the ``--config`` file < ``--set`` items < the flags given (not None)."""
+    from mmchange_core.config import load_config
+
+    given = [(key, value) for key, value in flags.items() if value is not None]
+    return load_config(cls, config, [*sets, *given])
+
+
+def flag(name: str, help: str) -> Any:
+    """A plain on/off flag (False when absent)."""
+    return typer.Option(False, name, help=help)
+
+
+def checkpoint(required: bool = False) -> Any:
+    """--checkpoint/-c"""
+    return typer.Option(... if required else None, "--checkpoint", "-c", help="mmchange checkpoint (.safetensors).")
+
+
+def dataset() -> Any:
+    """--dataset/-d"""
+    return typer.Option(None, "--dataset", "-d", help="levir, whu, sysu or a dataset folder.")
+
+
+def change_value() -> Any:
+    """--change-value (which label value means change)"""
+    return typer.Option(None, "--change-value", min=0,
+                        help="Label value that means change, for labels with more than two values "
+                             "(default: the larger of a label's two values).")
+
+
+def captions(what: str = "Caption store file (default: the one in the dataset folder).") -> Any:
+    """--captions (the caption store)"""
+    return typer.Option(None, "--captions", help=what)
+
+
+def accept_stale_captions() -> Any:
+    """--accept-stale-captions"""
+    return flag("--accept-stale-captions", "Use the stored captions of images that changed since they were "
+                                           "captioned (default: stop and name them).")
+
+
+def output(help: str) -> Any:
+    """--output/-o"""
+    return typer.Option(None, "--output", "-o", help=help)
+
+
+def tile_size() -> Any:
+    """--tile-size"""
+    return typer.Option(None, "--tile-size", help="Sliding-window size in pixels, a multiple of 32 "
+                                                  "(default: the checkpoint's training crop).")
+
+
+def overlap() -> Any:
+    """--overlap"""
+    return typer.Option(None, "--overlap", help="Minimum overlap of neighbouring windows in pixels.")
+
+
+def batch_size(help: str = "Samples per network call.") -> Any:
+    """--batch-size/-b"""
+    return typer.Option(None, "--batch-size", "-b", help=help)
+
+
+def workers() -> Any:
+    """--workers/-w"""
+    return typer.Option(None, "--workers", "-w", help="DataLoader worker processes.")
+
+
+def device() -> Any:
+    """--device"""
+    return typer.Option(None, "--device", help="auto (default: the first GPU, else the CPU), cpu, cuda or cuda:N.")
+
+
+def precision(help: str = "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.") -> Any:
+    """--precision"""
+    return typer.Option(None, "--precision", help=help)
+
+
+def compile() -> Any:
+    """--compile"""
+    return flag("--compile", "torch.compile the network (GPU; cached on disk).")
+
+
+def threshold() -> Any:
+    """--threshold"""
+    return typer.Option(None, "--threshold", help="Change-probability threshold (default: the checkpoint's).")
+
+
+def project() -> Any:
+    """--project"""
+    return typer.Option(None, "--project", help="Folder that holds the run folders.")
+
+
+def name() -> Any:
+    """--name"""
+    return typer.Option(None, "--name", help="Run folder name (default exp; auto-incremented).")
+
+
+def config() -> Any:
+    """--config"""
+    return typer.Option(None, "--config", help="YAML file of config values (see examples/configs).")
+
+
+def sets() -> Any:
+    """--set (repeatable)"""
+    return typer.Option([], "--set", help="Override a config key: --set key=value (repeatable).")
+
+
+def as_json() -> Any:
+    """--json"""
+    return flag("--json", "Print the result as JSON on stdout.")

@@ -1,0 +1,288 @@
+"""The library API: a trained checkpoint that detects change between two images of any size.
+
+:class:`ChangeDetector` is the one object behind every command that runs the network: ``predict``
+streams scenes through it, ``eval`` (and training validation), ``robustness`` and the drift check
+ask it for probability maps. It holds the runner (device, precision, compile), the windowing (tile
+size, overlap, batch size: :mod:`mmchange_core.data.windows`), the decision threshold and the text
+pipeline, each resolved once: an explicit value, else the checkpoint's metadata, else the default.
+
+    detector = ChangeDetector.from_checkpoint("best.safetensors", device="cpu")
+    result = detector.predict("a.png", "b.png")      # paths, PIL images or uint8 arrays
+    result.mask, result.probability, result.georef
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mmchange_core.data.windows import DEFAULT_OVERLAP, RowSink, StripReader, TileGrid
+from mmchange_core.errors import CheckpointError, InputError
+from mmchange_core.io.caption_file import CaptionFile
+from mmchange_core.io.geo import GeoReference, check_same_georeference
+from mmchange_core.io.images import Warn
+from mmchange_core.io.raster import ArraySource, RasterSource, open_source
+from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_window_logits
+from mmchange_core.progress import ProgressCallback
+from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint
+from mmchange_core.models.mmchange import MMChange
+
+#: Windows per network call unless a command says otherwise (the same for every command, so that
+#: ``predict`` and ``eval`` batch the windows of a scene identically and give identical masks).
+DEFAULT_BATCH_SIZE = 4
+#: Longest side of the image handed to the captioner (larger scenes are area-downsampled first).
+CAPTION_SIDE = 1024
+
+#: An image given to :meth:`ChangeDetector.predict`: a file path, a PIL image or a uint8 array.
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+def logits_to_probability(logits: np.ndarray) -> np.ndarray:
+    """Change probabilities (float32) of blended window logits: the one conversion every command uses."""
+    return torch.sigmoid(torch.from_numpy(logits)).numpy()
+
+
+@dataclass
+class Prediction:
+    """What :meth:`ChangeDetector.predict` returns for one pair."""
+
+    probability: np.ndarray
+    """Change probability ``[H, W]``, float32 in [0, 1]."""
+    mask: np.ndarray
+    """Change mask ``[H, W]`` (bool): ``probability > threshold``."""
+    threshold: float
+    georef: GeoReference | None = None
+    """CRS and transform of the inputs when they were GeoTIFFs, else ``None``."""
+    captions: list[str] | None = None
+    """The captions of both dates (text models)."""
+
+
+class ChangeDetector:
+    """A network ready to detect change on image pairs of any size, with its windowing and threshold.
+
+    Args:
+        model: the network (its weights are not modified).
+        meta: the checkpoint's metadata; it supplies the tile size (training crop), the decision
+            threshold and the text pipeline where the arguments below are ``None``.
+        tile_size: window side in pixels (multiple of 32); ``None``: the checkpoint's training crop.
+        overlap: minimum overlap of neighbouring windows in pixels (logits are blended across it).
+        batch_size: windows per network call.
+        threshold: decision threshold on the probability; ``None``: the checkpoint's (0.5 unless tuned).
+        captions: captions of the pairs to predict (text models), matched by file name.
+        caption_cache: a caption-store file where on-the-fly captions are kept between runs.
+        warn: receives one-line warnings.
+        runner_options: further :class:`InferenceRunner` options (the drift check's plain reference path).
+    """
+
+    def __init__(self, model: MMChange, meta: CheckpointMeta | None = None, *, device: str | torch.device = "auto",
+                 precision: str = "auto", compile: bool = False, tile_size: int | None = None,
+                 overlap: int = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE, threshold: float | None = None,
+                 captions: CaptionFile | None = None, caption_cache: str | Path | None = None,
+                 warn: Warn | None = None, name: str = "checkpoint", runner_options: dict[str, Any] | None = None) -> None:
+        self.meta = meta if meta is not None else CheckpointMeta(model=model.config)
+        self.name = name
+        self.warn = warn or (lambda message: None)
+        self.tile_size = self.meta.resolve_tile_size(tile_size)
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.threshold = self.meta.resolve_threshold(threshold)
+        TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, overlap)  # validate before any work
+        if batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1; got {batch_size}")
+        self.runner = InferenceRunner(model, device, precision, compile=compile, **(runner_options or {}))
+        self.device = self.runner.device
+        self.captions = captions
+        self.caption_cache = None if caption_cache is None else Path(caption_cache)
+        self._pipeline: Any = None
+        self._store: Any = None
+        if not self.uses_text and captions is not None:
+            self.warn(f"{name} is an image-only model; --captions is ignored")
+            self.captions = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
+                        captions: str | Path | CaptionFile | None = None, **options: Any) -> ChangeDetector:
+        """Load the mmchange checkpoint at ``path``; ``options`` are the constructor's keyword arguments."""
+        if captions is not None and not isinstance(captions, CaptionFile):
+            captions = CaptionFile.load(captions)
+        model, meta = load_checkpoint(path, "cpu")
+        return cls(model, meta, device=device, captions=captions, name=str(path), **options)
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether the model needs captions of both dates."""
+        return self.runner.uses_text
+
+    # ----------------------------------------------------------------------------------------------
+    # text
+
+    def text_pipeline(self) -> Any:
+        """The checkpoint's :class:`~mmchange_core.text.TextPipeline` (created on first use)."""
+        if self.meta.text_description is None:
+            raise CheckpointError(f"{self.name} uses text but records no text pipeline; it cannot caption or "
+                                  f"encode new images: retrain it, or give caption embeddings from a caption store")
+        if self._pipeline is None:
+            from mmchange_core.text import TextPipeline
+
+            self._pipeline = TextPipeline.from_description(self.meta.text_description, device=self.device)
+        return self._pipeline
+
+    def text_embeddings(self, image_a: np.ndarray | None = None, image_b: np.ndarray | None = None,
+                        captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Embeddings ``[D]`` of both dates: from ``captions`` if given, else captioning the two uint8 images."""
+        pipeline = self.text_pipeline()
+        if captions is None:
+            if image_a is None or image_b is None:
+                raise InputError("captioning on the fly needs both images")
+            captions = pipeline.caption([image_a, image_b])
+        embeddings = pipeline.encode(list(captions))
+        return embeddings[0], embeddings[1], list(captions)
+
+    def source_text(self, source_a: RasterSource, source_b: RasterSource, path_a: Path | None = None,
+                    path_b: Path | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str] | None]:
+        """Text embeddings of two open images: the captions file, else the caption cache, else fresh captions."""
+        if not self.uses_text:
+            return None, None, None
+        if self.captions is not None:
+            if path_a is None or path_b is None:
+                raise InputError("a captions file matches images by file name; give image paths")
+            return self.text_embeddings(captions=self.captions.pair(path_a, path_b))
+        if self.caption_cache is not None and path_a is not None and path_b is not None:
+            return self._cached_text([(path_a, source_a), (path_b, source_b)])
+        return self.text_embeddings(source_a.thumbnail(CAPTION_SIDE), source_b.thumbnail(CAPTION_SIDE))
+
+    def _cached_text(self, images: list[tuple[Path, RasterSource]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        from mmchange_core.text import CaptionStore
+        from mmchange_core.text.store import sha256_file
+
+        pipeline = self.text_pipeline()
+        if self._store is None:
+            self._store = CaptionStore(self.caption_cache)
+        keys = [path.resolve().as_posix() for path, _ in images]
+        items = [(key, sha256_file(path), lambda source=source: source.thumbnail(CAPTION_SIDE))
+                 for key, (path, source) in zip(keys, images)]
+        embeddings = torch.from_numpy(self._store.ensure(items, pipeline))
+        captions = self._store.captions_for(keys, pipeline.describe())
+        return embeddings[0], embeddings[1], captions
+
+    # ----------------------------------------------------------------------------------------------
+    # windows
+
+    def grid(self, height: int, width: int) -> TileGrid:
+        """The window layout of a ``height`` x ``width`` scene."""
+        return TileGrid.plan(height, width, self.tile_size, self.overlap)
+
+    def stream_logits(self, read_a: StripReader, read_b: StripReader, grid: TileGrid, emit: RowSink, text_a: torch.Tensor | None = None,
+                      text_b: torch.Tensor | None = None, progress: ProgressCallback | None = None) -> WindowTimings:
+        """Run the windows of ``grid`` and hand finished rows of blended logits to ``emit`` (the streaming core).
+
+        Rows with a NaN or infinite score raise an :class:`InputError` before they reach ``emit``, so no
+        command ever turns an untrustworthy score into a mask.
+        """
+        norm = self.meta.normalization
+        network = network_for(self.runner, text_a, text_b, self.batch_size, mean=norm.mean, std=norm.std)
+
+        def checked(y0: int, logits: np.ndarray) -> None:
+            if not np.isfinite(logits).all():
+                raise InputError(f"{self.name} produced NaN or infinite change scores (rows {y0}-{y0 + len(logits) - 1}"
+                                 f" of a {grid.width}x{grid.height} image), so no mask was written; check the "
+                                 f"checkpoint (retrain or use another) and the caption embeddings")
+            emit(y0, logits)
+
+        return sliding_window_logits(network, grid, read_a, read_b, checked, batch_size=self.batch_size,
+                                     progress=progress)
+
+    def probability_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
+                        progress: ProgressCallback | None = None) -> np.ndarray:
+        """Change probabilities ``[H, W]`` (float32) of two uint8 ``[H, W, 3]`` arrays, given their text embeddings."""
+        if image_a.shape != image_b.shape:
+            raise InputError(f"the two dates differ in size: {image_a.shape[1]}x{image_a.shape[0]} vs "
+                             f"{image_b.shape[1]}x{image_b.shape[0]} (width x height)")
+        text_a = None if text_a is None else torch.as_tensor(np.asarray(text_a, dtype=np.float32))
+        text_b = None if text_b is None else torch.as_tensor(np.asarray(text_b, dtype=np.float32))
+        height, width = image_a.shape[:2]
+        probs = np.empty((height, width), dtype=np.float32)
+
+        def emit(y0: int, rows: np.ndarray) -> None:
+            probs[y0:y0 + len(rows)] = logits_to_probability(rows)
+
+        self.stream_logits(lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], self.grid(height, width),
+                           emit, text_a, text_b, progress)
+        return probs
+
+    # ----------------------------------------------------------------------------------------------
+    # the public one-call API
+
+    def probabilities(self, image_a: np.ndarray, image_b: np.ndarray,
+                      captions: Sequence[str] | None = None) -> np.ndarray:
+        """Change probabilities ``[H, W]`` of two uint8 RGB arrays; text models use ``captions`` or caption on the fly."""
+        text_a = text_b = None
+        if self.uses_text:
+            if captions is None:
+                text_a, text_b, _ = self.text_embeddings(ArraySource(image_a, "image A").thumbnail(CAPTION_SIDE),
+                                                         ArraySource(image_b, "image B").thumbnail(CAPTION_SIDE))
+            else:
+                text_a, text_b, _ = self.text_embeddings(captions=captions)
+        return self.probability_map(image_a, image_b, text_a, text_b)
+
+    def predict(self, image_a: ImageInput, image_b: ImageInput, captions: Sequence[str] | None = None,
+                progress: ProgressCallback | None = None) -> Prediction:
+        """Probability map and mask of a pair given as paths, PIL images or uint8 arrays (any size).
+
+        GeoTIFF paths keep their georeference in the result. Text models use ``captions`` (both
+        dates), else the detector's captions file, else caption the images on the fly.
+        """
+        path_a, path_b = _path_of(image_a), _path_of(image_b)
+        with _as_source(image_a, "image A", self.warn) as source_a, _as_source(image_b, "image B", self.warn) as source_b:
+            georef = check_pair(source_a, source_b, path_a, path_b)
+            if captions is not None and self.uses_text:
+                text_a, text_b, used = self.text_embeddings(captions=captions)
+            else:
+                text_a, text_b, used = self.source_text(source_a, source_b, path_a, path_b)
+            height, width = source_a.height, source_a.width
+            probs = np.empty((height, width), dtype=np.float32)
+
+            def emit(y0: int, rows: np.ndarray) -> None:
+                probs[y0:y0 + len(rows)] = logits_to_probability(rows)
+
+            self.stream_logits(source_a.read_rows, source_b.read_rows, self.grid(height, width), emit, text_a, text_b,
+                               progress)
+        return Prediction(probs, probs > self.threshold, self.threshold, georef, used)
+
+
+def check_pair(source_a: RasterSource, source_b: RasterSource, path_a: Path | None = None,
+               path_b: Path | None = None) -> GeoReference | None:
+    """Check that two dates can be compared (same size, same CRS and transform); returns their georeference."""
+    name_a, name_b = path_a or Path(source_a.name), path_b or Path(source_b.name)
+    if (source_a.height, source_a.width) != (source_b.height, source_b.width):
+        raise InputError(f"size mismatch: {name_a} is {source_a.width}x{source_a.height} but {name_b} is "
+                         f"{source_b.width}x{source_b.height} (width x height); the two dates must be "
+                         f"co-registered images of the same size")
+    return check_same_georeference(source_a.georef, source_b.georef, name_a, name_b)
+
+
+def _path_of(image: ImageInput) -> Path | None:
+    return Path(image) if isinstance(image, (str, Path)) else None
+
+
+def _as_source(image: ImageInput, name: str, warn: Warn) -> RasterSource:
+    """An open :class:`RasterSource` for a path, a PIL image or a uint8 ``[H, W, 3]`` (or ``[H, W]``) array."""
+    if isinstance(image, (str, Path)):
+        return open_source(Path(image), warn)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise InputError(f"{name} is a {array.dtype} array; give uint8 RGB pixels (0-255)")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f"{name} has shape {array.shape}; give an [H, W, 3] RGB array")
+    return ArraySource(np.ascontiguousarray(array), name)
