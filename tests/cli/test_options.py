@@ -31,6 +31,15 @@ CALLS: dict[str, tuple[str, Any, str, list[str]]] = {
 @pytest.fixture
 def captured(monkeypatch):
     """Replace each command's library call by one that records the resolved batch size and stops."""
+    import importlib
+    import pkgutil
+
+    import mmchange_core
+
+    # import every library module first: a module imported while the fakes are in place (demo.py's
+    # ``from ...loop import train``) would otherwise keep a fake for the rest of the session
+    for module_info in pkgutil.walk_packages(mmchange_core.__path__, "mmchange_core."):
+        importlib.import_module(module_info.name)
     seen: dict[str, Any] = {}
 
     for command, (target, read, _key, _args) in CALLS.items():

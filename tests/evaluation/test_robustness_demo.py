@@ -21,6 +21,7 @@ def demo_run(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("demo") / "run"
     result = CliRunner().invoke(app, ["demo", "--quick", "--output", str(out), "--json"])
     assert result.exit_code == 0, result.output
+    assert result.stdout.strip(), result.output  # the JSON summary
     summary = json.loads(result.stdout)
     summary["out"] = out
     return summary
