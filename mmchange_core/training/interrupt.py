@@ -38,14 +38,25 @@ class Interrupted(KeyboardInterrupt):
         return signal_exit_code(self.signal)
 
 
+#: Seconds a DataLoader worker lives on after a SIGTERM (the main process saves meanwhile).
+WORKER_GRACE_S = 10
+
+
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: workers leave SIGINT/SIGTERM to the main process, which stops them.
 
     Otherwise Ctrl-C in a terminal (sent to the whole process group) ends the workers first and the
-    main process fails with "DataLoader worker exited unexpectedly" instead of saving.
+    main process fails with "DataLoader worker exited unexpectedly" instead of saving. SIGINT is
+    ignored; a SIGTERM ends the worker :data:`WORKER_GRACE_S` seconds later (SIGALRM), so that the
+    main process can finish its iteration first and a worker terminated at interpreter exit (as
+    multiprocessing does with leftover workers) never hangs the process.
     """
-    for sig in _SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_soon)
+
+
+def _end_soon(signum: int, frame: FrameType | None) -> None:
+    signal.alarm(WORKER_GRACE_S)  # SIGALRM's default action ends the worker
 
 
 class StopSignal:
