@@ -17,6 +17,13 @@ REAL_DATA = SHARED / "data" / "real"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep every cache mmchange writes (decoded tiles, compile cache) in a temp folder, never in ~/.cache."""
+    if "MMCHANGE_CACHE" not in os.environ:
+        os.environ["MMCHANGE_CACHE"] = str(tmp_path_factory.mktemp("mmchange_cache"))
+
+
 @pytest.fixture(scope="session")
 def spec_dir() -> Path:
     """The shared spec folder; the test is skipped when it is absent."""

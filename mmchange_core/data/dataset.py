@@ -10,6 +10,10 @@ so LEVIR-CD's 1024 x 1024 tiles become the paper's 256 x 256 crops. Labels are r
 A sample key is an index, or ``(index, epoch)`` as :class:`EpochSampler` yields it; the key and the
 dataset's seed determine the augmentation draws, so samples are reproducible whatever the number
 of DataLoader workers and across resumed runs.
+
+With a decoded cache (:mod:`mmchange_core.data.decoded_cache`, on by default in training when images
+are cut into several crops) each pair is decoded once and its crops are read from a memory-mapped
+copy; the samples are bit-identical to the uncached ones.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from mmchange_core.data.decoded_cache import CacheError, CacheSettings, DecodedCache, size_text, split_pixels
 from mmchange_core.data.layouts import DatasetLayout, ImagePair
 from mmchange_core.data.normalize import to_tensor
 from mmchange_core.data.windows import TileGrid, Window
@@ -84,11 +89,12 @@ class ChangeDetectionDataset(Dataset):
         text: per-pair embeddings ``(emb_a, emb_b)``, each ``[num_pairs, D]``, or None (image-only).
         transform: augmentation (see :mod:`mmchange_core.data.transforms`), or None.
         seed: base seed of the augmentation draws.
+        cache: where and whether pairs are cached decoded (None: never; see :class:`CacheSettings`).
     """
 
     def __init__(self, layout: DatasetLayout, split: str, crop_size: int = 256, *,
                  text: tuple[np.ndarray, np.ndarray] | None = None, transform: SampleTransform | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cache: CacheSettings | None = None) -> None:
         if crop_size <= 0 or crop_size % 32:
             raise InputError(f"crop size must be a positive multiple of 32, got {crop_size}")
         self.root = layout.root
@@ -113,6 +119,29 @@ class ChangeDetectionDataset(Dataset):
                 raise ValueError(f"text embeddings must be two [{len(self.pairs)}, D] arrays, got "
                                  f"{emb_a.shape} and {emb_b.shape}")
             self.text = (emb_a, emb_b)
+        self.cache: DecodedCache | None = None
+        self.cache_note = ""
+        if cache is not None:
+            self._use_cache(cache)
+
+    def _cache_key(self, pair: ImagePair) -> str | None:
+        return DecodedCache.key((pair.image_a, pair.image_b, pair.label), f"change_value={pair.change_value}")
+
+    def _use_cache(self, settings: CacheSettings) -> None:
+        """Plan the decoded cache (room, recency); off with a note when ``enabled`` is None and it cannot be used."""
+        if not (self.tiled if settings.enabled is None else settings.enabled):
+            return
+        cache = settings.open()
+        keys = [self._cache_key(pair) for pair in self.pairs]
+        try:
+            size = cache.prepare([(key, shape) for key, shape in zip(keys, self.sizes) if key is not None])
+        except CacheError as exc:
+            if settings.enabled:
+                raise
+            self.cache_note = f"; decoded cache off: {exc}"
+            return
+        self.cache = cache
+        self.cache_note = f"; decoded once into {cache.folder} ({size_text(size)})"
 
     @property
     def text_dim(self) -> int | None:
@@ -127,23 +156,32 @@ class ChangeDetectionDataset(Dataset):
     def describe(self) -> str:
         """One line: pairs, tiles and crop size."""
         sizes = sorted(set(self.sizes))
-        size_text = f"{sizes[0][1]}x{sizes[0][0]}" if len(sizes) == 1 else f"{len(sizes)} sizes"
+        shapes = f"{sizes[0][1]}x{sizes[0][0]}" if len(sizes) == 1 else f"{len(sizes)} sizes"
         tiles = f" -> {len(self.tiles)} tiles of {self.crop_size}x{self.crop_size}" if self.tiled else ""
-        return f"{self.split}: {len(self.pairs)} pairs ({size_text}){tiles}"
+        return f"{self.split}: {len(self.pairs)} pairs ({shapes}){tiles}{self.cache_note}"
 
     def __len__(self) -> int:
         return len(self.tiles)
+
+    def _crop(self, pair: ImagePair, size: tuple[int, int], window: tuple[slice, slice]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A, B and label of ``window`` of ``pair``: from the decoded cache, or decoded now."""
+        key = self._cache_key(pair) if self.cache is not None else None  # stat: a changed file gets a new entry
+        if self.cache is not None and key is not None:
+            pixels = self.cache.pixels(key, size, lambda: read_labelled_pair(pair))
+            return split_pixels(pixels[window])
+        image_a, image_b, label = read_labelled_pair(pair)  # checked again: the files may have changed
+        return image_a[window], image_b[window], label[window]
 
     def load(self, index: int) -> Sample:
         """Sample ``index`` without augmentation."""
         ref = self.tiles[index]
         pair = self.pairs[ref.pair]
-        rows, cols = ref.window.slices()
-        image_a, image_b, label = read_labelled_pair(pair)  # checked again: the files may have changed
+        image_a, image_b, label = self._crop(pair, self.sizes[ref.pair], ref.window.slices())
         sample: Sample = {
-            "image_a": to_tensor(image_a[rows, cols]),
-            "image_b": to_tensor(image_b[rows, cols]),
-            "label": torch.from_numpy(np.ascontiguousarray(label[rows, cols])).float().unsqueeze(0),
+            "image_a": to_tensor(image_a),
+            "image_b": to_tensor(image_b),
+            "label": torch.from_numpy(np.ascontiguousarray(label)).float().unsqueeze(0),
         }
         if self.text is not None:
             sample["text_a"] = torch.from_numpy(self.text[0][ref.pair])

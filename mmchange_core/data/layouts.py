@@ -10,7 +10,10 @@ Supported layouts (detected automatically and reported when a run starts):
 - ``flat-prefixed``: ``<root>/{A,B,label}`` with split-prefixed names such as ``train_12.png``
   (torchgeo);
 - ``flat``: ``<root>/{A,B,label}`` with no split information; every pair belongs to split ``all``,
-  which is what any requested split returns.
+  which is what any requested split returns;
+- ``pair-list``: a ``.csv`` or ``.json`` file naming ``image_a``, ``image_b`` (``label``, ``split``,
+  ``name``) of every pair (:mod:`mmchange_core.data.pair_list`); the layout's root is the list's
+  folder, against which relative paths are resolved and caption-store keys are made.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mmchange_core.data.pair_list import PAIR_LIST_SUFFIXES, is_pair_list, read_pair_rows
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import IMAGE_SUFFIXES
 
@@ -43,22 +47,41 @@ class ImagePair:
     change_value: int | None = None
 
     def relative(self, root: Path) -> tuple[str, str]:
-        """Paths of the two images relative to ``root`` with '/' separators (caption-store keys)."""
-        return (self.image_a.relative_to(root).as_posix(), self.image_b.relative_to(root).as_posix())
+        """Paths of the two images relative to ``root`` with '/' separators (caption-store keys).
+
+        An image outside ``root`` (a pair list may name any file) gets a ``../`` path.
+        """
+        return (_relative(self.image_a, root), _relative(self.image_b, root))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
 
 
 @dataclass
 class DatasetLayout:
-    """A detected dataset: its kind and the pairs of every split."""
+    """A detected dataset: its kind and the pairs of every split.
+
+    ``source`` is what was given when it is not the root folder itself (a pair list's file).
+    """
 
     root: Path
     kind: str
     splits: dict[str, list[ImagePair]] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def origin(self) -> Path:
+        """The folder or pair-list file the dataset was read from (for messages)."""
+        return self.source or self.root
 
     def describe(self) -> str:
         """One line for the start of a run: layout kind and pairs per split."""
         counts = ", ".join(f"{s} {len(p)}" for s, p in self.splits.items())
-        return f"{self.root}: layout '{self.kind}' ({counts} pairs)"
+        return f"{self.origin}: layout '{self.kind}' ({counts} pairs)"
 
     def pairs(self, split: str) -> list[ImagePair]:
         """Pairs of ``split``; unsplit (``flat``) datasets return all pairs for any split."""
@@ -68,9 +91,9 @@ class DatasetLayout:
             pairs = self.splits["all"]
         else:
             found = ", ".join(self.splits) or "none"
-            raise InputError(f"split '{split}' not found in {self.root} (splits found: {found})")
+            raise InputError(f"split '{split}' not found in {self.origin} (splits found: {found})")
         if not pairs:
-            raise InputError(f"split '{split}' of {self.root} is empty; add image pairs or choose another split")
+            raise InputError(f"split '{split}' of {self.origin} is empty; add image pairs or choose another split")
         return pairs
 
     def require_labels(self, split: str) -> list[ImagePair]:
@@ -93,7 +116,7 @@ class DatasetLayout:
 
 
 def resolve_dataset_root(spec: str | Path) -> Path:
-    """``levir``/``whu``/``sysu`` -> ``$MMCHANGE_DATA/<name>``; anything else is a path."""
+    """``levir``/``whu``/``sysu`` -> ``$MMCHANGE_DATA/<name>``; anything else is a folder or a pair-list file."""
     text = str(spec)
     if text.lower() in DATASET_ALIASES:
         base = Path(os.environ.get("MMCHANGE_DATA", "data"))
@@ -103,9 +126,18 @@ def resolve_dataset_root(spec: str | Path) -> Path:
                              f"there, set MMCHANGE_DATA to its parent folder, or pass --dataset PATH")
         return root
     root = Path(text)
-    if not root.is_dir():
-        raise InputError(f"dataset folder not found: {root}; pass levir, whu, sysu or a folder path")
-    return root
+    if root.is_dir():
+        return root
+    if is_pair_list(root):
+        if not root.is_file():
+            raise InputError(f"pair list not found: {root}; pass levir, whu, sysu, a folder or a .csv/.json "
+                             f"pair list")
+        return root
+    if root.is_file():
+        raise InputError(f"{root} is a file; pass a dataset folder or a pair list ending in "
+                         f"{' or '.join(PAIR_LIST_SUFFIXES)}")
+    raise InputError(f"dataset folder not found: {root}; pass levir, whu, sysu, a folder path or a "
+                     f".csv/.json pair list")
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -167,12 +199,22 @@ def _pairs(a_dir: Path, b_dir: Path, label_dir: Path | None, names: list[str] | 
 def detect_layout(root: str | Path, change_value: int | None = None) -> DatasetLayout:
     """Detect the layout of ``root`` and list its pairs per split; ``change_value`` is the label value of change.
 
-    ``None`` (the default) reads labels with the rule of :func:`mmchange_core.io.images.read_mask`.
+    ``root`` is a dataset folder or a pair list (``.csv``/``.json`` file). ``None`` (the default)
+    reads labels with the rule of :func:`mmchange_core.io.images.read_mask`.
     """
-    layout = _detect_layout(Path(root))
+    root = Path(root)
+    layout = _list_layout(root) if is_pair_list(root) and not root.is_dir() else _detect_layout(root)
     if change_value is not None:
         layout.splits = {split: [replace(pair, change_value=change_value) for pair in pairs]
                          for split, pairs in layout.splits.items()}
+    return layout
+
+
+def _list_layout(path: Path) -> DatasetLayout:
+    """The pairs of a pair list, per split in file order; the root is the list's folder."""
+    layout = DatasetLayout(path.parent, "pair-list", source=path)
+    for row in read_pair_rows(path):
+        layout.splits.setdefault(row.split, []).append(ImagePair(row.name, row.image_a, row.image_b, row.label))
     return layout
 
 

@@ -68,8 +68,8 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
     Failed images are listed in the report, not raised; the CLI exits non-zero for them.
     """
     started = time.perf_counter()
-    root = Path(root)
     layout = detect_layout(root)
+    root = layout.root  # a pair list's folder: its caption store and keys live there
     chosen = list(splits) if splits else list(layout.splits)
     for split in chosen:
         layout.pairs(split)  # one-line error for an unknown or empty split
