@@ -1,4 +1,4 @@
-"""``python -m mmchange_cli`` (used by ``torchrun -m mmchange_cli train ...``)."""
+"""``python -m mmchange_cli`` (used by ``torchrun -m mmchange_cli train|caption|predict ...``)."""
 
 from mmchange_cli.app import main
 

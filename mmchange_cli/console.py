@@ -47,6 +47,13 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
+def report_size(path: Any) -> str:
+    """``PATH (N KiB)``: where a run's report.html is and how big it is, for the run summaries."""
+    from pathlib import Path
+
+    return f"{path} ({Path(path).stat().st_size / 1024:.0f} KiB)"
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """A rich table with the given columns; numbers are right-aligned."""
     rows = [list(r) for r in rows]

@@ -41,14 +41,29 @@ def flag(name: str, help: str) -> Any:
     return typer.Option(False, name, help=help)
 
 
-def checkpoint(required: bool = False) -> Any:
-    """--checkpoint/-c"""
-    return typer.Option(... if required else None, "--checkpoint", "-c", help="mmchange checkpoint (.safetensors).")
+def checkpoint_spec(value: str | Path) -> str | Path:
+    """A checkpoint option's value: ``hf://OWNER/NAME[@REVISION]`` kept as text, anything else a Path.
+
+    A Path would turn ``hf://`` into ``hf:/``; the library resolves the spec (mmchange_core.models.hub).
+    """
+    if isinstance(value, Path):
+        return value
+    return value if value.startswith("hf://") else Path(value)
+
+
+CHECKPOINT_HELP = ("mmchange checkpoint: a .safetensors file, an exported .onnx file, or hf://OWNER/NAME (optionally @REVISION: a branch, "
+                   "tag or commit) on the Hugging Face Hub.")
+
+
+def checkpoint(required: bool = False, help: str = CHECKPOINT_HELP) -> Any:
+    """--checkpoint/-c (a local file, or hf://OWNER/NAME[@REVISION])"""
+    return typer.Option(... if required else None, "--checkpoint", "-c", help=help, parser=checkpoint_spec,
+                        metavar="PATH|hf://OWNER/NAME")
 
 
 def dataset() -> Any:
     """--dataset/-d"""
-    return typer.Option(None, "--dataset", "-d", help="levir, whu, sysu or a dataset folder.")
+    return typer.Option(None, "--dataset", "-d", help="levir, whu, sysu, a dataset folder, or a .csv/.json list of pairs.")
 
 
 def change_value() -> Any:

@@ -1,17 +1,22 @@
 """Throughput benchmark of the network: pairs/s, latency, peak memory, parameters and GFLOPs.
 
 Inference goes through :class:`~mmchange_core.inference.runner.InferenceRunner` (the same fast path
-that eval, predict and robustness use). On a GPU, time is measured with CUDA events after warm-up,
-and each figure is the median of several timed runs.
+that eval, predict and robustness use) and, with the ``onnx`` backend, through onnxruntime
+(:class:`~mmchange_core.inference.onnx_runner.OnnxRunner`) on the CPU, measured in the same run so
+the rows compare. On a GPU, time is measured with CUDA events after warm-up, and each figure is the
+median of several timed runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -27,9 +32,14 @@ from mmchange_core.config import (
     validate,
 )
 from mmchange_core.device import resolve_device, resolve_precision
+from mmchange_core.errors import InputError
+from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint
 from mmchange_core.models.complexity import measure_complexity
 from mmchange_core.models.config import BACKBONES, VARIANTS, ModelConfig
+from mmchange_core.models.export import export_model, is_onnx_file, read_model_meta
+from mmchange_core.models.hub import resolve_checkpoint
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.progress import report as report_progress
@@ -58,6 +68,11 @@ class BenchmarkConfig:
     min_run_seconds: float = setting(0.5, non_negative())
     with_text: bool = False
     train: bool = False  # also time training steps (forward, loss, backward, fused Adam)
+    # an mmchange checkpoint or exported .onnx: its architecture replaces backbone/variant, and an .onnx is
+    # what the onnx rows run (the torch rows run the same architecture; speed does not depend on the weights)
+    checkpoint: str | None = None
+    # torch and/or onnx (onnxruntime on the CPU); None: torch, plus onnx when the checkpoint is an .onnx file
+    backend: list[str] | None = setting(None, choice("torch", "onnx"))
 
 
 @dataclass
@@ -76,6 +91,7 @@ class BenchmarkRow:
     per_pair_ms: float
     peak_memory_mb: float
     warmup_s: float
+    backend: str = "torch"
 
 
 @dataclass
@@ -146,68 +162,117 @@ def _fresh_captions(n: int, offset: int) -> list[str]:
     return [f"These are buildings, roads and trees, scene {offset + i}." for i in range(n)]
 
 
+def benchmark_backends(cfg: BenchmarkConfig) -> list[str]:
+    """The backends ``cfg`` times: its ``backend`` list, else torch (plus onnx for an ``.onnx`` checkpoint)."""
+    if cfg.backend:
+        return list(dict.fromkeys(cfg.backend))
+    return ["torch", "onnx"] if cfg.checkpoint and is_onnx_file(cfg.checkpoint) else ["torch"]
+
+
+def _benchmark_model(cfg: BenchmarkConfig) -> MMChange:
+    """The torch network to time: the checkpoint's (random weights for an ``.onnx``), else backbone/variant."""
+    torch.manual_seed(0)
+    if cfg.checkpoint is None:
+        return MMChange(ModelConfig(backbone=cfg.backbone, variant=cfg.variant)).eval()
+    if is_onnx_file(cfg.checkpoint):
+        return MMChange(read_model_meta(cfg.checkpoint).model).eval()
+    return load_checkpoint(resolve_checkpoint(cfg.checkpoint), "cpu")[0]
+
+
+@contextlib.contextmanager
+def _onnx_model(cfg: BenchmarkConfig, model: MMChange) -> Iterator[Path]:
+    """The ``.onnx`` file the onnx rows run: the checkpoint itself, else ``model`` exported to a temporary file."""
+    if cfg.checkpoint is not None and is_onnx_file(cfg.checkpoint):
+        yield resolve_checkpoint(cfg.checkpoint)
+        return
+    with tempfile.TemporaryDirectory(prefix="mmchange-benchmark-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_model(model, CheckpointMeta(model=model.config, tile_size=cfg.size), path)
+        yield path
+
+
 def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None) -> BenchmarkReport:
-    """Measure every (batch, precision) combination of ``cfg``.
+    """Measure every (backend, batch, precision) combination of ``cfg``.
 
     ``progress`` gets one ``benchmark`` event per finished row, its summary as the message and the
-    row itself in ``fields["row"]``.
+    row itself in ``fields["row"]``. onnx rows run at the graph's own precision (fp32, or int8 for a
+    quantised export), once per batch size.
     """
     validate(cfg)
     device = resolve_device(cfg.device)
-    config = ModelConfig(backbone=cfg.backbone, variant=cfg.variant)
-    total = len(cfg.batch_size) * len(cfg.precision) * (2 if cfg.train else 1)
+    backends = benchmark_backends(cfg)
+    if "onnx" in backends and device.type != "cpu":
+        raise InputError(f"the onnx backend runs onnxruntime on the CPU; add --device cpu to time it beside torch "
+                         f"(got device {device})")
+    per_backend = {"torch": len(cfg.precision), "onnx": 1}
+    total = len(cfg.batch_size) * (sum(per_backend[b] for b in backends) + (len(cfg.precision) if cfg.train else 0))
 
     def finished(row: BenchmarkRow) -> None:
         report.rows.append(row)
-        summary = f"{row.mode} batch {row.batch} {row.precision}: {row.pairs_per_s:,.1f} pairs/s " \
+        summary = f"{row.backend} {row.mode} batch {row.batch} {row.precision}: {row.pairs_per_s:,.1f} pairs/s " \
                   f"(warm-up {row.warmup_s:.1f} s)"
         report_progress(progress, "benchmark", len(report.rows), total, summary, row=row)
 
-    torch.manual_seed(0)
-    model = MMChange(config).eval()
+    model = _benchmark_model(cfg)
+    config = model.config
     complexity = measure_complexity(model, cfg.size)
-    report = BenchmarkReport(cfg.backbone, cfg.variant, cfg.size, _device_name(device),
+    report = BenchmarkReport(config.backbone, config.variant, cfg.size, _device_name(device),
                              complexity.params_m, complexity.gflops)
     encoder = None
     if cfg.with_text and model.uses_text:
         from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 
         encoder = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(), device=str(device))
-    for precision in cfg.precision:
-        resolved = resolve_precision(precision, device)
-        runner = InferenceRunner(model, device, resolved, channels_last=cfg.channels_last,
-                                 cuda_graphs=cfg.cuda_graphs, compile=cfg.compile, fused_convs=cfg.fused_convs,
-                                 exhaustive_autotune=cfg.exhaustive_autotune)
-        for batch in cfg.batch_size:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            img_a = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
-            img_b = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
-            text = torch.randn(batch, config.text_dim, device=device) if model.uses_text else None
-            counter = [0]
-
-            def step() -> torch.Tensor:
-                text_a = text_b = text
-                if encoder is not None:
-                    captions = _fresh_captions(2 * batch, counter[0])
-                    counter[0] += 2 * batch
-                    emb = encoder.encode(captions).to(device)
-                    text_a, text_b = emb[:batch], emb[batch:]
-                return runner.logits(img_a, img_b, text_a, text_b)
-
-            warm, per_call = _measure(step, device, cfg)
-            mode = "inference" + ("+exhaustive" if cfg.exhaustive_autotune else "") + \
-                ("+text" if encoder is not None else "")
-            row = BenchmarkRow(mode, batch, resolved,
-                               cfg.compile, runner.cuda_graphs, runner.channels_last, runner.fused_convs,
-                               batch / per_call,
-                               per_call * 1000, per_call * 1000 / batch, _peak_memory_mb(device), warm)
-            finished(row)
-        if cfg.train:
+    runners: list[tuple[str, str, InferenceRunner | OnnxRunner]] = []
+    with contextlib.ExitStack() as stack:
+        for backend in backends:
+            if backend == "onnx":
+                runner = OnnxRunner(stack.enter_context(_onnx_model(cfg, model)), device)
+                runners.append(("onnx", runner.precision, runner))
+                continue
+            for precision in cfg.precision:
+                resolved = resolve_precision(precision, device)
+                runners.append(("torch", resolved, InferenceRunner(
+                    model, device, resolved, channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs,
+                    compile=cfg.compile, fused_convs=cfg.fused_convs, exhaustive_autotune=cfg.exhaustive_autotune)))
+        for backend, resolved, runner in runners:
             for batch in cfg.batch_size:
-                finished(_train_row(config, device, resolved, batch, cfg))
+                finished(_inference_row(backend, runner, resolved, batch, device, cfg, encoder))
+    if cfg.train:
+        for precision in cfg.precision:
+            for batch in cfg.batch_size:
+                finished(_train_row(config, device, resolve_precision(precision, device), batch, cfg))
     return report
+
+
+def _inference_row(backend: str, runner: InferenceRunner | OnnxRunner, precision: str, batch: int,
+                   device: torch.device, cfg: BenchmarkConfig, encoder: object | None) -> BenchmarkRow:
+    """Time ``runner.logits`` on random normalised batches (onnx: one text embedding per date, as predict gives)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    config = runner.config
+    img_a = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
+    img_b = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
+    text_rows = 1 if backend == "onnx" else batch
+    text = torch.randn(text_rows, config.text_dim, device=device) if runner.uses_text else None
+    counter = [0]
+
+    def step() -> torch.Tensor:
+        text_a = text_b = text
+        if encoder is not None:
+            captions = _fresh_captions(2 * text_rows, counter[0])
+            counter[0] += 2 * text_rows
+            emb = encoder.encode(captions).to(device)  # type: ignore[attr-defined]
+            text_a, text_b = emb[:text_rows], emb[text_rows:]
+        return runner.logits(img_a, img_b, text_a, text_b)
+
+    warm, per_call = _measure(step, device, cfg)
+    mode = "inference" + ("+exhaustive" if cfg.exhaustive_autotune and backend == "torch" else "") + \
+        ("+text" if encoder is not None else "")
+    return BenchmarkRow(mode, batch, precision, runner.compiled, runner.cuda_graphs, runner.channels_last,
+                        runner.fused_convs, batch / per_call, per_call * 1000, per_call * 1000 / batch,
+                        _peak_memory_mb(device), warm, backend)
 
 
 def _train_row(config: ModelConfig, device: torch.device, precision: str, batch: int,

@@ -9,6 +9,11 @@
 
 The numbers are real measurements of this short run, not the paper's: the model is small, trained
 for a few minutes on CPU-sized synthetic data, and the text comes from the offline fallbacks.
+
+The folder stays small: once training is done, the files that only serve to continue it, the
+resumable state (``state.pt``, mostly optimizer moments, about three times the model) and
+``last.safetensors``, are deleted unless ``keep_state`` is set; ``best.safetensors`` is what the
+later steps use.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from mmchange_core.evaluation.run import EvalOptions, EvalReport, run_evaluation
 from mmchange_core.inference.predict import PairResult, PredictConfig, predict_pair
 from mmchange_core.evaluation.robustness import RobustnessConfig, RobustnessReport, run_robustness
 from mmchange_core.training.config import TrainConfig
-from mmchange_core.training.loop import TrainObserver, TrainResult, train
+from mmchange_core.training.loop import LAST_FILE, STATE_FILE, TrainObserver, TrainResult, train
 from mmchange_core.config import DEVICE, PRECISION, choice, multiple_of, non_negative, positive, setting, validate
 from mmchange_core.errors import MMChangeError
 from mmchange_core.io.outputs import OutputPlan
@@ -51,6 +56,7 @@ class DemoConfig:
     device: str = setting("auto", DEVICE)
     precision: str = setting("auto", PRECISION)
     compile: bool = False
+    keep_state: bool = False  # keep state.pt (optimizer state, ~3x the model) and last.safetensors to resume
 
     def effective(self) -> DemoConfig:
         """The sizes actually used: explicit values, else the defaults of the chosen mode."""
@@ -70,12 +76,28 @@ class DemoReport:
     prediction: PairResult
     robustness: RobustnessReport
     seconds: dict[str, float] = field(default_factory=dict)
+    config: DemoConfig | None = None  # the sizes actually used (DemoConfig.effective)
 
     @property
     def checkpoint(self) -> Path:
         """The trained model (best validation F1)."""
         assert self.train.best_checkpoint is not None
         return self.train.best_checkpoint
+
+    @property
+    def report_html(self) -> Path | None:
+        """``<run folder>/report.html`` when it was written."""
+        path = self.run_dir / "report.html"
+        return path if path.is_file() else None
+
+    def folder_bytes(self) -> int:
+        """The size of the run folder now, in bytes (every regular file under it)."""
+        return folder_bytes(self.run_dir)
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the regular files under ``path`` (symlinks not followed)."""
+    return sum(p.lstat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
 
 
 class DemoObserver(TrainObserver):
@@ -122,12 +144,17 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     obs.on_step(3, steps, f"training {cfg.backbone}/full for {cfg.iters} iterations on {cfg.crop_size} px crops")
     train_config = TrainConfig(dataset=str(data_dir), backbone=cfg.backbone, variant="full", pretrained=False,
                                iters=cfg.iters, batch_size=cfg.batch_size, crop_size=cfg.crop_size, lr=cfg.lr,
-                               warmup_iters=min(200, max(1, cfg.iters // 5)), workers=cfg.workers,
+                               warmup_iters=min(200, max(1, cfg.iters // 5)), log_every=max(1, cfg.iters // 50),
+                               workers=cfg.workers,
                                device=cfg.device, precision=cfg.precision, compile=cfg.compile, seed=cfg.seed,
                                name="model", project=str(run_dir))
     trained = timed("train", lambda: train(train_config, observer=obs))
     if trained.best_checkpoint is None:
         raise MMChangeError("the demo training wrote no checkpoint")
+    if not cfg.keep_state:
+        for name in (STATE_FILE, LAST_FILE):
+            (trained.run_dir / name).unlink(missing_ok=True)
+        trained = replace(trained, last_checkpoint=None)
 
     obs.on_step(4, steps, "evaluation on the held-out test split")
     evaluation = timed("eval", lambda: run_evaluation(
@@ -144,6 +171,12 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
         overlay=predict_dir / f"{pair.image_a.stem}_overlay.png", prob=predict_dir / f"{pair.image_a.stem}_prob.png",
         config=PredictConfig(overlap=cfg.crop_size // 4, batch_size=cfg.batch_size, device=cfg.device,
                              precision=cfg.precision, compile=cfg.compile), warn=warn))
+    prob_path = prediction.outputs.get("prob")
+    if prob_path is not None:  # the probability map for people: viridis with a colour bar
+        from mmchange_core.reporting.plots import write_probability_figure
+
+        figure = write_probability_figure(prob_path, title=f"change probability: {pair.name}")
+        prediction.outputs["prob_colorbar"] = str(figure)
 
     obs.on_step(6, steps, "robustness: clean, +noise, +light, +noise+light on the test split")
     robustness = timed("robustness", lambda: run_robustness(
@@ -152,4 +185,48 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
                          precision=cfg.precision, compile=cfg.compile, name="table", project=str(run_dir)),
         progress=obs.on_progress))
     seconds["total"] = round(sum(seconds.values()), 2)
-    return DemoReport(run_dir, data_dir, trained, evaluation, prediction, robustness, seconds)
+    result = DemoReport(run_dir, data_dir, trained, evaluation, prediction, robustness, seconds, cfg)
+    write_demo_report(result, warn)
+    return result
+
+
+def write_demo_report(demo: DemoReport, warn: Callable[[str], None] | None = None) -> Path | None:
+    """``<run>/report.html`` for a newcomer: what was trained, how well it did (curves, test metrics), where it
+    fails (the worst test pairs), a prediction and the robustness table; a failure only warns."""
+    import json
+    from dataclasses import asdict
+
+    from mmchange_core.config import to_dict
+    from mmchange_core.device import resolve_device
+    from mmchange_core.evaluation.report import eval_sections, robustness_report
+    from mmchange_core.evaluation.robustness import severity_series
+    from mmchange_core.inference.report import pair_section
+    from mmchange_core.reporting.report import REPORT_FILE, Report, Section, Text, run_header, try_write_report
+    from mmchange_core.training.report import train_sections
+
+    cfg = demo.config or DemoConfig()
+
+    def build() -> Report:
+        trained, evaluation = demo.train, demo.evaluation
+        summary = json.loads((evaluation.run_dir / "metrics.json").read_text(encoding="utf-8"))
+        intro = Text(f"A small MMChange ({cfg.backbone} trunk, image + text) was trained from scratch for "
+                     f"{trained.iterations} iterations on {cfg.pairs} synthetic pairs of {cfg.size} px "
+                     f"({cfg.crop_size} px crops), with captions from the offline 'basic' captioner. The numbers "
+                     f"below are real measurements of this short run, not the paper's. Each step's folder "
+                     f"(model/, test/, table/) has its own report.html.")
+        sections = [Section("What was run", [intro])]
+        sections += train_sections(trained.run_dir, trained.history, trained.best_epoch,
+                                   iterations=trained.iterations, total_iters=trained.total_iters,
+                                   completed=trained.completed, stopped_by=trained.stopped_by,
+                                   title="Training: how it learned")
+        sections += eval_sections(summary, evaluation.result, title="Test split")
+        prediction, _row = pair_section(demo.prediction, title=f"Prediction on held-out pair {demo.prediction.name}")
+        sections.append(prediction)
+        rows = [asdict(r) for r in demo.robustness.rows]
+        sections += robustness_report(header, rows, severity_series(demo.robustness.rows), None,
+                                      demo.robustness.plot_path).sections
+        return Report("mmchange demo: what was trained, how well it did, where it fails", header, sections)
+
+    header = run_header("demo", checkpoint=demo.train.best_checkpoint, dataset=demo.dataset, config=to_dict(cfg),
+                        device=str(resolve_device(cfg.device)), seconds=demo.seconds.get("total"))
+    return try_write_report(demo.run_dir / REPORT_FILE, build, warn=warn)

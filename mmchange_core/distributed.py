@@ -1,9 +1,9 @@
 """Multi-process runs under ``torchrun``: this process's rank and device, and the few collectives we use.
 
-``torchrun --nproc_per_node N -m mmchange_cli train|caption ...`` starts N processes with ``RANK``,
-``LOCAL_RANK`` and ``WORLD_SIZE`` in the environment. Training shards every epoch and averages
-gradients (DDP); captioning gives each rank a disjoint shard of the images. Process 0 alone logs and
-writes. GPU runs take ``cuda:LOCAL_RANK``; the backend is NCCL on GPUs and gloo otherwise, unless
+``torchrun --nproc_per_node N -m mmchange_cli train|caption|predict ...`` starts N processes with
+``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in the environment. Training shards every epoch and
+averages gradients (DDP); captioning gives each rank a disjoint shard of the images; prediction gives
+each rank whole pairs, or blocks of window rows of one large pair. Process 0 alone logs and merges. GPU runs take ``cuda:LOCAL_RANK``; the backend is NCCL on GPUs and gloo otherwise, unless
 the caller asks for one (captioning uses gloo so its long barriers need no GPU).
 """
 
@@ -123,3 +123,29 @@ def distributed_session(device: str = "auto", backend: str | None = None,
     finally:
         if owns_group:
             dist.destroy_process_group()
+
+
+#: Torch threads of each CPU process under torchrun (default: the node's cores shared equally).
+CPU_THREADS_ENV = "MMCHANGE_CPU_THREADS"
+
+
+def share_cpu_threads(ctx: DistributedContext) -> int | None:
+    """Give each CPU process of this node an equal share of its cores (torch threads); returns the count set.
+
+    torchrun sets ``OMP_NUM_THREADS=1`` for every process, which leaves most cores of a big node idle,
+    while torch's own default (all cores per process) oversubscribes them N times. ``MMCHANGE_CPU_THREADS``
+    sets the count explicitly; an ``OMP_NUM_THREADS`` other than 1 is kept; a single process or a GPU
+    process is left alone (``None``). CPU results depend on the thread count in their last bits, so
+    a run is bit-identical to a single process that uses the same count.
+    """
+    if not ctx.enabled or ctx.device.type != "cpu":
+        return None
+    if os.environ.get(CPU_THREADS_ENV):
+        threads = _env_int(CPU_THREADS_ENV, 1)
+    elif os.environ.get("OMP_NUM_THREADS", "1") != "1":
+        return None
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // max(_env_int("LOCAL_WORLD_SIZE", 1), 1))
+    torch.set_num_threads(threads)
+    return threads

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class MMChangeError(Exception):
     """An error caused by user input or environment, with a one-line message saying what to do.
@@ -28,3 +31,16 @@ class InputError(MMChangeError):
 
 class CheckpointError(MMChangeError):
     """A checkpoint or state dict cannot be read or does not match the expected format."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs mmchange's optional extra ``extra``."""
+    return f'pip install "mmchange[{extra}]"'
+
+
+def require_extra(module: str, what: str, extra: str) -> ModuleType:
+    """Import the optional dependency ``module``, or raise a one-line error naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{module} is not installed (required for {what}); install it with: {install_hint(extra)}") from None

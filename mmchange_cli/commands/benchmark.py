@@ -27,6 +27,10 @@ def benchmark(
                                          "cuDNN times every convolution engine (slower first call)."),
     with_text: bool = opt.flag("--with-text", "Include CLIP text encoding of fresh captions."),
     train: bool = opt.flag("--train", "Also time training steps (AMP, fused Adam)."),
+    checkpoint: str | None = opt.checkpoint(help="A checkpoint or an exported .onnx: its architecture replaces "
+                                                 "--backbone/--variant; an .onnx adds onnxruntime rows."),
+    backend: str | None = typer.Option(None, "--backend", help="Comma-separated: torch, onnx (onnxruntime on the "
+                                                               "CPU). Default torch, plus onnx for an .onnx checkpoint."),
     repeats: int | None = typer.Option(None, "--repeats", help="Timed runs per row; the median is reported."),
     device: str | None = opt.device(),
     config: Path | None = opt.config(),
@@ -42,7 +46,8 @@ def benchmark(
                       fused_convs=fused_convs,
                       exhaustive_autotune=exhaustive_autotune or None, cuda_graphs=cuda_graphs,
                       channels_last=channels_last, with_text=with_text or None, train=train or None,
-                      repeats=repeats, device=device)
+                      repeats=repeats, device=device,
+                      checkpoint=None if checkpoint is None else str(checkpoint), backend=backend)
     with ProgressDisplay() as display:
         def show(event):  # noqa: ANN001, ANN202 - a ProgressEvent; each finished row stays on screen
             display(event)
@@ -52,12 +57,12 @@ def benchmark(
     if as_json:
         print_json(to_dict(report))
         return
-    rows = [(r.mode, r.batch, r.precision, "yes" if r.compile else "no", "yes" if r.cuda_graphs else "no",
+    rows = [(r.backend, r.mode, r.batch, r.precision, "yes" if r.compile else "no", "yes" if r.cuda_graphs else "no",
              r.fused_convs, r.pairs_per_s, r.per_pair_ms, r.latency_ms, r.peak_memory_mb, r.warmup_s) for r in report.rows]
     out.print(table(
         f"MMChange {report.backbone}/{report.variant} at {report.size}x{report.size} on {report.device} "
         f"({report.params_m:.2f} M params, {report.gflops:.1f} GFLOPs/pair)",
-        ["mode", "batch", "precision", "compile", "graphs", "fused", "pairs/s", "ms/pair", "ms/batch", "peak MB",
+        ["backend", "mode", "batch", "precision", "compile", "graphs", "fused", "pairs/s", "ms/pair", "ms/batch", "peak MB",
          "warm-up s"], rows))
 
 

@@ -12,7 +12,8 @@ from mmchange_cli.console import ProgressDisplay, err, out, print_json, table, w
 
 def caption(
     dataset: Path | None = typer.Option(None, "--dataset", "-d", help="Dataset folder (split/A,B,label; "
-                                        "A,B,label + list/*.txt; SYSU time1/time2; or flat A/B)."),
+                                        "A,B,label + list/*.txt; SYSU time1/time2; or flat A/B), "
+                                        "or a .csv/.json list of pairs."),
     dataset_root: Path | None = typer.Argument(None, hidden=True, help="Deprecated: use --dataset."),
     captioner: str | None = typer.Option(None, "--captioner", help="vlm (default), clip-tags, or basic "
                                          "(offline pixel-statistics fallback, not a language model)."),

@@ -25,6 +25,8 @@ def convert(
         return
     out.print(f"converted {source} -> {path} ({config.backbone}, variant {config.variant}, "
               f"text_dim {config.text_dim})")
+    out.print(f"next: 'mmchange eval --checkpoint {path} --dataset ... --tune-threshold', then share it with "
+              f"'mmchange push {path} --repo OWNER/NAME'", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, err, out, print_json, table
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size
 
 if TYPE_CHECKING:
     from mmchange_core.progress import ProgressEvent
@@ -54,6 +54,8 @@ def demo(
     device: str | None = opt.device(),
     precision: str | None = opt.precision(),
     compile: bool = opt.compile(),
+    keep_state: bool = opt.flag("--keep-state", "Keep state.pt (optimizer state, ~3x the model) and "
+                                                "last.safetensors to resume training; deleted by default."),
     config: Path | None = opt.config(),
     overrides: list[str] = opt.sets(),
     as_json: bool = opt.as_json(),
@@ -64,13 +66,14 @@ def demo(
 
     cfg = opt.resolve(DemoConfig, config, overrides, output=output, quick=quick or None, iters=iters,
                       batch_size=batch_size, workers=workers, device=device, precision=precision,
-                      compile=compile or None)
+                      compile=compile or None, keep_state=keep_state or None)
     observer = _make_observer()
     try:
         report = run_demo(cfg, observer, warn=lambda text: err.print(f"  warning: {text}", soft_wrap=True))
     finally:
         observer.close()
     metrics = report.evaluation.metrics()
+    size_mb = report.folder_bytes() / 1e6
     summary = {
         "run_dir": str(report.run_dir),
         "checkpoint": str(report.checkpoint),
@@ -79,26 +82,52 @@ def demo(
         "eval_dir": str(report.evaluation.run_dir),
         "prediction": report.prediction.outputs,
         "robustness": [{"condition": r.condition, "iou": r.iou, "f1": r.f1, "recall": r.recall,
-                        "precision": r.precision} for r in report.robustness.rows],
+                        "precision": r.precision, "delta_iou": r.delta_iou, "delta_f1": r.delta_f1}
+                       for r in report.robustness.rows],
         "robustness_dir": str(report.robustness.run_dir),
+        "report": str(report.report_html) if report.report_html else None,
+        "report_bytes": report.report_html.stat().st_size if report.report_html else None,
+        "size_mb": round(size_mb, 2),
+        "state_kept": cfg.keep_state,
         "seconds": report.seconds,
     }
     if as_json:
         print_json(summary)
         return
-    out.print(table("evaluation on the held-out test split (fractions)",
-                    ["precision", "recall", "F1", "IoU", "OA", "kappa"],
-                    [[metrics[k] for k in METRIC_NAMES]]))
-    out.print(table("robustness on the test split (percent; d = change against clean)",
-                    ["condition", "IoU", "F1", "R", "P", "dF1"],
-                    [(r.condition, f"{100 * r.iou:.2f}", f"{100 * r.f1:.2f}", f"{100 * r.recall:.2f}",
-                      f"{100 * r.precision:.2f}", "" if r.condition == "clean" else f"{-100 * r.f1_drop:+.2f}")
-                     for r in report.robustness.rows]))
-    out.print(table("time per step (s)", list(report.seconds), [[f"{s:.1f}" for s in report.seconds.values()]]))
-    out.print(f"run folder: {report.run_dir}")
-    out.print(f"trained checkpoint: {report.checkpoint}")
+    _print_summary(report, metrics, size_mb, cfg.keep_state)
+
+
+def _print_summary(report: Any, metrics: dict[str, float], size_mb: float, keep_state: bool) -> None:
+    """One screen: what was trained on what, the test scores, robustness, and where everything is."""
+    from rich import box
+    from rich.panel import Panel
+    from rich.table import Table
+
+    cfg = report.config
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items() if k != "total")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("trained", f"MMChange {cfg.backbone} / full (text: basic captions + hashing encoder), "
+                            f"{report.train.iterations} iterations, batch {cfg.batch_size}, {cfg.crop_size} px crops, "
+                            f"no pretrained weights")
+    grid.add_row("data", f"{cfg.pairs} synthetic pairs of {cfg.size} px (train / val / test) in {report.dataset}")
+    grid.add_row("test split", "   ".join(f"{name} {metrics[key]:.3f}" for key, name in
+                                         (("f1", "F1"), ("iou", "IoU"), ("precision", "precision"),
+                                          ("recall", "recall"), ("kappa", "kappa"))))
+    changes = ", ".join(f"{r.condition} {100 * r.delta_f1:+.1f}" for r in report.robustness.rows
+                        if r.condition != "clean")
+    grid.add_row("robustness", f"dF1 in points (perturbed - clean): {changes}")
+    grid.add_row("checkpoint", str(report.checkpoint))
     for kind, path in report.prediction.outputs.items():
-        out.print(f"prediction {kind}: {path}")
+        grid.add_row(f"predict {kind}", str(path))
+    grid.add_row("report", f"{report_size(report.report_html)}  (open it in a browser)" if report.report_html else
+                 "not written")
+    kept = "training state kept (--keep-state)" if keep_state else \
+        "state.pt and last.safetensors deleted; keep them with --keep-state"
+    grid.add_row("folder", f"{report.run_dir}: {size_mb:.1f} MB ({kept})")
+    grid.add_row("time", f"{report.seconds.get('total', 0):.0f} s ({steps})")
+    out.print(Panel(grid, title="mmchange demo: done", title_align="left", box=box.ROUNDED, expand=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, err, out, print_json, table
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size, table
 
 
 def eval_command(
@@ -24,6 +24,9 @@ def eval_command(
     save_pred: Path | None = typer.Option(None, "--save-pred",
                                           help="Also write the 0/255 masks into this folder, named as predict names "
                                                "them."),
+    gallery: int | None = typer.Option(None, "--gallery", min=0,
+                                       help="Worst pairs (by F1) shown with pictures in report.html (default 24, "
+                                            "0: none); every pair is in its sortable table."),
     batch_size: int | None = opt.batch_size("Windows per network call."),
     tile_size: int | None = opt.tile_size(),
     overlap: int | None = opt.overlap(),
@@ -42,11 +45,13 @@ def eval_command(
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
     from mmchange_core.evaluation.metrics import METRIC_NAMES
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.reporting.report import report_fields
 
     options = opt.resolve(EvalOptions, config, overrides, checkpoint=checkpoint, dataset=dataset, split=split,
                           change_value=change_value,
                           threshold=threshold, tune_threshold=tune_threshold or None, save_vis=save_vis or None,
-                          save_pred=save_pred, batch_size=batch_size, tile_size=tile_size, overlap=overlap,
+                          save_pred=save_pred, gallery=gallery, batch_size=batch_size, tile_size=tile_size,
+                          overlap=overlap,
                           workers=workers, device=device, precision=precision, compile=compile or None,
                           captions=captions, accept_stale_captions=accept_stale_captions or None, name=name,
                           project=project)
@@ -58,7 +63,7 @@ def eval_command(
         data.update({"split": options.split, "pairs": len(report.result.per_image),
                      "threshold": report.result.threshold, "tile_size": report.tile_size,
                      "overlap": report.overlap, "run_dir": str(report.run_dir),
-                     "checkpoint": str(options.checkpoint)})
+                     "checkpoint": str(options.checkpoint), **report_fields(report.report)})
         if report.tuned:
             data["threshold_tuning"] = report.tuned
         print_json(data)
@@ -70,6 +75,8 @@ def eval_command(
     err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels",
               soft_wrap=True)
     out.print(f"results: {report.run_dir}")
+    if report.report is not None:
+        out.print(f"report: {report_size(report.report)}")
 
 
 def register(app: typer.Typer) -> None:

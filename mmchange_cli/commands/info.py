@@ -29,8 +29,10 @@ def info(
     from mmchange_core.environment import environment_report
     from mmchange_core.models.checkpoint import read_checkpoint_meta
     from mmchange_core.models.complexity import describe_model
+    from mmchange_core.models.hub import resolve_checkpoint
 
-    meta = read_checkpoint_meta(checkpoint) if checkpoint is not None else None
+    local = resolve_checkpoint(checkpoint) if checkpoint is not None else None  # hf://... -> the cached file
+    meta = read_checkpoint_meta(local) if local is not None else None
     if meta is not None:
         backbone, variant, text_dim = meta.model.backbone, meta.model.variant, meta.model.text_dim
     size = size if size is not None else (meta.tile_size if meta is not None else 256)
@@ -41,11 +43,13 @@ def info(
         data["params_m"] = round(report.params_m, 4)
         if meta is not None:
             data["checkpoint"] = {"path": str(checkpoint), **meta.to_json_dict()}
+            data["checkpoint_file"] = str(local)  # the local file (for hf://..., in the Hugging Face cache)
         data["environment"] = env
         print_json(data)
         return
     if meta is not None:
-        out.print(table(f"checkpoint {checkpoint}", ["item", "value"], list(meta.summary().items())))
+        rows = ([("file", str(local))] if str(local) != str(checkpoint) else []) + list(meta.summary().items())
+        out.print(table(f"checkpoint {checkpoint}", ["item", "value"], rows))
     rows = [(m.name, m.params / 1e6, m.gflops) for m in report.modules]
     rows.append(("total", report.params_m, report.gflops))
     out.print(table(f"MMChange {backbone}/{variant} at {size}x{size} (one pair, text encoder excluded)",

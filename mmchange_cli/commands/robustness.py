@@ -8,11 +8,12 @@ from pathlib import Path
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, out, print_json, table
+from mmchange_cli.console import ProgressDisplay, out, print_json, report_size, table
 
 
 def robustness(
-    checkpoint: list[Path] = typer.Option([], "--checkpoint", "-c", help="A checkpoint to test (repeat for several)."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", "-c",
+                                         help="A checkpoint to test, a file or hf://OWNER/NAME (repeat for several)."),
     dataset: str | None = opt.dataset(),
     change_value: int | None = opt.change_value(),
     split: str | None = typer.Option(None, "--split", help="Split to evaluate (default test)."),
@@ -55,12 +56,14 @@ def robustness(
         return
     rows = [(r.model, r.condition, f"{r.severity:g}", f"{100 * r.iou:.2f}", f"{100 * r.f1:.2f}",
              f"{100 * r.recall:.2f}", f"{100 * r.precision:.2f}",
-             "" if r.condition == "clean" else f"{-100 * r.iou_drop:+.2f}",
-             "" if r.condition == "clean" else f"{-100 * r.f1_drop:+.2f}") for r in report.rows]
-    out.print(table(f"robustness on {cfg.dataset} ({cfg.split}), percent",
+             "" if r.condition == "clean" else f"{100 * r.delta_iou:+.2f}",
+             "" if r.condition == "clean" else f"{100 * r.delta_f1:+.2f}") for r in report.rows]
+    out.print(table(f"robustness on {cfg.dataset} ({cfg.split}), percent; d = perturbed - clean (negative = worse)",
                     ["model", "condition", "severity", "IoU", "F1", "R", "P", "dIoU", "dF1"], rows))
     out.print(f"run folder: {report.run_dir}")
     out.print(f"results: {report.csv_path}, {report.json_path}" + (f", {report.plot_path}" if report.plot_path else ""))
+    if report.report is not None and report.report.is_file():
+        out.print(f"report: {report_size(report.report)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, err, out, print_json
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size
 
 if TYPE_CHECKING:
     from mmchange_core.progress import ProgressEvent
@@ -136,7 +136,12 @@ def train(
 
 
 def _print_result(result: Any, as_json: bool) -> None:
-    """The run folder and best checkpoint (or the whole result as JSON) on stdout."""
+    """The run folder, best checkpoint, curves and logs (or the whole result as JSON) on stdout."""
+    from mmchange_core.reporting.report import report_fields
+    from mmchange_core.training.metrics_log import CURVES_FILE, METRICS_FILE, TENSORBOARD_DIR
+
+    files = {name: result.run_dir / file for name, file in (("metrics_csv", METRICS_FILE), ("curves", CURVES_FILE),
+                                                             ("tensorboard", TENSORBOARD_DIR))}
     data = {
         "run_dir": str(result.run_dir),
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
@@ -147,6 +152,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         "total_iterations": result.total_iters,
         "completed": result.completed,
         "stopped_by": result.stopped_by,
+        **{name: str(path) if path.exists() else None for name, path in files.items()},
+        **report_fields(result.report),
     }
     if as_json:
         print_json(data)
@@ -155,6 +162,12 @@ def _print_result(result: Any, as_json: bool) -> None:
         err.print(f"best epoch {result.best_epoch} (val F1 {result.best_f1:.4f})")
     out.print(f"run folder: {result.run_dir}")
     out.print(f"best checkpoint: {result.best_checkpoint if result.best_checkpoint else 'none yet'}")
+    if files["curves"].exists():
+        out.print(f"curves: {files['curves']} (values in {files['metrics_csv'].name})")
+    if files["tensorboard"].exists():
+        out.print(f"tensorboard: tensorboard --logdir {files['tensorboard']}")
+    if result.report is not None and result.report.is_file():
+        out.print(f"report: {report_size(result.report)}")
 
 
 def register(app: typer.Typer) -> None:

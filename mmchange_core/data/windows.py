@@ -167,25 +167,38 @@ StripReader = Callable[[int, int], np.ndarray]
 """``read(y0, height) -> uint8 [height, width, 3]``: full-width rows of one date."""
 
 
+def batch_span(grid: TileGrid, batch_size: int, rows: range) -> range:
+    """Indices of the batches (as :func:`iter_window_batches` groups them) holding the windows of window ``rows``."""
+    first, last = rows.start * grid.columns, rows.stop * grid.columns
+    return range(first // batch_size, -(-last // batch_size)) if last > first else range(0)
+
+
 def iter_window_batches(grid: TileGrid, read_a: StripReader, read_b: StripReader,
-                        batch_size: int) -> Iterator[WindowBatch]:
+                        batch_size: int, batches: range | None = None) -> Iterator[WindowBatch]:
     """Cut both dates into the grid's windows, strip by strip, and group them into batches.
 
     Only one strip per date (``tile_h`` full-width rows) is read at a time; batches may span two
-    strips so that narrow images still fill the batch.
+    strips so that narrow images still fill the batch. ``batches`` keeps only those batch indices
+    (the same groups of windows as a full pass, so the network sees identical batches) and reads
+    only the strips they need: several processes can share one image by batches.
     """
     if batch_size < 1:
         raise MMChangeError(f"--batch-size must be at least 1; got {batch_size}")
+    first, last = 0, len(grid)
+    if batches is not None:
+        first, last = batches.start * batch_size, min(batches.stop * batch_size, len(grid))
     rows: list[int] = []
     cols: list[int] = []
     wins_a: list[np.ndarray] = []
     wins_b: list[np.ndarray] = []
     padded_w = max(grid.width, grid.tile_w)
-    for r, y in enumerate(grid.ys):
-        h = grid.strip_height(r)
+    for r in range(first // grid.columns, -(-last // grid.columns)):
+        y, h = grid.ys[r], grid.strip_height(r)
         strip_a = pad_to(read_a(y, h), grid.tile_h, padded_w)
         strip_b = pad_to(read_b(y, h), grid.tile_h, padded_w)
         for c, x in enumerate(grid.xs):
+            if not first <= r * grid.columns + c < last:
+                continue
             rows.append(r)
             cols.append(c)
             wins_a.append(strip_a[:, x:x + grid.tile_w])
@@ -205,12 +218,16 @@ class StripBlender:
     """Accumulates weighted window logits one window row at a time and emits finished image rows.
 
     Windows must arrive in grid order (row-major, as :func:`iter_window_batches` yields them).
+    ``rows`` limits the blending to those window rows (windows of other rows are ignored and
+    :meth:`close` stops after the last): the rows it emits for window row ``r`` are final only when
+    ``rows`` starts at (or before) the first window row that reaches ``grid.ys[r]``.
     """
 
-    def __init__(self, grid: TileGrid, emit: RowSink) -> None:
+    def __init__(self, grid: TileGrid, emit: RowSink, rows: range | None = None) -> None:
         self.grid = grid
         self.emit = emit
-        self.row = 0
+        self.rows = range(grid.rows) if rows is None else rows
+        self.row = self.rows.start
         self.acc = np.zeros((grid.tile_h, grid.width), dtype=np.float32)
         self.closed = False
 
@@ -220,6 +237,8 @@ class StripBlender:
         weights = grid.weights_y[rows][:, :, None] * grid.weights_x[cols][:, None, :]
         weighted = logits * weights
         for i, (r, c) in enumerate(zip(rows, cols)):
+            if r not in self.rows:
+                continue
             if r < self.row:
                 raise ValueError(f"window row {r} arrived after row {self.row} was emitted")
             while r > self.row:
@@ -245,6 +264,6 @@ class StripBlender:
         """Emit the remaining rows; every window must have been added."""
         if self.closed:
             return
-        while self.row < self.grid.rows:
+        while self.row < self.rows.stop:
             self._finish_row()
         self.closed = True

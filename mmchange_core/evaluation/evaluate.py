@@ -14,6 +14,7 @@ matching text embeddings (``text_provider``).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,12 @@ from mmchange_core.data.dataset import read_labelled_pair
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.evaluation.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, summarize
+from mmchange_core.evaluation.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, f1, summarize
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.predict import pair_name
 from mmchange_core.io.images import write_png
 from mmchange_core.progress import ProgressCallback, report
+from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, mask_thumbnail, thumbnail
 from mmchange_core.reporting.visualize import error_overlay
 from mmchange_core.text.features import TextProvider
 
@@ -51,6 +53,69 @@ class ImageResult:
     stats: ConfusionStats
 
 
+#: Pairs kept for the report's gallery by default: the worst ``DEFAULT_GALLERY`` by F1.
+DEFAULT_GALLERY = 24
+
+
+def gallery_score(stats: ConfusionStats) -> float:
+    """The F1 a gallery ranks a pair by: its F1, or 1.0 when there is no change in label or prediction
+    (nothing to find and nothing found is a perfect answer, though F1 is 0 there by convention)."""
+    return f1(stats) if 2 * stats.tp + stats.fp + stats.fn else 1.0
+
+
+@dataclass
+class GalleryPair:
+    """A pair kept for the report: its statistics and thumbnails (A, B, label, prediction, error overlay on B)."""
+
+    index: int
+    pair: ImagePair
+    stats: ConfusionStats
+    score: float
+    pictures: dict[str, np.ndarray]
+
+
+class WorstPairs:
+    """The ``limit`` pairs with the lowest :func:`gallery_score` (then the most wrong pixels, then the first
+    seen), kept in a bounded heap so memory does not grow with the split."""
+
+    def __init__(self, limit: int, max_side: int = THUMB_SIDE) -> None:
+        self.limit, self.max_side = limit, max_side
+        self._heap: list[tuple[tuple[float, int, int], GalleryPair]] = []  # the best kept pair on top
+
+    @staticmethod
+    def _goodness(index: int, stats: ConfusionStats) -> tuple[float, int, int]:
+        return gallery_score(stats), -(stats.fp + stats.fn), index
+
+    def wants(self, index: int, stats: ConfusionStats) -> bool:
+        """Whether the pair would be kept (checked before its thumbnails are made)."""
+        if self.limit <= 0:
+            return False
+        best_kept = tuple(-k for k in self._heap[0][0]) if self._heap else None
+        return len(self._heap) < self.limit or self._goodness(index, stats) < best_kept
+
+    def offer(self, index: int, pair: ImagePair, stats: ConfusionStats, image_a: np.ndarray, image_b: np.ndarray,
+              label: np.ndarray, pred: np.ndarray) -> None:
+        """Keep the pair (with thumbnails) if it is among the worst so far."""
+        if not self.wants(index, stats):
+            return
+        side = self.max_side
+        target = label > 0
+        pictures = {"A": thumbnail(image_a, side), "B": thumbnail(image_b, side),
+                    "label": mask_thumbnail(target, side), "prediction": mask_thumbnail(pred, side),
+                    "errors on B": thumbnail(error_blend(image_b, pred, target), side)}
+        item = GalleryPair(index, pair, stats, gallery_score(stats), pictures)
+        key = self._goodness(index, stats)
+        entry = (tuple(-k for k in key), item)  # heapq is a min-heap: negate so the best kept pair is on top
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, entry)  # type: ignore[arg-type]
+        else:
+            heapq.heapreplace(self._heap, entry)  # type: ignore[arg-type]
+
+    def worst_first(self) -> list[GalleryPair]:
+        """The kept pairs, worst first."""
+        return [item for _, item in sorted(self._heap, key=lambda e: tuple(-k for k in e[0]))]
+
+
 @dataclass
 class EvaluationResult:
     """Global statistics of a split, per-image statistics and (optionally) a probability histogram."""
@@ -61,6 +126,7 @@ class EvaluationResult:
     per_image: list[ImageResult] = field(default_factory=list)
     histogram: ProbabilityHistogram | None = None
     seconds: float = 0.0
+    gallery: list[GalleryPair] = field(default_factory=list)  # the worst pairs, worst first (``gallery=K``)
 
     def metrics(self) -> dict[str, float | int]:
         """precision, recall, f1, iou, oa, kappa (fractions) and tp, fp, fn, tn (pixel counts)."""
@@ -99,7 +165,7 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
              threshold: float | None = None, workers: int = 0, text_provider: TextProvider | None = None,
              image_transform: ImageTransform | None = None, pairs: Sequence[ImagePair] | None = None,
              vis_dir: str | Path | None = None, pred_dir: str | Path | None = None, collect_histogram: bool = False,
-             progress: ProgressCallback | None = None) -> EvaluationResult:
+             gallery: int = 0, progress: ProgressCallback | None = None) -> EvaluationResult:
     """Evaluate ``detector`` on every labelled pair of ``split`` with one confusion matrix over all pixels.
 
     Args:
@@ -119,6 +185,8 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
         pred_dir: when given, the 0/255 mask of each pair is written there as ``<name>.png``, named
             as ``mmchange predict`` names it in folder mode.
         collect_histogram: also collect a :class:`ProbabilityHistogram` (for threshold tuning).
+        gallery: keep thumbnails of the ``gallery`` worst pairs by F1 (:class:`WorstPairs`) for the report;
+            memory stays bounded by ``gallery``, whatever the split's size.
         progress: receives a ``pairs`` :class:`~mmchange_core.progress.ProgressEvent` after each pair.
 
     Returns:
@@ -144,6 +212,7 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
     loader = DataLoader(_EvalPairs(pairs, image_transform), batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is)
     results: list[ImageResult] = []
+    worst = WorstPairs(gallery)
     total = ConfusionStats()
     try:
         for index, image_a, image_b, label in loader:
@@ -157,11 +226,14 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
                 histogram.update(torch.from_numpy(prob), label)
             pair = pairs[index]
             results.append(ImageResult(index, pair, stats))
+            worst.offer(index, pair, stats, image_a, image_b, label, pred)
             if vis_path is not None:
-                write_png(vis_path / f"{pair_name(pair.image_a, pair.image_b)}.png", error_overlay(pred, label > 0))
+                write_png(vis_path / f"{pair_name(pair.image_a, pair.image_b)}.png",
+                          error_overlay(pred, label > 0, image_b))
             if pred_path is not None:
                 write_png(pred_path / f"{pair_name(pair.image_a, pair.image_b)}.png", pred.astype(np.uint8) * 255)
             report(progress, "pairs", len(results), len(pairs))
     except MMChangeError as exc:
         raise unwrap_worker_error(exc) from None
-    return EvaluationResult(split, threshold, total, results, histogram, time.perf_counter() - start)
+    return EvaluationResult(split, threshold, total, results, histogram, time.perf_counter() - start,
+                            worst.worst_first())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from mmchange_core.config import (
 )
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import evaluate
+from mmchange_core.evaluation.report import write_robustness_report
 from mmchange_core.data.windows import DEFAULT_OVERLAP
 from mmchange_core.evaluation.run import checkpoint_text_provider
 from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
@@ -45,7 +47,7 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.images import read_rgb
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
-from mmchange_core.models import load_checkpoint, read_checkpoint_meta
+from mmchange_core.models.export import read_model_meta
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
 #: Pairs whose perturbed images are held in memory at once while captioning them.
@@ -80,7 +82,11 @@ class RobustnessConfig:
 
 @dataclass
 class RobustnessRow:
-    """Metrics of one model under one condition (fractions), with the drop against clean."""
+    """Metrics of one model under one condition (fractions), with the change against clean.
+
+    ``delta_iou`` and ``delta_f1`` are perturbed minus clean: negative when the perturbation made the
+    model worse (0 on the clean row), the sign of the dIoU/dF1 columns of the command's table.
+    """
 
     model: str
     condition: str
@@ -89,8 +95,8 @@ class RobustnessRow:
     f1: float
     recall: float
     precision: float
-    iou_drop: float
-    f1_drop: float
+    delta_iou: float
+    delta_f1: float
 
 
 @dataclass
@@ -102,6 +108,7 @@ class RobustnessReport:
     csv_path: Path
     json_path: Path
     plot_path: Path | None
+    report: Path | None = None  # report.html (None when it could not be written)
 
 
 def model_label(checkpoint: Path) -> str:
@@ -162,13 +169,14 @@ def _row(model: str, perturbation: Perturbation, stats: Any, clean: Any | None) 
     base = clean or stats
     return RobustnessRow(model, perturbation.name, perturbation.severity if not perturbation.is_identity else 0.0,
                          iou(stats), f1(stats), recall(stats), precision(stats),
-                         iou(base) - iou(stats), f1(base) - f1(stats))
+                         iou(stats) - iou(base), f1(stats) - f1(base))
 
 
 def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None = None,
                    message: Callable[[str], None] | None = None) -> RobustnessReport:
     """Evaluate every checkpoint on clean and perturbed versions of ``config.split``; write csv/json/png."""
     say = message or (lambda _text: None)
+    started = time.perf_counter()
     validate(config)
     if not config.checkpoints:
         raise InputError("give at least one --checkpoint")
@@ -182,17 +190,15 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     plans = [(p, severity) for severity in config.severities if severity > 0
              for p in conditions(config.noise, config.light, severity, config.seed)[1:]]
     # every checkpoint's captions are checked against the images before any work
-    clean_texts = {checkpoint: checkpoint_text_provider(read_checkpoint_meta(checkpoint), layout.root, config.captions,
+    clean_texts = {checkpoint: checkpoint_text_provider(read_model_meta(checkpoint), layout.root, config.captions,
                                                         pairs, accept_stale=config.accept_stale_captions, warn=say)
                    for checkpoint in config.checkpoints}
     rows: list[RobustnessRow] = []
     for checkpoint in config.checkpoints:
         path = Path(checkpoint)
-        model, meta = load_checkpoint(path)
+        detector = ChangeDetector.from_options(checkpoint, config)  # a checkpoint or an exported .onnx
+        meta = detector.meta
         label = model_label(path)
-        detector = ChangeDetector(model, meta, device=config.device, precision=config.precision,
-                                  compile=config.compile, tile_size=config.tile_size, overlap=config.overlap,
-                                  batch_size=config.batch_size, threshold=config.threshold, name=str(path))
         common = dict(pairs=pairs, workers=config.workers)
 
         def report(name: str) -> ProgressCallback | None:
@@ -219,12 +225,15 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
         {"config": to_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:
-        from mmchange_core.reporting.plots import write_line_plot
+        from mmchange_core.reporting.plots import plot_severity_curves
 
-        plot_path = write_line_plot(run_dir / "robustness.png", severity_series(rows),
-                                    title=f"F1 against severity ({config.split} split)",
-                                    x_label="severity", y_label="F1")
-    return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path)
+        plot_path = plot_severity_curves(severity_series(rows), run_dir / "robustness.png", ylabel="F1",
+                                         title=f"F1 against perturbation severity ({config.split} split)")
+    examples = [Perturbation(seed=config.seed), *(p for p, _ in plans)]
+    report = write_robustness_report(run_dir, to_dict(config), [asdict(r) for r in rows], severity_series(rows),
+                                     pairs[0], pairs[0].relative(layout.root), examples, plot=plot_path,
+                                     device=str(detector.device), seconds=time.perf_counter() - started, warn=say)
+    return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path, report)
 
 
 def rows_csv(rows: Sequence[RobustnessRow]) -> str:

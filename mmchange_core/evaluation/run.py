@@ -1,7 +1,8 @@
-"""``mmchange eval`` as a library call: checkpoint + dataset -> metrics, per-image CSV, overlays.
+"""``mmchange eval`` as a library call: checkpoint + dataset -> metrics, per-image CSV, overlays, report.
 
 Results go to ``<project>/eval/<name>`` (auto-incremented): ``metrics.json`` (the metrics and the
-settings that produced them), ``per_image.csv`` (one row per pair) and, with ``save_vis``,
+settings that produced them), ``per_image.csv`` (one row per pair), ``report.html`` (the metrics, the
+``gallery`` worst pairs with their errors, every pair in a sortable table) and, with ``save_vis``,
 ``vis/<name>.png`` error overlays. ``tune_threshold`` picks the threshold with the best F1 on the
 validation split, stores it in the checkpoint (``threshold`` in its metadata) and evaluates with it.
 """
@@ -12,6 +13,7 @@ import contextlib
 import csv
 import io
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,8 @@ from mmchange_core.config import (
 )
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.windows import DEFAULT_OVERLAP
-from mmchange_core.evaluation.evaluate import EvaluationResult, evaluate
+from mmchange_core.evaluation.evaluate import DEFAULT_GALLERY, EvaluationResult, evaluate
+from mmchange_core.evaluation.report import eval_report
 from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.text.features import TextProvider, open_caption_store, store_text_provider, verify_pair_captions
@@ -41,7 +44,10 @@ from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.inference.predict import pair_name
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
-from mmchange_core.models import CheckpointMeta, load_checkpoint, update_checkpoint_meta
+from mmchange_core.models import CheckpointMeta
+from mmchange_core.models.export import update_model_meta
+from mmchange_core.models.checkpoint import check_updatable
+from mmchange_core.reporting.report import REPORT_FILE, run_header, try_write_report
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
 
@@ -49,7 +55,7 @@ from mmchange_core.runs import RUN_NAME, next_run_dir
 class EvalOptions:
     """Settings of ``mmchange eval``."""
 
-    checkpoint: Path | None = setting(None, required("pass --checkpoint"))
+    checkpoint: str | None = setting(None, required("pass --checkpoint"))  # a file or hf://OWNER/NAME[@REV]
     dataset: str = setting("", required("pass --dataset levir|whu|sysu|PATH"))
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     split: str = "test"
@@ -58,6 +64,7 @@ class EvalOptions:
     tune_split: str = "val"
     save_vis: bool = False
     save_pred: str | None = None  # a folder for the 0/255 masks, named as ``mmchange predict`` names them
+    gallery: int = setting(DEFAULT_GALLERY, non_negative())  # worst pairs shown with pictures in report.html (0: none)
     batch_size: int = setting(DEFAULT_BATCH_SIZE, positive())
     tile_size: int | None = setting(None, multiple_of(32))  # None: the checkpoint's training crop size (256 by default)
     overlap: int = setting(DEFAULT_OVERLAP, non_negative())
@@ -82,6 +89,7 @@ class EvalReport:
     tuned: dict[str, Any] | None
     tile_size: int
     overlap: int
+    report: Path | None = None  # report.html (None when it could not be written)
 
     def metrics(self) -> dict[str, Any]:
         """The metrics of the split (fractions and pixel counts)."""
@@ -152,21 +160,21 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
                    message: Callable[[str], None] | None = None) -> EvalReport:
     """Evaluate a checkpoint on a split, optionally tuning the threshold first; write the run folder."""
     say = message or (lambda _text: None)
+    started = time.perf_counter()
     validate(options)
     if options.tune_threshold and options.threshold is not None:
         raise InputError("--threshold and --tune-threshold exclude each other; give one of them")
-    model, meta = load_checkpoint(options.checkpoint)
+    if options.tune_threshold:
+        check_updatable(options.checkpoint)  # the tuned threshold is stored in it: not in the Hub cache
+    detector = ChangeDetector.from_options(options.checkpoint, options)  # a checkpoint or an exported .onnx
+    meta = detector.meta
     root = resolve_dataset_root(options.dataset)
     layout = detect_layout(root, options.change_value)
     say(f"dataset {layout.describe()}")
     used = [*layout.pairs(options.split), *(layout.pairs(options.tune_split) if options.tune_threshold else [])]
     plan_eval_outputs(options, layout.pairs(options.split))
-    provider = checkpoint_text_provider(meta, root, options.captions, used,
+    provider = checkpoint_text_provider(meta, layout.root, options.captions, used,
                                         accept_stale=options.accept_stale_captions, warn=say)
-    detector = ChangeDetector(model, meta, device=options.device, precision=options.precision,
-                              compile=options.compile, tile_size=options.tile_size, overlap=options.overlap,
-                              batch_size=options.batch_size, threshold=options.threshold,
-                              name=str(options.checkpoint))
     common = dict(workers=options.workers, text_provider=provider)
     tuned = None
     threshold = detector.threshold
@@ -177,21 +185,22 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         threshold, stats = val.histogram.best_threshold()
         tuned = {"split": options.tune_split, "dataset": str(root), "threshold": threshold, "f1": f1(stats),
                  "f1_at_0.5": f1(val.histogram.stats_at(0.5))}
-        update_checkpoint_meta(options.checkpoint, threshold=threshold, threshold_tuning=tuned)
+        update_model_meta(options.checkpoint, threshold=threshold, threshold_tuning=tuned)
         say(f"threshold {threshold:.3f} (val F1 {tuned['f1']:.4f}, at 0.5: {tuned['f1_at_0.5']:.4f}) "
             f"stored in {options.checkpoint}")
     new_folders = [f for f in (Path(options.project), Path(options.project) / "eval") if not f.exists()]
     run_dir = next_run_dir(options.project, "eval", options.name)
     try:
         result = evaluate(detector, layout, options.split, threshold=threshold, progress=progress,
-                          vis_dir=run_dir / "vis" if options.save_vis else None, pred_dir=options.save_pred, **common)
+                          vis_dir=run_dir / "vis" if options.save_vis else None, pred_dir=options.save_pred,
+                          gallery=options.gallery, **common)
     except BaseException:  # a failed evaluation (a bad label, an interrupt) leaves no half-filled run folder
         shutil.rmtree(run_dir, ignore_errors=True)
         for folder in reversed(new_folders):
             with contextlib.suppress(OSError):  # only when still empty
                 folder.rmdir()
         raise
-    atomic_write_text(run_dir / "per_image.csv", per_image_csv(result, root))
+    atomic_write_text(run_dir / "per_image.csv", per_image_csv(result, layout.root))
     summary = {
         "metrics": result.metrics(),
         "split": options.split,
@@ -208,4 +217,8 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         "options": to_dict(options),
     }
     atomic_write_text(run_dir / "metrics.json", strict_json(summary, indent=2, default=str))
-    return EvalReport(run_dir, Path(options.checkpoint), layout, result, tuned, detector.tile_size, detector.overlap)
+    header = run_header("eval", checkpoint=options.checkpoint, dataset=root, config=summary["options"],
+                        device=str(detector.device), seconds=time.perf_counter() - started)
+    report = try_write_report(run_dir / REPORT_FILE, lambda: eval_report(header, summary, result), warn=say)
+    return EvalReport(run_dir, Path(options.checkpoint), layout, result, tuned, detector.tile_size, detector.overlap,
+                      report)

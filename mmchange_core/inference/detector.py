@@ -28,10 +28,13 @@ from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import Warn
 from mmchange_core.io.raster import ArraySource, RasterSource, open_source
+from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_window_logits
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint
+from mmchange_core.models.export import is_onnx_file
+from mmchange_core.models.hub import resolve_checkpoint
 from mmchange_core.models.mmchange import MMChange
 
 #: Windows per network call unless a command says otherwise (the same for every command, so that
@@ -39,6 +42,8 @@ from mmchange_core.models.mmchange import MMChange
 DEFAULT_BATCH_SIZE = 4
 #: Longest side of the image handed to the captioner (larger scenes are area-downsampled first).
 CAPTION_SIDE = 1024
+#: The detector settings that command configs share, read by :meth:`ChangeDetector.from_options`.
+DETECTOR_SETTINGS = ("device", "precision", "compile", "tile_size", "overlap", "batch_size", "threshold")
 
 #: An image given to :meth:`ChangeDetector.predict`: a file path, a PIL image or a uint8 array.
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -68,7 +73,8 @@ class ChangeDetector:
     """A network ready to detect change on image pairs of any size, with its windowing and threshold.
 
     Args:
-        model: the network (its weights are not modified).
+        model: the network (its weights are not modified), or an :class:`OnnxRunner` of an exported model
+            (which already holds its device and precision; its metadata is the default ``meta``).
         meta: the checkpoint's metadata; it supplies the tile size (training crop), the decision
             threshold and the text pipeline where the arguments below are ``None``.
         tile_size: window side in pixels (multiple of 32); ``None``: the checkpoint's training crop.
@@ -81,12 +87,15 @@ class ChangeDetector:
         runner_options: further :class:`InferenceRunner` options (the drift check's plain reference path).
     """
 
-    def __init__(self, model: MMChange, meta: CheckpointMeta | None = None, *, device: str | torch.device = "auto",
+    def __init__(self, model: MMChange | OnnxRunner, meta: CheckpointMeta | None = None, *,
+                 device: str | torch.device = "auto",
                  precision: str = "auto", compile: bool = False, tile_size: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE, threshold: float | None = None,
                  captions: CaptionFile | None = None, caption_cache: str | Path | None = None,
                  warn: Warn | None = None, name: str = "checkpoint", runner_options: dict[str, Any] | None = None) -> None:
-        self.meta = meta if meta is not None else CheckpointMeta(model=model.config)
+        if meta is None:
+            meta = model.meta if isinstance(model, OnnxRunner) else CheckpointMeta(model=model.config)
+        self.meta = meta
         self.name = name
         self.warn = warn or (lambda message: None)
         self.tile_size = self.meta.resolve_tile_size(tile_size)
@@ -96,7 +105,13 @@ class ChangeDetector:
         TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, overlap)  # validate before any work
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1; got {batch_size}")
-        self.runner = InferenceRunner(model, device, precision, compile=compile, **(runner_options or {}))
+        if isinstance(model, OnnxRunner):
+            if runner_options:
+                raise InputError(f"{name} is an ONNX model; the torch runner options {sorted(runner_options)} do "
+                                 f"not apply to it")
+            self.runner: InferenceRunner | OnnxRunner = model
+        else:
+            self.runner = InferenceRunner(model, device, precision, compile=compile, **(runner_options or {}))
         self.device = self.runner.device
         self.captions = captions
         self.caption_cache = None if caption_cache is None else Path(caption_cache)
@@ -109,11 +124,28 @@ class ChangeDetector:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
                         captions: str | Path | CaptionFile | None = None, **options: Any) -> ChangeDetector:
-        """Load the mmchange checkpoint at ``path``; ``options`` are the constructor's keyword arguments."""
+        """Load a model file: an mmchange checkpoint (a path or ``hf://OWNER/NAME[@REV]``) or an exported
+        ``.onnx`` (run by onnxruntime); ``options`` are the constructor's keyword arguments.
+
+        This is the one constructor of every command that runs the network (predict, eval, robustness,
+        the drift check, benchmark), so each of them accepts both kinds of file.
+        """
         if captions is not None and not isinstance(captions, CaptionFile):
             captions = CaptionFile.load(captions)
-        model, meta = load_checkpoint(path, "cpu")
-        return cls(model, meta, device=device, captions=captions, name=str(path), **options)
+        options.setdefault("name", str(path))
+        local = resolve_checkpoint(path)
+        if is_onnx_file(local):
+            runner = OnnxRunner(local, device, options.pop("precision", "auto"), compile=options.pop("compile", False))
+            return cls(runner, runner.meta, captions=captions, **options)
+        model, meta = load_checkpoint(local, "cpu")
+        return cls(model, meta, device=device, captions=captions, **options)
+
+    @classmethod
+    def from_options(cls, path: str | Path, options: Any, **extra: Any) -> ChangeDetector:
+        """:meth:`from_checkpoint` with the settings of a command's config (the fields named in
+        :data:`DETECTOR_SETTINGS` that it has); ``extra`` adds or overrides keyword arguments."""
+        settings = {name: getattr(options, name) for name in DETECTOR_SETTINGS if hasattr(options, name)}
+        return cls.from_checkpoint(path, **{**settings, **extra})
 
     @property
     def uses_text(self) -> bool:
@@ -180,11 +212,13 @@ class ChangeDetector:
         return TileGrid.plan(height, width, self.tile_size, self.overlap)
 
     def stream_logits(self, read_a: StripReader, read_b: StripReader, grid: TileGrid, emit: RowSink, text_a: torch.Tensor | None = None,
-                      text_b: torch.Tensor | None = None, progress: ProgressCallback | None = None) -> WindowTimings:
+                      text_b: torch.Tensor | None = None, progress: ProgressCallback | None = None,
+                      **window_options: Any) -> WindowTimings:
         """Run the windows of ``grid`` and hand finished rows of blended logits to ``emit`` (the streaming core).
 
         Rows with a NaN or infinite score raise an :class:`InputError` before they reach ``emit``, so no
-        command ever turns an untrustworthy score into a mask.
+        command ever turns an untrustworthy score into a mask. ``window_options`` go to
+        :func:`~mmchange_core.inference.sliding_window.sliding_window_logits` (``rows``, ``write_behind``).
         """
         norm = self.meta.normalization
         network = network_for(self.runner, text_a, text_b, self.batch_size, mean=norm.mean, std=norm.std)
@@ -197,7 +231,7 @@ class ChangeDetector:
             emit(y0, logits)
 
         return sliding_window_logits(network, grid, read_a, read_b, checked, batch_size=self.batch_size,
-                                     progress=progress)
+                                     progress=progress, **window_options)
 
     def probability_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
                         progress: ProgressCallback | None = None) -> np.ndarray:

@@ -8,8 +8,10 @@ The network runs through :class:`~mmchange_core.inference.runner.InferenceRunner
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,14 @@ import torch
 from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.data.prefetch import prefetched
-from mmchange_core.data.windows import RowSink, StripBlender, StripReader, TileGrid, iter_window_batches
+from mmchange_core.data.windows import (
+    RowSink,
+    StripBlender,
+    StripReader,
+    TileGrid,
+    batch_span,
+    iter_window_batches,
+)
 from mmchange_core.errors import InputError
 from mmchange_core.progress import ProgressCallback, report
 
@@ -70,43 +79,123 @@ def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: to
 
 @dataclass
 class WindowTimings:
-    """Seconds spent reading/cutting windows, in the network, and in total (the rest is blending/writing)."""
+    """Seconds spent waiting for windows (read), in the network, waiting for the writer, and in total."""
 
     windows: int = 0
     read: float = 0.0
     network: float = 0.0
+    write: float = 0.0
     total: float = 0.0
+
+
+def contributing_rows(grid: TileGrid, rows: range) -> range:
+    """The window rows whose windows reach the image rows that window ``rows`` emit (``rows`` plus earlier ones
+    that overlap them): the rows a process must blend to emit ``rows`` exactly as a full pass does."""
+    if not rows:
+        return rows
+    top = grid.ys[rows.start]
+    first = rows.start
+    while first > 0 and grid.ys[first - 1] + grid.strip_height(first - 1) > top:
+        first -= 1
+    return range(first, rows.stop)
+
+
+@contextlib.contextmanager
+def written_behind(emit: RowSink, depth: int = 4) -> Iterator[tuple[RowSink, WindowTimings]]:
+    """A :data:`RowSink` that copies rows and hands them to ``emit`` in a background thread, in order.
+
+    Writing (probability, threshold, files) then overlaps the network. At most ``depth`` strips wait
+    in the queue; an error raised by ``emit`` is raised at the next call or when the block ends, and
+    the block waits for every queued strip. ``depth`` 0 calls ``emit`` directly. The yielded timings'
+    ``write`` is the time spent waiting for a free slot or for the last strips.
+    """
+    timings = WindowTimings()
+    if depth <= 0:
+        yield emit, timings
+        return
+    slots: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            item = slots.get()
+            if item is None:
+                return
+            if not failure:
+                try:
+                    emit(*item)
+                except BaseException as exc:  # raised in the caller's thread
+                    failure.append(exc)
+
+    def put(y0: int, rows: np.ndarray) -> None:
+        if failure:
+            raise failure[0]
+        t0 = time.perf_counter()
+        slots.put((y0, np.array(rows, copy=True)))
+        timings.write += time.perf_counter() - t0
+
+    thread = threading.Thread(target=work, name="mmchange-writer", daemon=True)
+    thread.start()
+    try:
+        yield put, timings
+    finally:
+        t0 = time.perf_counter()
+        if failure:  # drain without writing so the thread sees the end marker
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    slots.get_nowait()
+        slots.put(None)
+        thread.join()
+        timings.write += time.perf_counter() - t0
+    if failure:
+        raise failure[0]
 
 
 def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: TileGrid,
                           read_a: StripReader, read_b: StripReader, emit: RowSink, *, batch_size: int = 4,
-                          progress: ProgressCallback | None = None, prefetch: int = 2) -> WindowTimings:
+                          progress: ProgressCallback | None = None, prefetch: int = 2,
+                          rows: range | None = None, write_behind: int = 0) -> WindowTimings:
     """Run ``network`` over the windows of ``grid`` and hand blended logits to ``emit`` row strip by row strip.
 
     ``read_a``/``read_b`` give full-width uint8 rows of each date; ``emit(y0, logits)`` receives
     float32 rows that are final (it must copy them if it keeps them). The next ``prefetch`` batches
-    are read and cut in a background thread while the network runs (0: no thread). Peak memory is a
+    are read and cut in a background thread while the network runs (0: no thread), and with
+    ``write_behind`` > 0 ``emit`` runs in a writer thread (:func:`written_behind`). Peak memory is a
     few strips of each date plus one window row of float logits, whatever the image height;
     ``read`` in the timings is the time spent waiting for windows.
+
+    ``rows`` (window rows) emits only the image rows of those window rows, bit-identical to a full
+    pass: the same batches are run (with the windows of neighbouring rows they contain) and the
+    overlapping window rows above are blended in the same order. Several processes share one
+    image this way, each emitting its own rows.
     """
-    timings = WindowTimings()
+    rows = range(grid.rows) if rows is None else rows
+    needed = contributing_rows(grid, rows)
+    top = grid.ys[rows.start] if rows else 0
     start = time.perf_counter()
-    blender = StripBlender(grid, emit)
-    total = len(grid)
-    with contextlib.closing(prefetched(iter_window_batches(grid, read_a, read_b, batch_size),
-                                       depth=prefetch)) as batches:
-        while True:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            timings.read += time.perf_counter() - t0
-            if batch is None:
-                break
-            t0 = time.perf_counter()
-            logits = network(batch.image_a, batch.image_b)
-            timings.network += time.perf_counter() - t0
-            blender.add(batch.rows, batch.cols, logits)
-            timings.windows += len(batch)
-            report(progress, "windows", timings.windows, total)
-    blender.close()
+    batches_in = batch_span(grid, batch_size, needed)
+    total = sum(min(len(grid), (k + 1) * batch_size) - k * batch_size for k in batches_in)
+    with written_behind(emit, write_behind) as (sink, timings):
+
+        def own_rows(y0: int, logits: np.ndarray) -> None:
+            if y0 >= top:  # rows above belong to an earlier window row (another block)
+                sink(y0, logits)
+
+        blender = StripBlender(grid, own_rows if needed.start < rows.start else sink, needed)
+        with contextlib.closing(prefetched(iter_window_batches(grid, read_a, read_b, batch_size, batches_in),
+                                           depth=prefetch)) as batches:
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                timings.read += time.perf_counter() - t0
+                if batch is None:
+                    break
+                t0 = time.perf_counter()
+                logits = network(batch.image_a, batch.image_b)
+                timings.network += time.perf_counter() - t0
+                blender.add(batch.rows, batch.cols, logits)
+                timings.windows += len(batch)
+                report(progress, "windows", timings.windows, total)
+        blender.close()
     timings.total = time.perf_counter() - start
     return timings

@@ -12,10 +12,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmchange_core.errors import InputError
+from mmchange_core.errors import InputError, install_hint, require_extra
 from mmchange_core.io.images import open_header
 
-GEO_EXTRA = 'pip install "mmchange[geo]"'
+GEO_EXTRA = install_hint("geo")
 #: TIFF tags that only GeoTIFFs carry: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory.
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735)
 
@@ -31,11 +31,7 @@ def rasterio_available() -> bool:
 
 def require_rasterio(what: str) -> ModuleType:
     """Import rasterio, or raise an :class:`InputError` that says ``what`` needs it and how to install it."""
-    try:
-        return importlib.import_module("rasterio")
-    except ImportError as exc:
-        raise InputError(f"{what} needs rasterio, which is not installed; "
-                         f"install the \"geo\" extra: {GEO_EXTRA}") from exc
+    return require_extra("rasterio", what, "geo")
 
 
 def has_geotiff_tags(path: str | Path) -> bool:

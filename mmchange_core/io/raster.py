@@ -4,24 +4,23 @@ Sources hand out full-width strips of uint8 RGB rows: PNG/JPEG (and plain TIFF w
 are decoded once into a uint8 array, on the first read, so opening reads headers only and a pair
 is compared (size, georeference) before any pixel is decoded; TIFF/GeoTIFF go through rasterio
 windows and are never read whole. Every source checks the file type and the pixel limit of
-:mod:`mmchange_core.io.images` when it is opened. Writers take rows as they are finished: GeoTIFF
-rows stream to disk; PNG needs the whole array, which is kept as uint8. Every output is written
-atomically.
+:mod:`mmchange_core.io.images` when it is opened. Writers take rows in any order into an on-disk
+stage (:mod:`mmchange_core.io.cog`) that becomes a Cloud-Optimized GeoTIFF, streamed, or a PNG/JPEG
+(or a plain TIFF without rasterio), written whole by Pillow. Every output is written atomically.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from mmchange_core.errors import InputError
-from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.cog import PIL_FORMATS, StagedRaster, write_with_pillow
 from mmchange_core.io.outputs import check_output_suffix
 from mmchange_core.io.geo import (
     GeoReference,
@@ -31,9 +30,6 @@ from mmchange_core.io.geo import (
     require_rasterio,
 )
 from mmchange_core.io.images import (
-    JPEG_SUFFIXES,
-    PNG_SUFFIXES,
-    TIFF_SUFFIXES,
     Warn,
     check_pixels,
     check_regular_file,
@@ -46,9 +42,6 @@ from mmchange_core.io.images import (
 
 #: Largest side of the decimated read used for statistics (bit-depth stretch) and thumbnails.
 OVERVIEW_SIDE = 1024
-#: Pillow format of each writable suffix.
-PIL_FORMATS = {**dict.fromkeys(PNG_SUFFIXES, "PNG"), **dict.fromkeys(JPEG_SUFFIXES, "JPEG"),
-               **dict.fromkeys(TIFF_SUFFIXES, "TIFF")}
 
 
 class RasterSource:
@@ -66,6 +59,13 @@ class RasterSource:
     def thumbnail(self, max_side: int = OVERVIEW_SIDE) -> np.ndarray:
         """The whole image as uint8 RGB, downsampled (area average) so its longest side is <= ``max_side``."""
         raise NotImplementedError
+
+    def read_valid(self, y0: int, height: int) -> np.ndarray | None:
+        """Which pixels of rows ``y0 .. y0 + height`` hold data (bool ``[height, width]``); ``None``: all of them.
+
+        Decoded images (PNG/JPEG) are always fully valid.
+        """
+        return None
 
     def close(self) -> None:
         """Release the file handle (if any)."""
@@ -206,6 +206,34 @@ class RasterioSource(RasterSource):
     def thumbnail(self, max_side: int = OVERVIEW_SIDE) -> np.ndarray:
         return self._to_uint8(self._read(None, _thumbnail_size(self.height, self.width, max_side)))
 
+    @cached_property
+    def _all_valid(self) -> bool:
+        """No nodata value, mask or alpha band on the RGB bands, and no float data that could hold NaN."""
+        from rasterio.enums import MaskFlags
+
+        return self.dtype.kind != "f" and all(self.dataset.mask_flag_enums[b - 1] == [MaskFlags.all_valid]
+                                              for b in set(self.bands))
+
+    def read_valid(self, y0: int, height: int) -> np.ndarray | None:
+        """Valid pixels from the file's nodata value, internal/external mask or alpha band, and NaN.
+
+        A pixel is invalid where every RGB band is masked (GDAL's per-dataset rule) or any is NaN.
+        """
+        if self._all_valid:
+            return None
+        from rasterio.windows import Window
+
+        window = Window(0, y0, self.width, height)
+        bands = sorted(set(self.bands))
+        try:
+            valid = self.dataset.read_masks(bands, window=window).any(axis=0)
+            if self.dtype.kind == "f":
+                valid &= ~np.isnan(self.dataset.read(bands, window=window)).any(axis=0)
+        except Exception as exc:  # rasterio raises several types for corrupt blocks
+            raise InputError(f"cannot read pixels of {self.path} ({exc}); "
+                             f"the file may be truncated or corrupt") from exc
+        return None if valid.all() else valid
+
     def close(self) -> None:
         self.dataset.close()
 
@@ -226,99 +254,42 @@ def open_source(path: str | Path, warn: Warn | None = None) -> RasterSource:
     return DecodedSource(path, warn)
 
 
-class RowWriter:
-    """Receives finished image rows in order and writes one image file at :meth:`close`."""
+class RowWriter(Protocol):
+    """Receives finished image rows (any order) and writes one image file at :meth:`close`."""
 
     def write(self, y0: int, rows: np.ndarray) -> None:
         """Store rows ``y0 .. y0 + len(rows)`` (``[h, W]`` or ``[h, W, bands]``)."""
-        raise NotImplementedError
 
     def close(self) -> Path:
         """Finish the file (atomically) and return its path."""
-        raise NotImplementedError
 
     def abort(self) -> None:
         """Drop a partly written file."""
 
 
-class ArrayRowWriter(RowWriter):
-    """Collects rows in memory, then writes PNG, JPEG or (without geo data) TIFF through Pillow."""
-
-    def __init__(self, path: Path, height: int, width: int, bands: int, dtype: np.dtype | type) -> None:
-        self.path = path
-        shape = (height, width) if bands == 1 else (height, width, bands)
-        self.array = np.zeros(shape, dtype=dtype)
-
-    def write(self, y0: int, rows: np.ndarray) -> None:
-        self.array[y0:y0 + len(rows)] = rows
-
-    def close(self) -> Path:
-        return write_image(self.path, self.array)
-
-
-class GeoTiffRowWriter(RowWriter):
-    """Streams rows into a (Geo)TIFF through rasterio: tiled, deflate-compressed, CRS and transform kept."""
-
-    def __init__(self, path: Path, height: int, width: int, bands: int, dtype: np.dtype | type,
-                 georef: GeoReference | None) -> None:
-        rasterio = require_rasterio(f"writing {path}")
-        self.path = path
-        self.bands = bands
-        self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(path))
-        profile: dict[str, Any] = {
-            "driver": "GTiff", "height": height, "width": width, "count": bands,
-            "dtype": np.dtype(dtype).name, "compress": "deflate",
-        }
-        if height >= 256 and width >= 256:
-            profile.update(tiled=True, blockxsize=256, blockysize=256)
-        if np.dtype(dtype).kind == "f":
-            profile["predictor"] = 3
-        if georef is not None:
-            profile.update(crs=georef.crs, transform=georef.transform)
-        if bands == 3:
-            profile["photometric"] = "RGB"
-        with warnings.catch_warnings():  # writing a plain TIFF (no georeference) is intended
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            self.dataset = self._stack.enter_context(rasterio.open(tmp, "w", **profile))
-
-    def write(self, y0: int, rows: np.ndarray) -> None:
-        from rasterio.windows import Window
-
-        data = rows[None] if rows.ndim == 2 else np.moveaxis(rows, -1, 0)
-        self.dataset.write(data, window=Window(0, y0, data.shape[2], data.shape[1]))
-
-    def close(self) -> Path:
-        self._stack.close()
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        except RuntimeError:
-            pass
-
-
 def open_row_writer(path: str | Path, height: int, width: int, *, bands: int = 1, dtype: np.dtype | type = np.uint8,
                     georef: GeoReference | None = None) -> RowWriter:
-    """A writer for ``path``: TIFF streams through rasterio when installed; PNG/JPEG collect in memory."""
+    """A writer for ``path``: rows are staged on disk (:class:`~mmchange_core.io.cog.StagedRaster`) and
+    finished as a Cloud-Optimized GeoTIFF (TIFF with rasterio) or by Pillow (PNG, JPEG)."""
     path = Path(path)
-    if is_tiff(path) and (georef is not None or rasterio_available()):
-        return GeoTiffRowWriter(path, height, width, bands, dtype, georef)
-    return ArrayRowWriter(path, height, width, bands, dtype)
+    check_output_suffix(path, "output", PIL_FORMATS)
+    return StagedRaster.create(path, height, width, dtype, bands, georef=georef)
 
 
 def write_image(path: str | Path, array: np.ndarray, georef: GeoReference | None = None) -> Path:
-    """Write a whole array (uint8 gray/RGB, float32 gray for TIFF) by suffix, atomically."""
+    """Write a whole array (uint8 gray/RGB, float32 gray for TIFF) by suffix, atomically.
+
+    TIFF (with rasterio) is written as a Cloud-Optimized GeoTIFF through the one staged writer.
+    """
     path = Path(path)
     if is_tiff(path) and (georef is not None or rasterio_available()):
         bands = 1 if array.ndim == 2 else array.shape[2]
-        writer = GeoTiffRowWriter(path, array.shape[0], array.shape[1], bands, array.dtype, georef)
-        writer.write(0, array)
-        return writer.close()
+        stage = StagedRaster.create(path, array.shape[0], array.shape[1], array.dtype, bands)
+        try:
+            stage.write(0, array)
+            return stage.finish(georef)
+        except BaseException:
+            stage.abort()
+            raise
     check_output_suffix(path, "output", PIL_FORMATS)
-    fmt = PIL_FORMATS[path.suffix.lower()]
-    with atomic_path(path) as tmp:
-        image = Image.fromarray(np.ascontiguousarray(array))
-        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
-    return path
+    return write_with_pillow(path, array)

@@ -26,6 +26,7 @@ from mmchange_core.io.atomic import atomic_write_bytes
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.models.config import ModelConfig
+from mmchange_core.models.hub import is_hub_spec, parse_hub_spec, resolve_checkpoint
 from mmchange_core.models.mmchange import MMChange
 
 FORMAT = "mmchange-checkpoint"
@@ -249,13 +250,13 @@ def _read(path: Path, weights: bool) -> tuple[CheckpointMeta, dict[str, torch.Te
 
 
 def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
-    """The checkpoint's metadata, without reading its weights."""
-    return _read(Path(path), weights=False)[0]
+    """The checkpoint's metadata, without reading its weights (``path``: a file or ``hf://OWNER/NAME[@REV]``)."""
+    return _read(resolve_checkpoint(path), weights=False)[0]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MMChange, CheckpointMeta]:
-    """Rebuild the model stored at ``path`` (in eval mode) and return it with its metadata."""
-    path = Path(path)
+    """Rebuild the model stored at ``path`` (a file or ``hf://OWNER/NAME[@REV]``, in eval mode) with its metadata."""
+    path = resolve_checkpoint(path)
     meta, state = _read(path, weights=True)
     model = MMChange(meta.model)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -281,10 +282,20 @@ def save_checkpoint(path: str | Path, model: MMChange, meta: CheckpointMeta | No
     return _write(path, state, meta)
 
 
+def check_updatable(path: str | Path) -> None:
+    """An InputError when ``path`` is a Hub checkpoint: it lives in the shared cache and must not change."""
+    if is_hub_spec(path):
+        spec = parse_hub_spec(path)
+        raise InputError(f"{spec} is a Hub checkpoint, read from the shared Hugging Face cache, so its metadata "
+                         f"cannot change in place; download a copy with 'hf download {spec.repo_id} "
+                         f"model.safetensors --local-dir DIR' and pass DIR/model.safetensors")
+
+
 def update_checkpoint_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
     """Replace metadata fields (e.g. ``threshold=0.4``), keeping the weights; rewrites the file atomically."""
     if "model" in changes:
         raise ValueError("the model config cannot change without new weights; use save_checkpoint")
+    check_updatable(path)
     meta, state = _read(Path(path), weights=True)
     _write(path, state, dataclasses.replace(meta, **changes))
     return read_checkpoint_meta(path)

@@ -1,21 +1,51 @@
-"""Error overlays coloured as in the paper's figures: white TP, black TN, red FP, blue FN."""
+"""Error maps: where a prediction agrees with its label, drawn on the second date with a colour key.
+
+True change, missed change (false negative) and false alarm (false positive) are tinted over the
+image; pixels correctly left unchanged show the image as it is. The three colours stay apart for
+the common colour-vision deficiencies (yellow, blue and vermilion differ in hue and lightness).
+The eval report's gallery uses the same colours (:func:`error_map`).
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-TP_COLOUR = (255, 255, 255)
-TN_COLOUR = (0, 0, 0)
-FP_COLOUR = (255, 0, 0)
-FN_COLOUR = (0, 0, 255)
+from mmchange_core.reporting.legend import font_size_for, legend_strip
+
+#: Tint of correctly detected change (true positive).
+TP_COLOUR = (255, 221, 0)
+#: Tint of missed change (false negative).
+FN_COLOUR = (0, 114, 255)
+#: Tint of false alarms (false positive).
+FP_COLOUR = (230, 60, 0)
+#: Weight of the tint over the image (1: solid colour).
+TINT = 0.6
+#: Narrower pictures are enlarged (nearest neighbour, integer factor) to at least this width, so the key is readable.
+MIN_WIDTH = 256
+#: The colour key drawn under :func:`error_overlay`.
+ERROR_KEY = [(TP_COLOUR, "true change"), (FN_COLOUR, "missed"), (FP_COLOUR, "false alarm")]
 
 
-def error_overlay(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` image of a binary prediction against its label."""
+def error_map(pred: np.ndarray, target: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]``: ``image`` (RGB, the second date) with TP, FN and FP pixels tinted."""
     pred = np.asarray(pred).astype(bool)
     target = np.asarray(target).astype(bool)
-    out = np.zeros(pred.shape + (3,), np.uint8)  # TN stays black
-    out[pred & target] = TP_COLOUR
-    out[pred & ~target] = FP_COLOUR
-    out[~pred & target] = FN_COLOUR
-    return out
+    image = np.asarray(image)
+    if image.shape[:2] != pred.shape or pred.shape != target.shape:
+        raise ValueError(f"shapes differ: prediction {pred.shape}, label {target.shape}, image {image.shape[:2]}")
+    out = image[..., :3].astype(np.float32)
+    for where, colour in ((pred & target, TP_COLOUR), (~pred & target, FN_COLOUR), (pred & ~target, FP_COLOUR)):
+        out[where] = (1 - TINT) * out[where] + TINT * np.asarray(colour, np.float32)
+    return np.rint(out).astype(np.uint8)
+
+
+def error_overlay(pred: np.ndarray, target: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """:func:`error_map` (enlarged to at least :data:`MIN_WIDTH` px wide) with a colour key strip below it."""
+    picture = error_map(pred, target, image)
+    enlarge = max(1, math.ceil(MIN_WIDTH / picture.shape[1]))
+    if enlarge > 1:
+        picture = np.repeat(np.repeat(picture, enlarge, axis=0), enlarge, axis=1)
+    width = picture.shape[1]
+    return np.concatenate([picture, legend_strip(width, ERROR_KEY, size=font_size_for(width))], axis=0)

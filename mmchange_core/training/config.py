@@ -17,6 +17,7 @@ from mmchange_core.config import (
     setting,
     validate,
 )
+from mmchange_core.data.decoded_cache import CacheSettings
 from mmchange_core.models.config import BACKBONES, VARIANTS
 from mmchange_core.runs import RUN_NAME
 
@@ -35,7 +36,7 @@ class AugmentConfig:
 class TrainConfig:
     """Everything ``mmchange train`` does; the defaults are the paper's protocol."""
 
-    dataset: str = ""  # levir | whu | sysu | a dataset folder
+    dataset: str = ""  # levir | whu | sysu | a dataset folder | a .csv/.json pair list
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     backbone: str = setting("resnet50", choice(*BACKBONES))
     variant: str = setting("full", choice(*VARIANTS))
@@ -53,16 +54,27 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str | None = "val"  # null: no validation, "best" is the last epoch
     val_start_epoch: int = setting(1, non_negative())  # the reference skips validation after epoch 0
+    log_every: int = setting(50, positive())  # iterations between the loss/lr rows of metrics.csv and TensorBoard
     precision: str = setting("fp32", PRECISION)  # auto: bf16 on GPUs; fp16 with a gradient scaler
     compile: bool = False  # torch.compile the training network (GPU)
     channels_last: bool = True  # memory format on GPUs
     workers: int = setting(4, non_negative(), renamed_from=["num_workers"])
+    # decode each training pair once into an uncompressed memory-mapped copy (null: when images are cut into
+    # several crops); cache_dir null: $MMCHANGE_CACHE/decoded; cache_limit_gb null: 20
+    decoded_cache: bool | None = None
+    cache_dir: str | None = None
+    cache_limit_gb: float | None = setting(None, positive())
     device: str = setting("auto", DEVICE)
     seed: int = setting(2333, SEED)
     captions: str | None = setting(None, renamed_from=["caption_store"])  # default: the dataset folder's store
     accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
     name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
+
+
+def cache_settings(config: TrainConfig) -> CacheSettings:
+    """The decoded-cache settings of ``config`` (see :mod:`mmchange_core.data.decoded_cache`)."""
+    return CacheSettings(config.decoded_cache, config.cache_dir, config.cache_limit_gb)
 
 
 def validate_config(config: TrainConfig) -> None:

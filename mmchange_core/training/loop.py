@@ -6,19 +6,19 @@ epochs, batch 32, seed 2333, border crop-resize / flips / temporal swap, BCE + D
 outputs, validation every epoch from epoch 1 (and always after the last), best checkpoint by
 validation F1 (ties go to the later epoch).
 
-A run lives in ``<project>/train/<name>``: ``config.yaml`` (resolved), ``metrics.csv`` (one row per
-epoch), ``best.safetensors`` and ``last.safetensors`` (mmchange checkpoints), ``state.pt``
-(everything needed to resume bit-for-bit) and, for text models, ``caption_store.json``. Every file
-is written atomically. SIGINT/SIGTERM save a resumable state at the end of the current iteration
-(see :mod:`~mmchange_core.training.interrupt`); on resume, ``config.yaml`` must still match the config
-recorded in ``state.pt`` (except :data:`RESUMABLE_CHANGES`).
+A run lives in ``<project>/train/<name>``: ``config.yaml`` (resolved), ``metrics.csv`` (a row per
+logged step and per validation), ``curves.png`` (loss, validation F1/IoU and learning rate against
+the iteration), ``tensorboard/`` (event files, with the ``tensorboard`` extra; see
+:mod:`~mmchange_core.training.metrics_log`), ``best.safetensors`` and ``last.safetensors`` (mmchange
+checkpoints), ``state.pt`` (everything needed to resume bit-for-bit) and, for text models,
+``caption_store.json``. Every file is written atomically. SIGINT/SIGTERM save a resumable state at
+the end of the current iteration (see :mod:`~mmchange_core.training.interrupt`); on resume,
+``config.yaml`` must still match the config recorded in ``state.pt`` (except :data:`RESUMABLE_CHANGES`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import random
@@ -42,10 +42,12 @@ from mmchange_core.distributed import DistributedContext, distributed_session
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.runner import autocast_context, enable_compile_cache
-from mmchange_core.training.config import AugmentConfig, TrainConfig, validate_config
+from mmchange_core.training.config import AugmentConfig, TrainConfig, cache_settings, validate_config
 from mmchange_core.training.interrupt import StopSignal, ignore_stop_signals
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.training.losses import deep_supervision_loss
+from mmchange_core.training.metrics_log import MetricsLog
+from mmchange_core.training.report import write_train_report
 from mmchange_core.training.optimization import build_optimizer, optimizer_step
 from mmchange_core.training.schedule import WarmupPolyLR, run_length
 from mmchange_core.text.features import open_caption_store, pair_embeddings, verify_pair_captions
@@ -68,13 +70,12 @@ CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
-METRICS_FILE = "metrics.csv"
 CAPTION_STORE_FILE = "caption_store.json"
-METRIC_COLUMNS = ("epoch", "iterations", "lr", "train_loss", *(f"val_{k}" for k in METRIC_NAMES), "seconds", "best")
 
 
 #: Keys that may differ when a run is resumed (they do not change the result).
-RESUMABLE_CHANGES = frozenset({"device", "workers", "compile", "project", "name", "accept_stale_captions"})
+RESUMABLE_CHANGES = frozenset({"device", "workers", "compile", "project", "name", "accept_stale_captions",
+                               "log_every", "decoded_cache", "cache_dir", "cache_limit_gb"})
 
 
 class TrainingDivergedError(MMChangeError):
@@ -115,6 +116,7 @@ class TrainResult:
     #: ``"SIGINT"``/``"SIGTERM"`` when a signal asked the run to stop (set even when the signal came so
     #: late that the run completed), ``"stop_after"`` for ``stop_after``, None otherwise.
     stopped_by: str | None = None
+    report: Path | None = None  # report.html (None when it could not be written, and on processes other than 0)
 
 
 class TrainObserver:
@@ -128,7 +130,8 @@ class TrainObserver:
         Task ``validate``: validation pairs done after an epoch."""
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
-        """An epoch is done and saved; ``row`` is its metrics.csv row."""
+        """An epoch is done and saved; ``row`` is its summary (epoch, iterations, lr, train_loss, the val_*
+        metrics when it was validated, seconds, best); metrics.csv has the per-step rows."""
 
     def on_message(self, text: str) -> None:
         """A one-line note for the user."""
@@ -207,16 +210,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> Path:
-    """metrics.csv with one row per epoch (rewritten atomically from the run's history)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
-    return atomic_write_text(path, buffer.getvalue())
-
-
 @dataclass
 class _TextSetup:
     description: dict | None = None
@@ -274,6 +267,7 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
     a time-boxed job continues with ``resume_dir``. Ctrl-C/SIGTERM does the same at the end of the
     current iteration. Under torchrun, every process calls this; process 0 writes the files.
     """
+    started = time.perf_counter()
     validate_config(config)
     with distributed_session(config.device) as ctx, StopSignal() as stop, contextlib.ExitStack() as held:
         if resume_dir is not None:  # one process at a time trains a run: locked before its state is read
@@ -282,7 +276,17 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
                                  observer if (observer is not None and ctx.is_main) else TrainObserver(), stop)
         if resume_dir is None:
             _hold_run(ctx, session.run_dir, held)
-        return session.run(stop_after)
+        if session.log is not None:
+            held.callback(session.log.close)
+        result = session.run(stop_after)
+        if session.log is not None:  # the last curves.png, before the report shows it
+            session.log.close()
+        if ctx.is_main:  # report.html: curves and metrics; a failure only warns (the run's files are written)
+            result.report = write_train_report(
+                session.run_dir, to_dict(config), result.history, result.best_epoch, iterations=result.iterations,
+                total_iters=result.total_iters, completed=result.completed, stopped_by=result.stopped_by,
+                device=str(ctx.device), seconds=time.perf_counter() - started, warn=session.observer.on_message)
+        return result
 
 
 def _hold_run(ctx: DistributedContext, run_dir: Path, held: contextlib.ExitStack) -> None:
@@ -322,6 +326,7 @@ class _Session:
     state: TrainState
     run_dir: Path
     stop: StopSignal
+    log: MetricsLog | None = None  # metrics.csv, curves.png, TensorBoard: process 0 of a run with iterations left
 
     @classmethod
     def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
@@ -345,8 +350,8 @@ class _Session:
         root = resolve_dataset_root(config.dataset)
         layout = detect_layout(root, config.change_value)
         observer.on_message(f"dataset {layout.describe()}")
-        if layout.kind == "flat" and config.val_split:
-            observer.on_message("layout 'flat' has no splits: training and validation use the same pairs")
+        if list(layout.splits) == ["all"] and config.val_split:
+            observer.on_message(f"layout '{layout.kind}' has no splits: training and validation use the same pairs")
         train_pairs = layout.require_labels(config.train_split)
         try:
             val_pairs = layout.require_labels(config.val_split) if config.val_split else []
@@ -363,7 +368,7 @@ class _Session:
         augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p,
                                           config.augment.swap_p, config.augment.crop_p)
         train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
-                                           transform=augmentation, seed=config.seed)
+                                           transform=augmentation, seed=config.seed, cache=cache_settings(config))
         descriptions = [train_set.describe()]
         if val_pairs:
             val_set = ChangeDetectionDataset(layout, config.val_split, config.crop_size)  # checks sizes only
@@ -408,6 +413,10 @@ class _Session:
                 if text.description is not None:
                     atomic_write_text(run_dir / CAPTION_STORE_FILE,
                                       json.dumps({"text": text.description, "identity": text.identity}, indent=2))
+        log = None
+        if ctx.is_main and state.epoch < epochs:
+            log = MetricsLog(run_dir, config.log_every, total_iters, start_iteration=state.iteration,
+                                 message=observer.on_message)
         net: torch.nn.Module = model
         if ctx.enabled:
             net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -418,7 +427,7 @@ class _Session:
                                     ctx.world_size, epochs, iters_per_epoch, total_iters, state.iteration,
                                     text.description, payload is not None))
         return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
-                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop)
+                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop, log)
 
     # ------------------------------------------------------------------------------------------
     def run(self, stop_after: int | None) -> TrainResult:
@@ -487,6 +496,8 @@ class _Session:
                 state.loss_count += 1
                 self.observer.on_progress(ProgressEvent("train", state.iteration, self.total_iters,
                                                         fields={"loss": mean_loss, "lr": lr}))
+                if self.log is not None:
+                    self.log.step(state.iteration, epoch, mean_loss, lr, state.history, state.best_epoch)
                 mid_epoch = state.batch < self.sampler.num_samples // self.per_rank_batch
                 # decided on the shared flags: a signal that arrived after they were taken counts next time
                 if (self.stop.agree(float(flags[1])) or self._limit_hit(stop_after)) and mid_epoch:
@@ -506,6 +517,8 @@ class _Session:
             metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
             self.net.train()
             row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
+            if self.log is not None:
+                self.log.validation(state.iteration, epoch, metrics)
         # ties go to the later epoch; without validation the latest epoch is the best we know
         is_best = (metrics["f1"] >= state.best_f1) if metrics is not None else not self.val_pairs
         if is_best:
@@ -532,7 +545,8 @@ class _Session:
         return result.metrics()
 
     def _save(self, epoch_done: int | None, is_best: bool) -> None:
-        """Process 0 writes best (if improved), last, the resumable state and metrics.csv, in that order."""
+        """Process 0 writes best (if improved), last and the resumable state, in that order, then metrics.csv,
+        curves.png and the TensorBoard events."""
         if not self.ctx.is_main:
             return
         epoch = epoch_done if epoch_done is not None else self.state.epoch
@@ -544,7 +558,8 @@ class _Session:
             save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
             save_train_state(self.run_dir / STATE_FILE, self.state, config=to_dict(self.config), model=self.model,
                              optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
-            write_metrics_csv(self.run_dir / METRICS_FILE, self.state.history)
+        if self.log is not None:
+            self.log.save(self.state.history, self.state.best_epoch)
 
 
 def _forward_loss(net: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device, precision: str,

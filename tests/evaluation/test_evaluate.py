@@ -15,7 +15,7 @@ from mmchange_core.data.normalize import to_tensor
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
 from mmchange_core.inference.detector import ChangeDetector
-from mmchange_core.reporting.visualize import error_overlay
+from mmchange_core.reporting.visualize import FN_COLOUR, FP_COLOUR, TINT, TP_COLOUR, error_overlay
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import read_mask, read_rgb
 from mmchange_core.evaluation.metrics import ConfusionStats, confusion_stats
@@ -105,11 +105,13 @@ def test_image_transform_hook_and_text_requirement(mixed: Path, model) -> None:
 def test_error_overlay_colours() -> None:
     pred = np.array([[1, 1], [0, 0]], bool)
     target = np.array([[1, 0], [1, 0]], bool)
-    out = error_overlay(pred, target)
-    assert out[0, 0].tolist() == [255, 255, 255]  # TP white
-    assert out[0, 1].tolist() == [255, 0, 0]  # FP red
-    assert out[1, 0].tolist() == [0, 0, 255]  # FN blue
-    assert out[1, 1].tolist() == [0, 0, 0]  # TN black
+    out = error_overlay(pred, target, np.zeros((2, 2, 3), np.uint8))    # tinted on a black image
+    tint = lambda colour: np.rint(TINT * np.asarray(colour)).tolist()  # noqa: E731
+    enlarged = out.shape[1] // 2
+    assert out[0, 0].tolist() == tint(TP_COLOUR)
+    assert out[0, enlarged].tolist() == tint(FP_COLOUR)
+    assert out[enlarged, 0].tolist() == tint(FN_COLOUR)
+    assert out[enlarged, enlarged].tolist() == [0, 0, 0]  # TN: the image as it is
 
 
 def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, model, tmp_path: Path) -> None:
@@ -125,7 +127,8 @@ def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, model, tmp_pat
     assert sum(int(r["tp"]) + int(r["fp"]) + int(r["fn"]) + int(r["tn"]) for r in rows) == report.result.stats.total
     vis = sorted(p.name for p in (report.run_dir / "vis").iterdir())
     assert vis == sorted(SIZES)
-    assert read_rgb(report.run_dir / "vis" / "wide.png").shape == (96, 160, 3)
+    vis_image = read_rgb(report.run_dir / "vis" / "wide.png")   # 96x160 enlarged 2x, the colour key below
+    assert vis_image.shape[1:] == (320, 3) and vis_image.shape[0] > 2 * 96
 
     tuned = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", workers=0,
                                        tune_threshold=True, project=str(tmp_path / "runs")))

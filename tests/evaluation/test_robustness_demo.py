@@ -38,8 +38,11 @@ def test_demo_produces_every_step(demo_run: dict) -> None:
     assert demo_run["eval"] == {k: counted[k] for k in demo_run["eval"]} and "kappa" in demo_run["eval"]
     assert demo_run["eval"]["oa"] > 0.5
     assert (Path(demo_run["eval_dir"]) / "per_image.csv").is_file()
-    assert set(demo_run["prediction"]) == {"mask", "prob", "overlay"}
+    assert set(demo_run["prediction"]) == {"mask", "prob", "overlay", "prob_colorbar"}
     assert all(Path(p).is_file() for p in demo_run["prediction"].values())
+    # small by default: no optimizer state; the summary says how big the folder is
+    assert not list(out.rglob("state.pt")) and not list(out.rglob("last.safetensors"))
+    assert demo_run["state_kept"] is False and 0 < demo_run["size_mb"] < 150
     assert [r["condition"] for r in demo_run["robustness"]] == ["clean", "noise", "light", "noise+light"]
     assert (Path(demo_run["robustness_dir"]) / "robustness.csv").is_file()
     assert demo_run["seconds"]["total"] > 0

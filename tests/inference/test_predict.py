@@ -19,7 +19,7 @@ from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.predict import PredictConfig
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.images import read_mask
-from mmchange_core.reporting.overlay import OUTLINE_COLOR
+from mmchange_core.reporting.overlay import GAP, OUTLINE_COLOR, overlay_geometry
 from mmchange_core.io.vector import polygonize_numpy
 from mmchange_core.models import build_model, save_checkpoint
 
@@ -115,11 +115,14 @@ def test_outputs_prob_overlay_vector(image_only_checkpoint, tmp_path, cli) -> No
     np.testing.assert_array_equal(mask, prob > threshold)
     assert 0.3 < mask.mean() < 0.5
     np.testing.assert_array_equal(np.asarray(Image.open(out / "prob.png")), np.rint(prob * 255).astype(np.uint8))
-    overlay = np.asarray(Image.open(out / "overlay.png"))
-    drawn = (overlay != image_b).any(axis=2)
-    assert drawn.any() and (drawn <= mask).all()           # outlines only on changed pixels
-    assert (overlay[drawn] == OUTLINE_COLOR).all()
-    assert not drawn[mask].all()                             # the interior is left as it was
+    overlay = np.asarray(Image.open(out / "overlay.png"))   # header, then A | B (320 px each, GAP apart), key
+    top = next(t for t in range(overlay.shape[0] - 240) if (overlay[t, :320] == image_a[0]).all(axis=1).mean() > 0.5)
+    body = overlay[top:top + 240]
+    for half, image in ((body[:, :320], image_a), (body[:, 320 + GAP:640 + GAP], image_b)):
+        drawn = (half != image).any(axis=2)
+        assert drawn.any() and (drawn <= mask).all()           # outlines only on changed pixels
+        assert (half[drawn] == OUTLINE_COLOR).all()
+        assert not drawn[mask].all()                             # the interior is left as it was
     data = json.loads((out / "changes.geojson").read_text())
     assert "crs" not in data
     kept = sorted(p.pixels for p in polygonize_numpy(mask) if p.pixels >= 20)
@@ -141,7 +144,8 @@ def test_folder_mode_matches_names_and_reports_failures(image_only_checkpoint, t
     assert [p["name"] for p in data["pairs"]] == ["one", "two"]
     assert data["only_in_a"] == ["only_a.png"] and data["only_in_b"] == ["only_b.png"]
     assert read_mask(tmp_path / "masks" / "two.png").shape == (100, 70)
-    assert np.asarray(Image.open(tmp_path / "overlays" / "one.png")).shape == (64, 96, 3)
+    shown_h, shown_w, _ = overlay_geometry(64, 96)             # small pairs are enlarged, A | B side by side
+    assert np.asarray(Image.open(tmp_path / "overlays" / "one.png")).shape[1:] == (2 * shown_w + GAP, 3)
     assert "only_a.png: only in" in result.stderr
     # a pair of different sizes fails alone; the others are still predicted; exit code 1
     Image.fromarray(scene(64, 80)[0]).save(tmp_path / "A" / "three.png")
@@ -150,7 +154,7 @@ def test_folder_mode_matches_names_and_reports_failures(image_only_checkpoint, t
                  image_only_checkpoint)
     assert_cli_error(result, "1 of 3 pairs failed")
     assert "size mismatch" in result.stdout and "unmatched" in result.stdout
-    assert sorted(p.name for p in (tmp_path / "masks2").iterdir()) == ["one.png", "two.png"]
+    assert sorted(p.name for p in (tmp_path / "masks2").iterdir()) == ["mmchange_manifest.jsonl", "one.png", "two.png"]
 
 
 @pytest.fixture

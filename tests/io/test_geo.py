@@ -44,7 +44,9 @@ def test_geotiff_round_trip_keeps_crs_and_transform(image_only_checkpoint, geo_p
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["crs"] == "EPSG:32631" and data["outputs"]["mask"] == str(out / "tile.tif")
-    for name, dtype, count in (("tile.tif", "uint8", 1), ("prob.tif", "float32", 1), ("overlay.tif", "uint8", 3)):
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), rasterio.open(out / "overlay.tif") as ds:
+        assert (ds.count, ds.dtypes[0], ds.crs) == (3, "uint8", None) and ds.width > 2 * 300   # a picture: A | B
+    for name, dtype, count in (("tile.tif", "uint8", 1), ("prob.tif", "float32", 1)):
         with rasterio.open(out / name) as ds:
             assert ds.crs == UTM31 and ds.transform == TRANSFORM, name
             assert (ds.width, ds.height, ds.count, ds.dtypes[0]) == (300, 200, count, dtype)
@@ -104,7 +106,7 @@ def test_without_rasterio_geotiff_names_the_extra_and_plain_images_still_work(
     Image.fromarray(image_b).save(tmp_path / "plain_b.tif")
     monkeypatch.setitem(sys.modules, "rasterio", None)    # as if the geo extra were not installed
     result = cli("predict", *geo_pair, "-o", tmp_path / "m.tif", "--checkpoint", image_only_checkpoint)
-    assert_cli_error(result, '"geo" extra', "tile.tif", "needs rasterio")
+    assert_cli_error(result, 'pip install "mmchange[geo]"', "tile.tif", "rasterio is not installed")
     from mmchange_core.errors import InputError
     from mmchange_core.io.raster import open_source
 

@@ -1,0 +1,125 @@
+"""The onnxruntime backend: an exported ``.onnx`` model behind :class:`InferenceRunner`'s interface.
+
+:class:`OnnxRunner` takes the same normalised image batches and text embeddings as the torch runner
+and returns the same main change logits, so :class:`~mmchange_core.inference.detector.ChangeDetector`
+windows, blends and thresholds them exactly as for a torch checkpoint; the checkpoint metadata comes
+from the model's ``metadata_props`` (see :mod:`mmchange_core.models.export`). onnxruntime is the
+optional extra ``onnx``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmchange_core.device import resolve_device
+from mmchange_core.errors import CheckpointError, InputError
+from mmchange_core.io.images import check_regular_file
+from mmchange_core.models.checkpoint import CheckpointMeta
+from mmchange_core.models.export import QUANTIZATION_KEY, meta_from_properties, onnx_session
+
+
+class OnnxRunner:
+    """Runs an exported mmchange model with onnxruntime on the CPU; ``logits()`` as :class:`InferenceRunner`'s.
+
+    Args:
+        path: the ``.onnx`` file written by ``mmchange export``.
+        device: ``auto`` or ``cpu`` (onnxruntime's CPU provider; a GPU request is refused in one line).
+        precision: ``auto`` or ``fp32``: the graph runs at its own precision (fp32, or int8 when it was
+            exported with ``--quantize``); bf16/fp16 are refused.
+        compile: must be False (``torch.compile`` does not apply to an onnxruntime graph).
+        threads: onnxruntime intra-op threads (default: torch's thread count, so both backends use the
+            same cores).
+    """
+
+    cuda_graphs = False
+    compiled = False
+    channels_last = False
+    fused_convs = "off"
+
+    def __init__(self, path: str | Path, device: str | torch.device = "auto", precision: str = "auto", *,
+                 compile: bool = False, threads: int | None = None) -> None:
+        path = Path(path)
+        if str(device) != "auto" and resolve_device(device).type != "cpu":
+            raise InputError(f"{path.name} is an ONNX model, which mmchange runs with onnxruntime on the CPU; "
+                             f"use --device cpu (or auto), or the torch checkpoint for --device {device}")
+        if precision not in ("auto", "fp32"):
+            raise InputError(f"--precision {precision} does not apply to the ONNX model {path.name}: it runs at the "
+                             f"precision it was exported with (fp32, or int8 with 'mmchange export --quantize int8'); "
+                             f"drop --precision")
+        if compile:
+            raise InputError(f"--compile does not apply to the ONNX model {path.name} (onnxruntime optimises the graph "
+                             f"itself); drop --compile")
+        try:
+            check_regular_file(path, "ONNX model")
+        except InputError as exc:
+            raise CheckpointError(str(exc)) from None
+        try:
+            self.session = onnx_session(path, threads=threads or torch.get_num_threads())
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors (InvalidProtobuf, Fail, ...)
+            first = " ".join(str(exc).split())[:200]
+            raise CheckpointError(f"onnxruntime cannot load {path} ({first}); export it again with "
+                                  f"'mmchange export'") from exc
+        properties = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.path = path
+        #: The checkpoint metadata the model carries (tile size, threshold, normalisation, text pipeline).
+        self.meta: CheckpointMeta = meta_from_properties(properties, path)
+        self.config = self.meta.model
+        self.quantization = properties.get(QUANTIZATION_KEY, "none")
+        self.precision = "fp32" if self.quantization == "none" else self.quantization
+        self.device = torch.device("cpu")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        if ("text_a" in self.input_names) != self.config.uses_text:
+            raise CheckpointError(f"{path}: the graph's inputs {self.input_names} do not match its metadata's "
+                                  f"{self.config.variant} model; export the checkpoint again")
+        #: Seconds spent in the first call of each new input shape (onnxruntime's lazy allocations).
+        self.warmup_seconds: dict[tuple, float] = {}
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether the model needs text embeddings."""
+        return self.config.uses_text
+
+    def _feed(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None,
+              text_b: torch.Tensor | None) -> dict[str, np.ndarray]:
+        feed = {"image_a": _array(img_a), "image_b": _array(img_b)}
+        if self.uses_text:
+            if text_a is None or text_b is None:
+                raise InputError(f"this {self.config.variant} model needs text embeddings for both dates")
+            for name, text in (("text_a", text_a), ("text_b", text_b)):
+                text = _array(text).reshape(-1, self.config.text_dim)
+                if text.shape[0] != 1:
+                    if not (text == text[:1]).all():
+                        raise InputError(f"the ONNX model takes one {name} embedding shared by the batch ([1, "
+                                         f"{self.config.text_dim}]); run pairs with different captions separately")
+                    text = text[:1]
+                feed[name] = text
+        return feed
+
+    @torch.no_grad()
+    def logits(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
+               text_b: torch.Tensor | None = None) -> torch.Tensor:
+        """Main change logits ``[B, 1, H, W]`` (float32, CPU) of normalised image batches ``[B, 3, H, W]``."""
+        feed = self._feed(img_a, img_b, text_a, text_b)
+        key = tuple(array.shape for array in feed.values())
+        start = time.perf_counter()
+        (out,) = self.session.run(["logits"], feed)
+        if key not in self.warmup_seconds:
+            self.warmup_seconds[key] = time.perf_counter() - start
+        return torch.from_numpy(out)
+
+    def probabilities(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
+                      text_b: torch.Tensor | None = None) -> torch.Tensor:
+        """Change probabilities ``[B, 1, H, W]``."""
+        return torch.sigmoid(self.logits(img_a, img_b, text_a, text_b))
+
+
+def _array(tensor: Any) -> np.ndarray:
+    array = tensor.detach().cpu().float().numpy() if isinstance(tensor, torch.Tensor) else np.asarray(tensor)
+    return np.ascontiguousarray(array, dtype=np.float32)

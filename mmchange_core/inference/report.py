@@ -1,0 +1,182 @@
+"""The HTML report of ``mmchange predict --report``: per pair A | B with the change outlined, the probability
+map with its colour bar, the changed area (pixels, and m² for projected GeoTIFFs) and the polygon count.
+
+The report is built from what predict wrote (the mask, the probability map) and the inputs, read as
+thumbnails, so a scene is never held whole beyond the mask that predict itself holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmchange_core.errors import InputError
+from mmchange_core.io.geo import GeoReference
+from mmchange_core.io.raster import open_source
+from mmchange_core.reporting.report import (
+    Cell,
+    Figure,
+    Gallery,
+    GalleryItem,
+    Picture,
+    Report,
+    Section,
+    Table,
+    Text,
+    run_header,
+    try_write_report,
+)
+from mmchange_core.reporting.thumbnails import THUMB_SIDE, fit
+
+#: Pairs shown with pictures in a folder's report (all of them are in its summary table).
+REPORT_PAIRS = 48
+#: Outline colour of the predicted change on the thumbnails.
+OUTLINE = (255, 0, 0)
+
+
+def changed_area_m2(pixels: int, georef: GeoReference | None) -> tuple[float | None, str]:
+    """``(area in m², how it is shown)``: None with the reason when the grid has no metric pixel size."""
+    if georef is None or georef.crs is None:
+        return None, "n/a (not georeferenced)"
+    crs = georef.crs
+    if getattr(crs, "is_geographic", False):
+        return None, "n/a (geographic CRS)"
+    try:
+        _unit, to_metres = crs.linear_units_factor
+    except Exception:  # noqa: BLE001 - rasterio raises CRSError for CRSs without linear units
+        return None, "n/a (CRS has no linear unit)"
+    area = pixels * georef.pixel_area() * float(to_metres) ** 2
+    return area, f"{area:,.1f}"
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    with open_source(path) as source:
+        return np.asarray(source.read_rows(0, source.height))[..., 0] > 0
+
+
+def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | None = None,
+                 title: str | None = None) -> tuple[Section, dict[str, Any]]:
+    """One pair's section and its summary row (``result`` is a :class:`~mmchange_core.inference.predict.PairResult`)."""
+    from mmchange_core.io.vector import polygonize
+    from mmchange_core.reporting.overlay import outlines, pool_any
+    from mmchange_core.reporting.plots import probability_figure, read_probability_preview
+
+    mask = _read_mask(Path(result.outputs["mask"]))
+    h, w = fit(result.height, result.width, max_side)
+    small = pool_any(mask, h, w) if (h, w) != mask.shape else mask
+    edge = outlines(small, 1)
+    pictures = []
+    georef = None
+    for label, path in (("A (before)", result.image_a), ("B (after)", result.image_b)):
+        with open_source(path) as source:
+            georef = georef or source.georef
+            view = np.array(source.thumbnail(max(h, w)), copy=True)
+        if view.shape[:2] != (h, w):
+            from PIL import Image
+
+            view = np.asarray(Image.fromarray(view).resize((w, h), Image.Resampling.BOX)).copy()
+        pictures.append((label, Picture.from_array(view, f"{result.name} {label}", max_side=max_side, fmt="jpeg")))
+        view[edge] = OUTLINE
+        pictures.append((f"{label[0]} + change outline", Picture.from_array(view, f"{result.name} {label} outline",
+                                                                           max_side=max_side, fmt="jpeg")))
+    pictures.append(("predicted mask", Picture.from_array(small, f"{result.name} mask", max_side=max_side)))
+    polygons = result.polygons if result.polygons is not None else len(polygonize(mask))
+    area, area_text = changed_area_m2(result.changed_pixels, georef)
+    blocks: list[Any] = [Gallery([GalleryItem(result.name, pictures, swipe=("A (before)", "B (after)"))],
+                                 legend=[("predicted change (outline)", OUTLINE)])]
+    prob = prob_path or (Path(result.outputs["prob"]) if "prob" in result.outputs else None)
+    if prob is not None and prob.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            preview, size = read_probability_preview(prob, max_side=max(2 * max_side, 256))
+            figure = probability_figure(preview, Path(tmp) / "prob.png", title=f"{result.name}: change probability",
+                                        size=size)
+            blocks.append(Figure(Picture.from_file(figure, f"{result.name} probability"),
+                                 "change probability (0-1) with its colour bar"))
+    facts = [["size", f"{result.width}x{result.height} px"], ["threshold", f"{result.threshold:.3f}"],
+             ["changed pixels", f"{result.changed_pixels:,}"],
+             ["changed %", f"{100 * result.change_fraction:.3f}"], ["changed area (m²)", area_text],
+             ["polygons", polygons], ["CRS", result.crs or "none"],
+             *[[f"output: {kind}", path] for kind, path in result.outputs.items()]]
+    blocks.append(Table(["", "value"], facts, numeric=[False, False]))
+    row = {"pair": result.name, "size": f"{result.width}x{result.height}", "changed_pixels": result.changed_pixels,
+           "change_percent": 100 * result.change_fraction, "area_m2": area, "area_text": area_text,
+           "polygons": polygons}
+    return Section(title or result.name, blocks), row
+
+
+def predict_report(header: Any, results: Sequence[Any], *, failed: Mapping[str, str] | None = None,
+                   prob_paths: Mapping[str, Path] | None = None, limit: int = REPORT_PAIRS) -> Report:
+    """Sections for up to ``limit`` pairs and, for several pairs, a sortable summary table of all of them."""
+    prob_paths = prob_paths or {}
+    folder = len(results) + len(failed or {}) > 1
+    sections, rows = [], []
+    for index, result in enumerate(results):
+        if index < limit:
+            section, row = pair_section(result, max_side=256 if folder else THUMB_SIDE,
+                                        prob_path=prob_paths.get(result.name))
+            sections.append(section)
+        else:
+            row = {"pair": result.name, "size": f"{result.width}x{result.height}",
+                   "changed_pixels": result.changed_pixels, "change_percent": 100 * result.change_fraction,
+                   "area_m2": None, "area_text": "", "polygons": result.polygons}
+        rows.append(row)
+    summary: list[Any] = []
+    if folder:
+        table_rows = [[r["pair"], r["size"], r["changed_pixels"],
+                       Cell(f"{r['change_percent']:.3f}", r["change_percent"]),
+                       Cell(r["area_text"] or "n/a", r["area_m2"] if r["area_m2"] is not None else -1.0),
+                       r["polygons"], "ok"] for r in rows]
+        table_rows += [[name, "", None, None, None, None, f"failed: {message}"]
+                       for name, message in (failed or {}).items()]
+        summary.append(Table(["pair", "size", "changed pixels", "changed %", "area (m²)", "polygons", "status"],
+                             table_rows, title=f"{len(results)} pairs predicted", sortable=True,
+                             table_id="pairs", numeric=[False, False, True, True, True, True, False]))
+        if len(results) > limit:
+            summary.append(Text(f"pictures of the first {limit} pairs only; every pair is in the table"))
+    body = ([Section("Summary", summary)] if summary else []) + sections
+    name = "a folder of pairs" if folder else (results[0].name if results else "")
+    return Report(f"mmchange predict: {name}", header, body)
+
+
+def check_report_path(path: str | Path) -> Path:
+    """``--report`` must name an .html file that is not a folder (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm") or path.is_dir():
+        raise InputError(f"--report {path}: give an .html file name, e.g. --report report.html")
+    return path
+
+
+@contextlib.contextmanager
+def report_probabilities(report: Path | None, prob: Path | None, *, folder: bool) -> Iterator[Path | None]:
+    """The ``--prob`` to predict with: the user's, or (``--report`` without ``--prob``) a temporary one that the
+    report reads and that is removed afterwards."""
+    if report is None or prob is not None:
+        yield prob
+        return
+    with tempfile.TemporaryDirectory(prefix="mmchange-report-") as tmp:
+        yield Path(tmp) if folder else Path(tmp) / "prob.png"
+
+
+def write_predict_report(path: str | Path, results: Sequence[Any], *, checkpoint: str | Path,
+                         config: Mapping[str, Any], inputs: tuple[str | Path, str | Path], seconds: float,
+                         failed: Mapping[str, str] | None = None, temporary_prob: bool = False,
+                         warn: Callable[[str], None] | None = None) -> Path | None:
+    """Write the predict report to ``path`` (a failure only warns: the masks are written).
+
+    With ``temporary_prob`` the results' ``prob`` outputs (from :func:`report_probabilities`) are read for the
+    report and dropped from the results, since they do not outlive it.
+    """
+    from mmchange_core.device import resolve_device
+
+    prob_paths = {r.name: Path(r.outputs.pop("prob")) for r in results if "prob" in r.outputs} \
+        if temporary_prob else {}
+    header = run_header("predict", checkpoint=checkpoint, config=config,
+                        device=str(resolve_device(config.get("device", "auto"))), seconds=seconds,
+                        extra={"inputs": f"{inputs[0]} | {inputs[1]}"})
+    return try_write_report(path, lambda: predict_report(header, results, failed=failed, prob_paths=prob_paths),
+                            warn=warn)

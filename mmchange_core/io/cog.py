@@ -1,0 +1,347 @@
+"""Cloud-Optimized GeoTIFF outputs, staged on disk so no process holds a whole scene.
+
+A :class:`StagedRaster` is a raw, row-major staging file beside the final output
+(``.<name>.stage``): one process creates it, others may attach to it, and any process writes its
+rows with positioned writes (``os.pwrite``), so several ranks can fill disjoint rows of one scene.
+:meth:`StagedRaster.finish` streams the stage by strips into a temporary tiled GeoTIFF (pixels
+marked by an ``invalid`` stage become nodata: an internal per-dataset mask for integer data, NaN
+for float data), converts it with GDAL's COG driver (512-pixel tiles, deflate with a predictor,
+overviews by nearest for masks and by average for probabilities and colour images), renames the
+result onto the final path atomically and removes the stage. PNG and JPEG finals (and TIFF when
+rasterio, the ``geo`` extra, is missing: a plain TIFF) are written by Pillow from the whole array,
+as those formats have no partial writes nor nodata (invalid pixels are 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mmchange_core.errors import InputError
+from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
+from mmchange_core.io.images import JPEG_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES
+
+#: Tile side of the COG (pixels) and the strip height used to stream the stage into it.
+COG_BLOCKSIZE = 512
+#: Pillow format of each suffix written from a whole array.
+PIL_FORMATS = {**dict.fromkeys(PNG_SUFFIXES, "PNG"), **dict.fromkeys(JPEG_SUFFIXES, "JPEG"),
+               **dict.fromkeys(TIFF_SUFFIXES, "TIFF")}
+#: Suffixes :meth:`StagedRaster.finish` can write.
+STAGE_FINAL_SUFFIXES = tuple(PIL_FORMATS)
+#: GDAL's block cache while converting (MiB): bounds the memory of the COG translation.
+GDAL_CACHE_MB = 64
+#: Deflate level of the temporary tiled GeoTIFF (fast: it is rewritten by the COG driver).
+_TEMP_ZLEVEL = 1
+
+
+def stage_path(final_path: str | Path, part: str = "") -> Path:
+    """The staging file of ``final_path``: ``.<name>[.<part>].stage`` in the same folder."""
+    final_path = Path(final_path)
+    return final_path.with_name(f".{final_path.name}{'.' + part if part else ''}.stage")
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    """Write at ``offset`` without moving a shared file position (``lseek`` + ``write`` where there is no pwrite)."""
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from ``offset``; returns the bytes read (0 at the end of the file)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    data = os.read(fd, len(view))
+    view[:len(data)] = data
+    return len(data)
+
+
+def default_resampling(dtype: np.dtype | type, bands: int) -> str:
+    """Overview resampling: ``average`` for float data and colour images, ``nearest`` for masks."""
+    return "average" if np.dtype(dtype).kind == "f" or bands >= 3 else "nearest"
+
+
+class StagedRaster:
+    """A ``height x width [x bands]`` raster on disk, written row by row by one or more processes.
+
+    Create it in one process with :meth:`create`, attach other processes with :meth:`attach`, write
+    disjoint rows with :meth:`write` (the ``RowWriter`` interface of :mod:`mmchange_core.io.raster`),
+    :meth:`flush` before another process reads or finishes, and let one process call :meth:`finish`.
+    A failed finish leaves no final file and keeps the stage (call it again, or :meth:`abort`).
+    """
+
+    def __init__(self, final_path: Path, height: int, width: int, dtype: np.dtype | type, bands: int,
+                 path: Path, fd: int, georef: GeoReference | None = None) -> None:
+        self.final_path = final_path
+        self.height, self.width, self.bands = height, width, bands
+        self.dtype = np.dtype(dtype)
+        self.path = path
+        self.georef = georef
+        self._fd: int | None = fd
+        self.row_bytes = width * bands * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the staging file in bytes."""
+        return self.height * self.row_bytes
+
+    @classmethod
+    def _check(cls, final_path: str | Path, height: int, width: int, dtype: np.dtype | type,
+               bands: int) -> tuple[Path, np.dtype]:
+        final_path = Path(final_path)
+        suffix = final_path.suffix.lower()
+        if suffix not in STAGE_FINAL_SUFFIXES:
+            raise InputError(f"{final_path}: a staged raster is written as {', '.join(STAGE_FINAL_SUFFIXES)}, "
+                             f"not '{final_path.suffix}'; rename the output")
+        if height < 1 or width < 1 or bands < 1:
+            raise InputError(f"{final_path}: bad raster size {width}x{height}x{bands}")
+        dtype = np.dtype(dtype)
+        if suffix in TIFF_SUFFIXES and not rasterio_available():  # Pillow writes 8-bit gray/RGB and float32 gray
+            if not (dtype in (np.uint8, np.bool_) and bands in (1, 3) or dtype == np.float32 and bands == 1):
+                require_rasterio(f"writing {final_path} ({dtype} x{bands})")
+        elif suffix not in TIFF_SUFFIXES and (dtype not in (np.uint8, np.bool_) or bands not in (1, 3)):
+            raise InputError(f"{final_path}: {PIL_FORMATS[suffix]} holds 8-bit gray or RGB, not {dtype} x{bands}; "
+                             f"name it .tif")
+        return final_path, dtype
+
+    @classmethod
+    def create(cls, final_path: str | Path, height: int, width: int, dtype: np.dtype | type = np.uint8,
+               bands: int = 1, *, part: str = "", georef: GeoReference | None = None) -> StagedRaster:
+        """Create (or reset to zeros) the stage of ``final_path``; other processes may then :meth:`attach`.
+
+        ``part`` names a second stage of the same output (e.g. ``"invalid"`` for its nodata rows);
+        ``georef`` is the default of :meth:`close`.
+        """
+        final_path, dtype = cls._check(final_path, height, width, dtype, bands)
+        path = stage_path(final_path, part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            os.ftruncate(fd, height * width * bands * dtype.itemsize)  # sparse: zeros cost no disk until written
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise InputError(f"cannot create the staging file {path} ({exc}); free some disk space") from exc
+        return cls(final_path, height, width, dtype, bands, path, fd, georef)
+
+    @classmethod
+    def attach(cls, final_path: str | Path, height: int, width: int, dtype: np.dtype | type = np.uint8,
+               bands: int = 1, *, part: str = "", georef: GeoReference | None = None) -> StagedRaster:
+        """Open the existing stage of ``final_path`` made by :meth:`create` (in this or another process)."""
+        final_path, dtype = cls._check(final_path, height, width, dtype, bands)
+        path = stage_path(final_path, part)
+        try:
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            raise InputError(f"cannot open the staging file {path} ({exc.strerror}); "
+                             f"it is created by StagedRaster.create first") from exc
+        expected = height * width * bands * dtype.itemsize
+        size = os.fstat(fd).st_size
+        if size != expected:
+            os.close(fd)
+            raise InputError(f"staging file {path} has {size} bytes, not the {expected} of a {width}x{height}x{bands} "
+                             f"{dtype} raster; delete it and start the output again")
+        return cls(final_path, height, width, dtype, bands, path, fd, georef)
+
+    @property
+    def fd(self) -> int:
+        """This process's handle on the stage (an error once detached)."""
+        if self._fd is None:
+            raise InputError(f"staging file {self.path} is closed")
+        return self._fd
+
+    def _shape(self, rows: int) -> tuple[int, ...]:
+        return (rows, self.width) if self.bands == 1 else (rows, self.width, self.bands)
+
+    def _check_rows(self, y0: int, height: int) -> None:
+        if y0 < 0 or height < 0 or y0 + height > self.height:
+            raise ValueError(f"rows {y0}..{y0 + height} outside 0..{self.height} of {self.path}")
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        """Store rows ``y0 .. y0 + len(rows)`` (``[h, W]`` or ``[h, W, bands]``, cast to the stage dtype)."""
+        rows = np.asarray(rows)
+        if rows.shape not in (self._shape(len(rows)), (len(rows), self.width, self.bands)):
+            raise ValueError(f"rows of shape {list(rows.shape)} do not fit {self.path} "
+                             f"({self.width} wide, {self.bands} band(s))")
+        self._check_rows(y0, len(rows))
+        data = np.ascontiguousarray(rows, dtype=self.dtype).data.cast("B")
+        offset, done = y0 * self.row_bytes, 0
+        while done < len(data):  # pwrite may write less than asked
+            done += _pwrite(self.fd, data[done:], offset + done)
+
+    def read(self, y0: int, height: int) -> np.ndarray:
+        """Rows ``y0 .. y0 + height`` as a fresh array (``[h, W]`` or ``[h, W, bands]``)."""
+        self._check_rows(y0, height)
+        out = np.empty(self._shape(height), dtype=self.dtype)
+        view = memoryview(out).cast("B")
+        offset, done = y0 * self.row_bytes, 0
+        while done < len(view):
+            got = _pread_into(self.fd, view[done:], offset + done)
+            if got == 0:
+                raise InputError(f"staging file {self.path} is shorter than expected; it was changed while in use")
+            done += got
+        return out
+
+    def strips(self, rows: int = COG_BLOCKSIZE) -> Iterator[tuple[int, np.ndarray]]:
+        """``(y0, rows)`` strips of the whole raster, in order, one in memory at a time."""
+        for y0 in range(0, self.height, rows):
+            yield y0, self.read(y0, min(rows, self.height - y0))
+
+    def flush(self) -> None:
+        """Push written rows to the disk, so processes on other hosts (shared file systems) see them."""
+        os.fsync(self.fd)
+
+    def close(self) -> Path:
+        """Finish the final file with the ``georef`` given at creation (the ``RowWriter`` interface)."""
+        return self.finish(self.georef)
+
+    def detach(self) -> None:
+        """Close this process's handle and keep the stage (another process finishes it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def abort(self) -> None:
+        """Close and delete the stage; no final file is written."""
+        self.detach()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def finish(self, georef: GeoReference | None = None, *, invalid: StagedRaster | None = None,
+               resampling: str | None = None) -> Path:
+        """Write the final file atomically, then delete the stage; returns the final path.
+
+        ``.tif``: a Cloud-Optimized GeoTIFF with ``georef``'s CRS and transform; pixels where
+        ``invalid`` (a same-sized 1-band stage) is nonzero become nodata. ``resampling`` of the
+        overviews defaults to :func:`default_resampling`. ``.png``/``.jpg`` (and ``.tif`` without
+        rasterio): written by Pillow, invalid pixels 0. The ``invalid`` stage is left in place (it
+        may serve several outputs): abort it when done.
+        """
+        if invalid is not None and (invalid.height, invalid.width, invalid.bands) != (self.height, self.width, 1):
+            raise ValueError(f"invalid-pixel stage {invalid.path} is {invalid.width}x{invalid.height}x{invalid.bands}, "
+                             f"not {self.width}x{self.height}x1")
+        if self.final_path.suffix.lower() in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
+            write_cog(self.final_path, self._strips(invalid), self.height, self.width, self.bands, self._out_dtype,
+                      georef, masked=invalid is not None,
+                      resampling=resampling or default_resampling(self.dtype, self.bands))
+        else:
+            write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]))
+        self.abort()
+        return self.final_path
+
+    @property
+    def _out_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if self.dtype == np.bool_ else self.dtype
+
+    def _strips(self, invalid: StagedRaster | None) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """``(y0, rows, bad)``: output-ready strips (bool as 0/255; invalid pixels 0, or NaN for float)."""
+        for y0, rows in self.strips():
+            if self.dtype == np.bool_:
+                rows = rows.view(np.uint8) * np.uint8(255)
+            bad = None
+            if invalid is not None:
+                bad = invalid.read(y0, len(rows)).astype(bool, copy=False)
+                rows[bad] = np.nan if rows.dtype.kind == "f" else 0
+            yield y0, rows, bad
+
+
+def write_with_pillow(path: Path, array: np.ndarray) -> Path:
+    """Write a whole uint8 gray/RGB (or float32 gray, TIFF) array as PNG, JPEG or plain TIFF by suffix, atomically."""
+    fmt = PIL_FORMATS[path.suffix.lower()]
+    with atomic_path(path) as tmp:
+        image = Image.fromarray(np.ascontiguousarray(array))
+        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    return path
+
+
+def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | None]], height: int, width: int,
+              bands: int, dtype: np.dtype, georef: GeoReference | None, *, masked: bool, resampling: str) -> Path:
+    """Stream ``(y0, rows, invalid)`` strips into a COG at ``path`` (atomically), through a temporary tiled TIFF.
+
+    Float data gets NaN as its nodata value; other data with ``masked`` gets an internal per-dataset mask.
+    """
+    rasterio = require_rasterio(f"writing {path}")
+    from rasterio.shutil import copy as gdal_copy
+    from rasterio.windows import Window
+
+    is_float = dtype.kind == "f"
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "height": height, "width": width, "count": bands, "dtype": dtype.name,
+        "tiled": True, "blockxsize": COG_BLOCKSIZE, "blockysize": COG_BLOCKSIZE,
+        "compress": "deflate", "zlevel": _TEMP_ZLEVEL, "predictor": 3 if is_float else 2,
+        "interleave": "pixel", "BIGTIFF": "IF_SAFER",
+    }
+    if bands == 3:
+        profile["photometric"] = "RGB"
+    if is_float:  # probabilities: NaN is the nodata value, whether or not any pixel is invalid
+        profile["nodata"] = float("nan")
+    if georef is not None:
+        profile.update(crs=georef.crs, transform=georef.transform)
+    fd, tiled = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tiled.tif", dir=path.parent)
+    os.close(fd)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF is intended
+            with rasterio.open(tiled, "w", **profile) as dst:
+                for y0, rows, bad in strips:
+                    window = Window(0, y0, width, len(rows))
+                    dst.write(rows[None] if rows.ndim == 2 else np.moveaxis(rows, -1, 0), window=window)
+                    if masked and not is_float:
+                        dst.write_mask(np.where(bad, 0, 255).astype(np.uint8) if bad is not None
+                                       else np.full((len(rows), width), 255, np.uint8), window=window)
+            with atomic_path(path) as tmp:
+                gdal_copy(tiled, tmp, driver="COG", BLOCKSIZE=COG_BLOCKSIZE, COMPRESS="DEFLATE", PREDICTOR="YES",
+                          OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"cannot write {path} ({exc}); check the free disk space and permissions") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tiled)
+    return path
+
+
+def validate_cog(path: str | Path) -> list[str]:
+    """Why ``path`` is not a valid Cloud-Optimized GeoTIFF (empty list: valid).
+
+    Checks GDAL's own view (``LAYOUT=COG``, tiled, compressed, overviews when larger than a tile)
+    and, when rio-cogeo is installed, its validator (strict: its warnings count as problems).
+    """
+    rasterio = require_rasterio(f"checking {path}")
+    problems: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            with rasterio.open(path) as ds:
+                structure = ds.tags(ns="IMAGE_STRUCTURE")
+                if ds.driver != "GTiff":
+                    problems.append(f"not a GeoTIFF ({ds.driver})")
+                if structure.get("LAYOUT") != "COG":
+                    problems.append("GDAL does not report LAYOUT=COG (no COG ghost header)")
+                if not ds.profile.get("tiled", False):
+                    problems.append(f"not tiled (blocks {ds.block_shapes[0]})")
+                if ds.compression is None:
+                    problems.append("not compressed")
+                if max(ds.height, ds.width) > COG_BLOCKSIZE and not ds.overviews(1):
+                    problems.append("no overviews although larger than one tile")
+        except rasterio.errors.RasterioError as exc:
+            return [f"cannot open {path}: {exc}"]
+    try:
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:
+        return problems
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, errors, cog_warnings = cog_validate(str(path), strict=False, quiet=True)
+    return problems + [f"rio-cogeo: {m}" for m in [*errors, *cog_warnings]]

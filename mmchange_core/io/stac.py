@@ -1,0 +1,240 @@
+"""A STAC Item beside a prediction: what was compared, with which model, and where the results are.
+
+The Item (STAC 1.1, written with pystac, from the optional extra ``cog``) has the two input images and
+every output as assets (hrefs relative to the Item's folder when they can be), the model as
+``mmchange:*`` properties (checkpoint file name and sha256, threshold, tile size, overlap, mmchange
+version), the footprint in WGS84 (``bbox``/``geometry``) and the grid with the projection extension
+(``proj:code`` or ``proj:wkt2``, ``proj:shape``, ``proj:transform``, ``proj:bbox``). The time span is
+``start_datetime``/``end_datetime`` when both input dates are known (GeoTIFF acquisition or file
+date tags), otherwise ``datetime`` is the time the Item was made (``created``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mmchange_core.errors import InputError, install_hint, require_extra
+from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
+from mmchange_core.io.images import image_size, is_tiff
+
+STAC_EXTRA = install_hint("cog")
+#: Prefix of the mmchange fields in the Item's properties.
+PREFIX = "mmchange:"
+#: Roles and title of each known asset kind; other kinds get the role ``data``.
+ASSET_KINDS: dict[str, tuple[list[str], str]] = {
+    "mask": (["data"], "Change mask (0 = no change, 255 = change)"),
+    "prob": (["data"], "Change probability (0 to 1)"),
+    "vector": (["data"], "Change polygons"),
+    "overlay": (["overview", "visual"], "Change outlines on both dates"),
+    "report": (["metadata"], "Prediction report"),
+}
+#: Media type of each output suffix (TIFFs are written as Cloud-Optimized GeoTIFFs).
+MEDIA_TYPES = {
+    ".tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+    ".tiff": "image/tiff; application=geotiff; profile=cloud-optimized",
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".geojson": "application/geo+json", ".json": "application/geo+json",
+    ".html": "text/html", ".csv": "text/csv",
+}
+_INPUT_MEDIA_TYPES = {**MEDIA_TYPES, ".tif": "image/tiff; application=geotiff",
+                      ".tiff": "image/tiff; application=geotiff"}
+#: GeoTIFF metadata (domain, key) that may hold an image's date, most specific first.
+_DATE_TAGS = (("IMAGERY", "ACQUISITIONDATETIME"), ("", "ACQUISITIONDATETIME"), ("", "TIFFTAG_DATETIME"))
+
+
+def require_pystac(what: str) -> ModuleType:
+    """Import pystac, or raise an :class:`InputError` that says ``what`` needs it and how to install it."""
+    return require_extra("pystac", what, "cog")
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, cached per (path, size, modification time) for this process."""
+    path = Path(path).resolve()
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({exc.strerror})") from exc
+    return _sha256(str(path), info.st_size, info.st_mtime_ns)
+
+
+def model_properties(checkpoint: str | Path, *, threshold: float, tile_size: int, overlap: int,
+                     mmchange_version: str, **extra: Any) -> dict[str, Any]:
+    """The ``model`` dict of :func:`write_stac_item` for a checkpoint file (its name and sha256) and settings.
+
+    The caller takes the values from the checkpoint's ``CheckpointMeta`` and the run's options
+    (``io`` does not import ``models``); ``extra`` adds fields (e.g. ``precision``).
+    """
+    checkpoint = Path(checkpoint)
+    return {"checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint), "threshold": float(threshold),
+            "tile_size": int(tile_size), "overlap": int(overlap), "mmchange_version": mmchange_version, **extra}
+
+
+def _href(path: Path, base: Path) -> str:
+    """``path`` relative to the folder ``base`` when possible (same drive), else absolute; POSIX slashes."""
+    path = Path(os.path.abspath(path))
+    try:
+        return Path(os.path.relpath(path, os.path.abspath(base))).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.as_posix()
+
+
+def _parse_date(text: str) -> dt.datetime | None:
+    """A datetime from a TIFF/ISO date string (``2021:06:01 10:00:00``, ``2021-06-01T10:00:00Z``); naive = UTC."""
+    text = text.strip().rstrip("\x00")
+    if len(text) >= 10 and text[4] == ":" and text[7] == ":":  # TIFF: YYYY:MM:DD HH:MM:SS
+        text = text[:10].replace(":", "-") + text[10:]
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def input_datetime(path: str | Path) -> dt.datetime | None:
+    """The date of an input image from its GeoTIFF tags (acquisition time first), or ``None`` when unknown."""
+    path = Path(path)
+    if not (is_tiff(path) and rasterio_available() and path.is_file()):
+        return None
+    rasterio = require_rasterio(f"reading {path}")
+    try:
+        with rasterio.Env(), rasterio.open(path) as ds:
+            for domain, key in _DATE_TAGS:
+                value = ds.tags(ns=domain or None).get(key)
+                if value and (parsed := _parse_date(value)) is not None:
+                    return parsed
+    except rasterio.errors.RasterioError:
+        return None
+    return None
+
+
+def wgs84_footprint(georef: GeoReference, height: int, width: int) -> tuple[list[float], list[float]]:
+    """(``bbox`` in WGS84 lon/lat, ``bbox`` in the raster's CRS) of a ``height x width`` grid."""
+    require_rasterio("the footprint of a georeferenced output")
+    from rasterio.warp import transform_bounds
+
+    corners = [georef.transform @ (x, y) for x, y in ((0, 0), (width, 0), (0, height), (width, height))]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    native = [min(xs), min(ys), max(xs), max(ys)]
+    if georef.crs is None:
+        raise InputError("the output has a transform but no CRS, so its footprint on the Earth is unknown")
+    lonlat = transform_bounds(georef.crs, "EPSG:4326", *native, densify_pts=21)
+    return [round(v, 9) for v in lonlat], native
+
+
+def _geometry(bbox: list[float]) -> dict[str, Any]:
+    west, south, east, north = bbox
+    return {"type": "Polygon",
+            "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
+
+
+def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path], georef: GeoReference | None,
+                    model: Mapping[str, Any], assets: Mapping[str, str | Path],
+                    properties: Mapping[str, Any] | None = None, shape: tuple[int, int] | None = None) -> Path:
+    """Write the STAC Item of one prediction to ``path`` (JSON, atomically) and return ``path``.
+
+    ``inputs``: the images compared, first date first (assets ``image_a``, ``image_b``, role
+    ``source``). ``assets``: output kind (``mask``, ``prob``, ``vector``, ``overlay``, ``report`` or
+    another) -> file. ``model``: e.g. :func:`model_properties`, stored as ``mmchange:<key>``.
+    ``shape`` (rows, columns) defaults to the size of the ``mask`` asset. ``properties`` are added
+    last (and may set ``start_datetime``/``end_datetime`` when the input files do not say).
+    Without a georeference the Item has no footprint (``geometry`` null) and no projection fields.
+    """
+    pystac = require_pystac(f"the STAC item {path}")
+    from pystac.extensions.projection import ProjectionExtension
+
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise InputError(f"STAC item {path}: name it with .json")
+    base = path.parent
+    if shape is None:
+        if "mask" not in assets:
+            raise InputError(f"STAC item {path}: give the raster shape or a 'mask' asset to read it from")
+        shape = image_size(Path(assets["mask"]))
+    height, width = shape
+
+    bbox = geometry = native = None
+    if georef is not None:
+        bbox, native = wgs84_footprint(georef, height, width)
+        geometry = _geometry(bbox)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    dates = [input_datetime(p) for p in inputs]
+    known = [d for d in dates if d is not None]
+    item_properties: dict[str, Any] = {"created": pystac.utils.datetime_to_str(created)}
+    datetime: dt.datetime | None = created
+    if len(known) == len(inputs) >= 2:
+        datetime = None
+        item_properties["start_datetime"] = pystac.utils.datetime_to_str(min(known))
+        item_properties["end_datetime"] = pystac.utils.datetime_to_str(max(known))
+    item_properties.update({f"{PREFIX}{key}": value for key, value in model.items()})
+    item_properties.update(properties or {})
+    if datetime is None and not (item_properties.get("start_datetime") and item_properties.get("end_datetime")):
+        datetime = created
+    item = pystac.Item(id=name, geometry=geometry, bbox=bbox, datetime=datetime, properties=item_properties)
+
+    for index, image in enumerate(inputs):
+        image = Path(image)
+        key = f"image_{chr(ord('a') + index)}" if len(inputs) <= 26 else f"image_{index + 1}"
+        item.add_asset(key, pystac.Asset(_href(image, base), title=f"Input image, date {index + 1}: {image.name}",
+                                         media_type=_INPUT_MEDIA_TYPES.get(image.suffix.lower()), roles=["source"]))
+    for kind, asset_path in assets.items():
+        asset_path = Path(asset_path)
+        roles, title = ASSET_KINDS.get(kind, (["data"], kind))
+        media_type = MEDIA_TYPES.get(asset_path.suffix.lower())
+        if media_type is not None and media_type.startswith("image/tiff") and georef is None:
+            media_type = "image/tiff; profile=cloud-optimized"
+        item.add_asset(kind, pystac.Asset(_href(asset_path, base), title=title, media_type=media_type, roles=roles))
+
+    if georef is not None:
+        proj = ProjectionExtension.ext(item, add_if_missing=True)
+        epsg = georef.crs.to_epsg()
+        proj.apply(epsg=epsg, wkt2=None if epsg else georef.crs.to_wkt(version="WKT2_2019"), shape=[height, width],
+                   transform=[float(v) for v in tuple(georef.transform)[:6]], bbox=[float(v) for v in native])
+    payload = item.to_dict(include_self_link=False, transform_hrefs=False)
+    return atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def stac_problems(path: str | Path) -> list[str]:
+    """Why the Item at ``path`` is not valid STAC (empty: valid), checked offline.
+
+    The core Item schema is checked with the schemas pystac ships when ``jsonschema`` is installed
+    (skipped otherwise); the projection extension's schema would need the network, so its fields
+    are checked here by shape instead.
+    """
+    pystac = require_pystac(f"checking {path}")
+    from pystac.validation import validate_dict
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    problems: list[str] = []
+    if importlib.util.find_spec("jsonschema") is not None:
+        try:
+            validate_dict(data, stac_object_type=pystac.STACObjectType.ITEM, extensions=[])
+        except pystac.errors.STACValidationError as exc:
+            problems.append(f"core Item schema: {exc}")
+    props = data.get("properties", {})
+    if any(key.startswith("proj:") for key in props):
+        if not (props.get("proj:code") or props.get("proj:wkt2") or props.get("proj:projjson")):
+            problems.append("proj: none of proj:code, proj:wkt2, proj:projjson")
+        if not (isinstance(props.get("proj:shape"), list) and len(props["proj:shape"]) == 2):
+            problems.append("proj:shape is not [rows, columns]")
+        if not (isinstance(props.get("proj:transform"), list) and len(props["proj:transform"]) in (6, 9)):
+            problems.append("proj:transform is not 6 or 9 numbers")
+    return problems

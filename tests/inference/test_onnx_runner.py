@@ -1,0 +1,127 @@
+"""The onnxruntime backend: an exported ``.onnx`` runs through every command with the torch path's results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmchange_core.benchmark import BenchmarkConfig, run_benchmark
+from mmchange_core.errors import InputError
+from mmchange_core.evaluation.drift import measure_drift
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.onnx_runner import OnnxRunner
+from tests.inference.test_predict import scene, write_pair
+from tests.onnx_helpers import exported
+
+pytestmark = pytest.mark.slow  # shares the session's tiny exports (tens of seconds for the first test)
+
+
+def one_line_error(result, *fragments: str) -> None:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def predict_both(cli, kind: str, folder: Path, height: int, width: int) -> tuple[np.ndarray, ...]:
+    path_a, path_b = write_pair(folder, height, width, seed=height)
+    probs, masks = [], []
+    for name, checkpoint in (("torch", exported(kind).checkpoint), ("onnx", exported(kind).onnx)):
+        mask, prob = folder / f"{name}.png", folder / f"{name}.tif"
+        result = cli("predict", path_a, path_b, "-o", mask, "--prob", prob, "--checkpoint", checkpoint,
+                     "--device", "cpu", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["threshold"] == 0.45  # the checkpoint's, from the ONNX metadata too
+        probs.append(np.asarray(Image.open(prob), dtype=np.float32))
+        masks.append(np.asarray(Image.open(mask)) > 0)
+    return probs[0], probs[1], masks[0], masks[1]
+
+
+@pytest.mark.parametrize(("kind", "height", "width"), [("image", 150, 170), ("image", 128, 192), ("text", 100, 140)])
+def test_predict_with_the_onnx_model_matches_the_checkpoint(cli, tmp_path, kind, height, width) -> None:
+    """Windows of 64 px: 150x170 is no multiple of the tile (edge windows overlap more), 128x192 is."""
+    prob_torch, prob_onnx, mask_torch, mask_onnx = predict_both(cli, kind, tmp_path, height, width)
+    assert prob_onnx.shape == (height, width)
+    assert np.abs(prob_torch - prob_onnx).max() < 1e-4
+    assert (mask_torch == mask_onnx).mean() >= 0.9999  # at the checkpoint's threshold (0.45)
+    median = float(np.median(prob_torch))  # a threshold with half of the pixels on each side, many close to it
+    assert ((prob_torch > median) == (prob_onnx > median)).mean() >= 0.9999
+
+
+@pytest.fixture
+def labelled(tmp_path) -> Path:
+    """Two labelled pairs (the changed block of :func:`scene` is the label), one not tile-shaped."""
+    root = tmp_path / "data"
+    for name, (height, width) in (("p1.png", (96, 130)), ("p2.png", (64, 64))):
+        write_pair(root, height, width, name=name, seed=width)
+        label = np.zeros((height, width), dtype=np.uint8)
+        label[height // 4:height // 2, width // 3:2 * width // 3] = 255
+        (root / "label").mkdir(exist_ok=True)
+        Image.fromarray(label).save(root / "label" / name)
+    return root
+
+
+def test_eval_and_drift_check_agree_with_the_checkpoint(cli, tmp_path, labelled) -> None:
+    metrics = []
+    for checkpoint in (exported("image").checkpoint, exported("image").onnx):
+        result = cli("eval", "--checkpoint", checkpoint, "--dataset", labelled, "--device", "cpu", "--json",
+                     "--project", tmp_path / "runs")
+        assert result.exit_code == 0, result.output
+        metrics.append(json.loads(result.stdout))
+    pixels = sum(metrics[0][key] for key in ("tp", "fp", "fn", "tn"))
+    for key in ("tp", "fp", "fn", "tn"):
+        assert abs(metrics[0][key] - metrics[1][key]) <= 0.0001 * pixels
+    assert metrics[0]["f1"] == pytest.approx(metrics[1]["f1"], abs=1e-3)
+    drift = measure_drift(exported("image").checkpoint, labelled, "all", device="cpu",
+                          candidate=exported("image").onnx)
+    assert drift.agreement >= 0.9999 and drift.max_abs_prob_diff < 1e-4 and drift.precision == "fp32"
+
+
+def test_benchmark_times_onnxruntime_beside_torch(cli) -> None:
+    config = BenchmarkConfig(checkpoint=str(exported("image").onnx), size=64, batch_size=[2], precision=["fp32"],
+                             warmup=1, repeats=1, min_run_seconds=0.0, device="cpu")
+    report = run_benchmark(config)
+    assert [(r.backend, r.batch, r.precision) for r in report.rows] == [("torch", 2, "fp32"), ("onnx", 2, "fp32")]
+    assert all(r.pairs_per_s > 0 for r in report.rows)
+    result = cli("benchmark", "--checkpoint", exported("image").onnx, "--backend", "onnx", "--size", "64",
+                 "--batch-size", "1", "--repeats", "1", "--device", "cpu", "--set", "min_run_seconds=0", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["backend"] for row in json.loads(result.stdout)["rows"]] == ["onnx"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--precision", "bf16"], "--precision bf16 does not apply to the ONNX model"),
+    (["--compile"], "--compile does not apply to the ONNX model"),
+])
+def test_torch_only_options_are_refused_in_one_line(cli, tmp_path, args, fragment) -> None:
+    path_a, path_b = write_pair(tmp_path, 64, 64)
+    result = cli("predict", path_a, path_b, "-o", tmp_path / "m.png", "--checkpoint", exported("image").onnx,
+                 "--device", "cpu", *args)
+    one_line_error(result, fragment)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_missing_onnxruntime_names_the_extra(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # "import onnxruntime" now raises ImportError
+    with pytest.raises(InputError, match=r'onnxruntime is not installed .*pip install "mmchange\[onnx\]"'):
+        OnnxRunner(exported("image").onnx)
+    path_a, path_b = write_pair(tmp_path, 64, 64)
+    result = cli("predict", path_a, path_b, "-o", tmp_path / "m.png", "--checkpoint", exported("image").onnx)
+    one_line_error(result, "onnxruntime is not installed", 'pip install "mmchange[onnx]"')
+
+
+def test_detector_api_reads_the_onnx_metadata() -> None:
+    detector = ChangeDetector.from_checkpoint(exported("text").onnx, device="cpu")
+    assert isinstance(detector.runner, OnnxRunner) and detector.uses_text
+    assert (detector.tile_size, detector.threshold) == (64, 0.45)
+    assert detector.text_pipeline().describe() == exported("text").meta.text_description
+    image_a, image_b = scene(64, 96)
+    torch_detector = ChangeDetector.from_checkpoint(exported("text").checkpoint, device="cpu")
+    captions = ["a field", "a new road across the field"]
+    np.testing.assert_allclose(detector.probabilities(image_a, image_b, captions),
+                               torch_detector.probabilities(image_a, image_b, captions), atol=1e-4)
