@@ -1,11 +1,21 @@
-"""A short report of the software and hardware mmchange runs on."""
+"""The mmchange version, its cache folder, and a short report of the software and hardware it runs on."""
 
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
 
 __version__ = "0.1.0"
 """mmchange's version; it lives here, at the bottom layer, so every layer can read it."""
+
+#: The environment variable that moves every cache mmchange keeps (decoded tiles, compiled code).
+CACHE_ENV = "MMCHANGE_CACHE"
+
+
+def cache_home() -> Path:
+    """mmchange's cache folder: ``$MMCHANGE_CACHE``, default ``~/.cache/mmchange``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mmchange").expanduser()
 
 
 def environment_report() -> dict[str, str]:

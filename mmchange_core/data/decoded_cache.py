@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from mmchange_core.environment import cache_home
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path
 
 #: Environment variable of mmchange's cache folder (also used for the torch.compile cache).
-CACHE_ENV = "MMCHANGE_CACHE"
 #: Default size limit of the decoded cache, in GB (10**9 bytes).
 DEFAULT_LIMIT_GB = 20.0
 #: Bump when the stored pixels change for the same sources (decoder or layout changes).
@@ -60,11 +60,6 @@ _TEMP = re.compile(r"\.[0-9a-f]{64}\..+\.npy")
 
 class CacheError(InputError):
     """The decoded cache cannot hold the dataset (size limit, free disk space or an unwritable folder)."""
-
-
-def cache_home() -> Path:
-    """mmchange's cache folder: ``$MMCHANGE_CACHE``, default ``~/.cache/mmchange``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mmchange").expanduser()
 
 
 def default_cache_dir() -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
-from mmchange_core.text.store.records import sha256_bytes
+from mmchange_core.io.hashing import sha256_bytes
 
 #: File name of the manifest in the output folder.
 MANIFEST_NAME = "mmchange_manifest.jsonl"

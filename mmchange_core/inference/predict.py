@@ -47,7 +47,7 @@ from mmchange_core.io.outputs import IMAGE_OUTPUT_SUFFIXES, MASK_SUFFIXES, VECTO
 from mmchange_core.io.raster import RasterSource, open_source
 from mmchange_core.io.vector import write_change_polygons
 from mmchange_core.reporting.overlay import write_overlay
-from mmchange_core.text.store.records import cached_sha256_file
+from mmchange_core.io.hashing import cached_sha256_file
 
 #: The folder-mode caption cache in the output folder; never a dataset's caption store's name.
 PREDICT_CAPTION_CACHE = "mmchange_predict_captions.jsonl"

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mmchange_core.device import resolve_device, resolve_precision
+from mmchange_core.environment import cache_home
 from mmchange_core.errors import MMChangeError
 from mmchange_core.models.fused_conv import fuse_conv_activations
 from mmchange_core.models.fusion import fold_batchnorm
@@ -50,8 +51,7 @@ def autocast_context(precision: str, device: torch.device, cache_enabled: bool =
 
 def compile_cache_dir() -> Path:
     """Persistent torch.compile cache (``$MMCHANGE_CACHE/inductor``, default ``~/.cache/mmchange``)."""
-    base = Path(os.environ.get("MMCHANGE_CACHE", Path.home() / ".cache" / "mmchange"))
-    return base / "inductor"
+    return cache_home() / "inductor"
 
 
 def enable_compile_cache() -> Path:

@@ -17,7 +17,7 @@ from mmchange_core.environment import __version__
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.raster import open_source
-from mmchange_core.io.stac import ASSET_KINDS, MEDIA_TYPES, _href, model_properties, require_pystac, write_stac_item
+from mmchange_core.io.stac import model_properties, output_asset, require_pystac, write_stac_item
 
 #: Ending of an Item's file name: ``change.tif`` -> ``change.stac.json``.
 STAC_SUFFIX = ".stac.json"
@@ -73,17 +73,8 @@ def sync_item_assets(path: str | Path, outputs: Mapping[str, str | Path]) -> Pat
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8"))
     assets = {key: value for key, value in data.get("assets", {}).items() if "source" in value.get("roles", [])}
+    georeferenced = data.get("geometry") is not None
     for kind, output in outputs.items():
-        output = Path(output)
-        roles, title = ASSET_KINDS.get(kind, (["data"], kind))
-        asset: dict[str, Any] = {"href": _href(output, path.parent), "title": title}
-        media_type = MEDIA_TYPES.get(output.suffix.lower())
-        if media_type is not None and media_type.startswith("image/tiff") and "geometry" in data \
-                and data["geometry"] is None:
-            media_type = "image/tiff; profile=cloud-optimized"
-        if media_type is not None:
-            asset["type"] = media_type
-        asset["roles"] = roles
-        assets[kind] = asset
+        assets[kind] = output_asset(kind, output, path.parent, georeferenced)
     data["assets"] = assets
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")

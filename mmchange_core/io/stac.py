@@ -12,12 +12,10 @@ date tags), otherwise ``datetime`` is the time the Item was made (``created``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.util
 import json
 import os
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 from mmchange_core.errors import InputError, install_hint, require_extra
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
+from mmchange_core.io.hashing import cached_sha256_file
 from mmchange_core.io.images import image_size, is_tiff
 
 STAC_EXTRA = install_hint("cog")
@@ -57,23 +56,13 @@ def require_pystac(what: str) -> ModuleType:
     return require_extra("pystac", what, "cog")
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, cached per (path, size, modification time) for this process."""
+    """Hex sha256 of a file's bytes (:func:`~mmchange_core.io.hashing.cached_sha256_file`: read once per process)."""
     path = Path(path).resolve()
     try:
-        info = path.stat()
+        return cached_sha256_file(path)
     except OSError as exc:
         raise InputError(f"cannot read {path} ({exc.strerror})") from exc
-    return _sha256(str(path), info.st_size, info.st_mtime_ns)
 
 
 def model_properties(checkpoint: str | Path, *, threshold: float, tile_size: int, overlap: int,
@@ -95,6 +84,23 @@ def _href(path: Path, base: Path) -> str:
         return Path(os.path.relpath(path, os.path.abspath(base))).as_posix()
     except ValueError:  # another drive on Windows
         return path.as_posix()
+
+
+def output_asset(kind: str, path: str | Path, base: Path, georeferenced: bool) -> dict[str, Any]:
+    """The STAC asset of one output file (href relative to the Item's folder ``base``, title, media type, roles).
+
+    A TIFF output of a pair without georeference is typed as a plain cloud-optimized TIFF, not a GeoTIFF.
+    """
+    path = Path(path)
+    roles, title = ASSET_KINDS.get(kind, (["data"], kind))
+    asset: dict[str, Any] = {"href": _href(path, base), "title": title}
+    media_type = MEDIA_TYPES.get(path.suffix.lower())
+    if media_type is not None and media_type.startswith("image/tiff") and not georeferenced:
+        media_type = "image/tiff; profile=cloud-optimized"
+    if media_type is not None:
+        asset["type"] = media_type
+    asset["roles"] = roles
+    return asset
 
 
 def _parse_date(text: str) -> dt.datetime | None:
@@ -196,12 +202,7 @@ def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path]
         item.add_asset(key, pystac.Asset(_href(image, base), title=f"Input image, date {index + 1}: {image.name}",
                                          media_type=_INPUT_MEDIA_TYPES.get(image.suffix.lower()), roles=["source"]))
     for kind, asset_path in assets.items():
-        asset_path = Path(asset_path)
-        roles, title = ASSET_KINDS.get(kind, (["data"], kind))
-        media_type = MEDIA_TYPES.get(asset_path.suffix.lower())
-        if media_type is not None and media_type.startswith("image/tiff") and georef is None:
-            media_type = "image/tiff; profile=cloud-optimized"
-        item.add_asset(kind, pystac.Asset(_href(asset_path, base), title=title, media_type=media_type, roles=roles))
+        item.add_asset(kind, pystac.Asset.from_dict(output_asset(kind, asset_path, base, georef is not None)))
 
     if georef is not None:
         proj = ProjectionExtension.ext(item, add_if_missing=True)

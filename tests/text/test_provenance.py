@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mmchange_core.text.store.records as records
+import mmchange_core.io.hashing as hashing
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.evaluation.robustness import RobustnessConfig, run_robustness
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
@@ -101,8 +101,8 @@ def test_each_image_is_hashed_once_while_it_stays_the_same(captioned, tmp_path: 
     store = CaptionStore.open(data)
     pairs = detect_layout(data).pairs("train")
     hashed: list[Path] = []
-    real = records.sha256_file
-    monkeypatch.setattr(records, "sha256_file", lambda path, size=None: hashed.append(Path(path)) or real(path, size))
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda path, size=None: hashed.append(Path(path)) or real(path, size))
     verify_pair_captions(store, data, pairs)
     verify_pair_captions(store, data, pairs)
     assert len(hashed) == 2 * len(pairs) == len(set(hashed))
