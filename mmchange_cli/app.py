@@ -7,7 +7,6 @@ shown only with ``mmchange --debug ...``.
 
 from __future__ import annotations
 
-import sys
 import importlib
 import pkgutil
 import warnings
@@ -39,6 +38,10 @@ def _describe(exc: BaseException) -> tuple[str, int]:
 
     if isinstance(exc, MMChangeError):
         return str(exc), exc.exit_code
+    from mmchange_core.io.atomic import STORAGE_FAULTS, write_error
+
+    if isinstance(exc, OSError) and exc.errno in STORAGE_FAULTS and exc.filename:  # a full or read-only disk
+        return str(write_error(exc, exc.filename)), 1
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename or exc}", 1
     if isinstance(exc, PermissionError):
@@ -80,10 +83,11 @@ def _hide_flag_types(params: list[Any]) -> list[Any]:
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """Renamed config keys print one line on stderr; other warnings keep Python's format."""
+    """Renamed config keys and the library's one-line warnings print one line on stderr; others keep Python's format."""
     from mmchange_core.config import RenamedKeyWarning
+    from mmchange_core.errors import OneLineWarning
 
-    if issubclass(category, RenamedKeyWarning):
+    if issubclass(category, (RenamedKeyWarning, OneLineWarning)):
         warn(str(message))
     else:
         _PYTHON_SHOWWARNING(message, category, *args, **kwargs)
@@ -125,17 +129,26 @@ class ErrorHandlingGroup(TyperGroup):
             raise _one_line_usage_error(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
+        from mmchange_core.interrupts import exit_on_signals
+        from mmchange_core.io.atomic import remove_transients
+
         warnings.showwarning = _show_warning
         try:
-            return super().invoke(ctx)
+            with exit_on_signals():  # SIGINT/SIGTERM raise Interrupted: cleanup runs, then exit 130/143 below
+                return super().invoke(ctx)
         except _click.ClickException as exc:  # a bad option value, a missing argument, an unknown command
             if STATE.debug:
                 raise
             raise _one_line_usage_error(exc) from None
-        except KeyboardInterrupt as exc:  # a second SIGINT/SIGTERM during training carries its exit code
-            err.print("[red]interrupted[/red]; finished work has been kept")
+        except KeyboardInterrupt as exc:  # a signal (Interrupted carries its exit code)
+            remove_transients()  # temporaries and stages this process made: nothing half-written stays
+            reason = str(exc) if str(exc) else "interrupted by SIGINT"
+            err.print(f"[bold red]error:[/bold red] {escape(reason)}; finished work is kept and nothing "
+                      f"half-written is left", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(exc, "exit_code", 130)) from None
         except Exception as exc:  # noqa: BLE001 - the single place that reports errors
+            if not _is_cli_control_flow(exc):
+                remove_transients()
             if _is_cli_control_flow(exc) or STATE.debug:
                 raise
             message, code = _describe(exc)

@@ -33,6 +33,14 @@ class CheckpointError(MMChangeError):
     """A checkpoint or state dict cannot be read or does not match the expected format."""
 
 
+class OutputError(MMChangeError):
+    """A file cannot be written: a link or special file at its name, a full disk, a read-only folder."""
+
+
+class OneLineWarning(UserWarning):
+    """A warning the CLI prints as one ``warning:`` line (library code that has no ``warn`` callback)."""
+
+
 def install_hint(extra: str) -> str:
     """The pip command that installs mmchange's optional extra ``extra``."""
     return f'pip install "mmchange[{extra}]"'

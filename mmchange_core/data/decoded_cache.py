@@ -35,7 +35,7 @@ import numpy as np
 from filelock import FileLock
 
 from mmchange_core.environment import cache_home
-from mmchange_core.errors import InputError
+from mmchange_core.errors import InputError, OutputError
 from mmchange_core.io.atomic import atomic_path
 
 #: Environment variable of mmchange's cache folder (also used for the torch.compile cache).
@@ -240,7 +240,7 @@ class DecodedCache:
                 out[..., 6] = label
                 out.flush()
                 del out
-        except OSError:  # a full or read-only disk: serve this pair from memory, uncached
+        except (OSError, OutputError):  # a full or read-only disk, a link planted: serve from memory, uncached
             packed = np.empty((*shape, CHANNELS), np.uint8)
             packed[..., 0:3], packed[..., 3:6], packed[..., 6] = image_a, image_b, label
             return packed

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.images import check_regular_file
 
 #: Suffixes of the files read as pair lists.
 PAIR_LIST_SUFFIXES = (".csv", ".json")
@@ -40,6 +41,8 @@ class PairRow:
     image_a: Path
     image_b: Path
     label: Path | None
+    #: Whether the row has a ``label`` column or key at all (an empty cell still counts as a column).
+    label_column: bool = False
 
 
 def is_pair_list(path: str | Path) -> bool:
@@ -50,9 +53,10 @@ def is_pair_list(path: str | Path) -> bool:
 def read_pair_rows(path: str | Path) -> list[PairRow]:
     """The rows of the pair list ``path`` in file order, every file checked to exist."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"pair list not found: {path}; give a .csv or .json file listing image_a, image_b "
                          f"(label, split) per pair, or a dataset folder")
+    check_regular_file(path, "pair list")  # a FIFO or device is refused, never opened
     suffix = path.suffix.lower()
     if suffix not in PAIR_LIST_SUFFIXES:
         raise InputError(f"{path} is not a pair list (.csv or .json) nor a dataset folder")
@@ -146,7 +150,8 @@ def _file(list_path: Path, where: str, column: str, text: str) -> Path:
     if not path.is_absolute():
         path = list_path.parent / path
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "not found"
+        what = ("is a folder, not a file" if path.is_dir() else
+                "is not a regular file (a FIFO, device or socket)" if path.exists() else "not found")
         raise InputError(f"{where}: {column} {text} {what} (looked at {path}); fix the path in the list "
                          f"(relative paths are resolved against {list_path.parent})")
     return path
@@ -164,7 +169,8 @@ def _row(list_path: Path, at: str, record: Mapping[str, str]) -> PairRow:
     image_a = _file(list_path, where, "image_a", values["image_a"])
     image_b = _file(list_path, where, "image_b", values["image_b"])
     label = _file(list_path, where, "label", values["label"]) if values["label"] else None
-    return PairRow(at, values["name"] or image_a.name, values["split"] or UNSPLIT, image_a, image_b, label)
+    return PairRow(at, values["name"] or image_a.name, values["split"] or UNSPLIT, image_a, image_b, label,
+                   "label" in record)
 
 
 def _check_unique(path: Path, rows: list[PairRow]) -> None:

@@ -402,6 +402,8 @@ def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
 
 
 def _check_target(root: Path, config: SynthConfig) -> None:
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} exists and is not a folder; choose a new folder for the synthetic dataset")
     manifest = root / MANIFEST
     if manifest.is_file():
         stored = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})

@@ -10,6 +10,7 @@ optional extra ``onnx``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,13 @@ from mmchange_core.errors import CheckpointError, InputError
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.export import QUANTIZATION_KEY, meta_from_properties, onnx_session
+
+#: The element type and shapes ``mmchange export`` writes (an int: a fixed axis; a letter: a dynamic one;
+#: ``D``: the model's text width). Text inputs exist only for models that use text.
+_FLOAT = "tensor(float)"
+_IMAGE_SHAPE = ("N", 3, "H", "W")
+_OUTPUT_SHAPE = ("N", 1, "H", "W")
+_TEXT_SHAPE = (1, "D")
 
 
 class OnnxRunner:
@@ -75,9 +83,9 @@ class OnnxRunner:
         self.precision = "fp32" if self.quantization == "none" else self.quantization
         self.device = torch.device("cpu")
         self.input_names = [i.name for i in self.session.get_inputs()]
-        if ("text_a" in self.input_names) != self.config.uses_text:
-            raise CheckpointError(f"{path}: the graph's inputs {self.input_names} do not match its metadata's "
-                                  f"{self.config.variant} model; export the checkpoint again")
+        problem = signature_problem(self.session, self.config.uses_text, self.config.text_dim)
+        if problem is not None:
+            raise CheckpointError(f"{path} {problem}; export it with 'mmchange export'")
         #: Seconds spent in the first call of each new input shape (onnxruntime's lazy allocations).
         self.warmup_seconds: dict[tuple, float] = {}
 
@@ -118,6 +126,61 @@ class OnnxRunner:
                       text_b: torch.Tensor | None = None) -> torch.Tensor:
         """Change probabilities ``[B, 1, H, W]``."""
         return torch.sigmoid(self.logits(img_a, img_b, text_a, text_b))
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _io_problem(kind: str, value: Any, expected: Sequence[Any]) -> str | None:
+    """Why the graph's input/output ``value`` (an onnxruntime NodeArg) differs from ``expected``, or None.
+
+    ``expected``: the exported shape, an int for a fixed axis and a letter for a dynamic one.
+    """
+    wanted = f"float32 {_shape_text(expected)}"
+    if value.type != _FLOAT:
+        return f"has {kind} '{value.name}' of type {value.type}, but mmchange exports {wanted}"
+    shape = list(value.shape or [])
+    if len(shape) != len(expected):
+        return (f"has {kind} '{value.name}' of rank {len(shape)} (shape {_shape_text(shape)}), but mmchange "
+                f"exports {wanted}")
+    for axis, (got, want) in enumerate(zip(shape, expected)):
+        if isinstance(got, int) and got > 0 and isinstance(want, int) and got != want:
+            return (f"has {kind} '{value.name}' of shape {_shape_text(shape)} (axis {axis} is {got}, not "
+                    f"{want}), but mmchange exports {wanted}")
+    return None
+
+
+def signature_problem(session: Any, uses_text: bool, text_dim: int) -> str | None:
+    """What in ``session``'s inputs and outputs differs from what ``mmchange export`` writes (None: nothing).
+
+    Checked: the input names (``image_a``, ``image_b`` and, for text models, ``text_a``, ``text_b``; no
+    others), an output ``logits``, and the element type (float32), rank and fixed axes of each of
+    them and of ``probability`` when present. The answer completes ``"<path> ..."``.
+    """
+    inputs = {value.name: value for value in session.get_inputs()}
+    outputs = {value.name: value for value in session.get_outputs()}
+    expected_inputs = {"image_a": _IMAGE_SHAPE, "image_b": _IMAGE_SHAPE}
+    if uses_text:
+        expected_inputs.update(text_a=_TEXT_SHAPE, text_b=_TEXT_SHAPE)
+    model = "its metadata's text model" if uses_text else "its metadata's image-only model"
+    listed = f"inputs: {', '.join(inputs) or 'none'}"
+    for name in expected_inputs:
+        if name not in inputs:
+            return f"has no input '{name}' ({listed}), which {model} needs"
+    for name in inputs:
+        if name not in expected_inputs:
+            return f"has an input '{name}' that {model} does not take ({listed})"
+    if "logits" not in outputs:
+        return f"has no output 'logits' (outputs: {', '.join(outputs) or 'none'})"
+    for name, shape in expected_inputs.items():
+        shape = tuple(text_dim if axis == "D" else axis for axis in shape)
+        if (problem := _io_problem("input", inputs[name], shape)) is not None:
+            return problem
+    for name in ("logits", "probability"):
+        if name in outputs and (problem := _io_problem("output", outputs[name], _OUTPUT_SHAPE)) is not None:
+            return problem
+    return None
 
 
 def _array(tensor: Any) -> np.ndarray:

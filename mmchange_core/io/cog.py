@@ -10,13 +10,19 @@ overviews by nearest for masks and by average for probabilities and colour image
 result onto the final path atomically and removes the stage. PNG and JPEG finals (and TIFF when
 rasterio, the ``geo`` extra, is missing: a plain TIFF) are written by Pillow from the whole array,
 as those formats have no partial writes nor nodata (invalid pixels are 0).
+
+Stages are created exclusively (``O_EXCL | O_NOFOLLOW``: a link or special file at a stage name is
+refused, never written through; a stale regular stage of a killed run is removed first) and are
+transient (:func:`~mmchange_core.io.atomic.remove_transients`): a process that ends by an error or a
+signal leaves none. A stage may carry a *token* after its pixels (:meth:`StagedRaster.create`), the
+identity of one creation, so a resumed run trusts only records made for the very stage on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +31,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmchange_core.errors import InputError
-from mmchange_core.io.atomic import atomic_path
+from mmchange_core.errors import InputError, MMChangeError, OutputError
+from mmchange_core.io.atomic import (
+    atomic_path,
+    create_exclusive,
+    forget_transient,
+    is_write_fault,
+    open_existing,
+    refuse_unsafe,
+    register_transient,
+    write_error,
+)
 from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
 from mmchange_core.io.images import JPEG_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES
 
@@ -41,6 +56,10 @@ STAGE_FINAL_SUFFIXES = tuple(PIL_FORMATS)
 GDAL_CACHE_MB = 64
 #: Deflate level of the temporary tiled GeoTIFF (fast: it is rewritten by the COG driver).
 _TEMP_ZLEVEL = 1
+#: The trailer after a tagged stage's pixels: this prefix, a 32-hex-digit token and a newline.
+_TOKEN_PREFIX = b"mmchange-stage:"
+TOKEN_BYTES = len(_TOKEN_PREFIX) + 32 + 1
+_TOKEN = re.compile(rb"mmchange-stage:([0-9a-f]{32})\n")
 
 
 def stage_path(final_path: str | Path, part: str = "") -> Path:
@@ -49,12 +68,36 @@ def stage_path(final_path: str | Path, part: str = "") -> Path:
     return final_path.with_name(f".{final_path.name}{'.' + part if part else ''}.stage")
 
 
+def stage_token(path: str | Path, nbytes: int) -> str | None:
+    """The token of the stage file ``path`` holding ``nbytes`` of pixels, or ``None`` when it is missing, has
+    another size, carries no token, or is a link or special file (never followed)."""
+    try:
+        fd = open_existing(path, "stage file")
+    except (OSError, MMChangeError):
+        return None
+    try:
+        if os.fstat(fd).st_size != nbytes + TOKEN_BYTES:
+            return None
+        match = _TOKEN.fullmatch(os.pread(fd, TOKEN_BYTES, nbytes))
+        return match.group(1).decode("ascii") if match else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _pwrite(fd: int, data: memoryview, offset: int) -> int:
     """Write at ``offset`` without moving a shared file position (``lseek`` + ``write`` where there is no pwrite)."""
     if hasattr(os, "pwrite"):
         return os.pwrite(fd, data, offset)
     os.lseek(fd, offset, os.SEEK_SET)
     return os.write(fd, data)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):  # pwrite may write less than asked
+        done += _pwrite(fd, data[done:], offset + done)
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:
@@ -82,12 +125,14 @@ class StagedRaster:
     """
 
     def __init__(self, final_path: Path, height: int, width: int, dtype: np.dtype | type, bands: int,
-                 path: Path, fd: int, georef: GeoReference | None = None) -> None:
+                 path: Path, fd: int, georef: GeoReference | None = None, token: str | None = None) -> None:
         self.final_path = final_path
         self.height, self.width, self.bands = height, width, bands
         self.dtype = np.dtype(dtype)
         self.path = path
         self.georef = georef
+        self.token = token
+        """The identity of the creation of this stage (``None``: an untagged stage)."""
         self._fd: int | None = fd
         self.row_bytes = width * bands * self.dtype.itemsize
 
@@ -117,43 +162,70 @@ class StagedRaster:
 
     @classmethod
     def create(cls, final_path: str | Path, height: int, width: int, dtype: np.dtype | type = np.uint8,
-               bands: int = 1, *, part: str = "", georef: GeoReference | None = None) -> StagedRaster:
-        """Create (or reset to zeros) the stage of ``final_path``; other processes may then :meth:`attach`.
+               bands: int = 1, *, part: str = "", georef: GeoReference | None = None,
+               token: str | None = None) -> StagedRaster:
+        """Create the stage of ``final_path``, all zeros; other processes may then :meth:`attach`.
 
         ``part`` names a second stage of the same output (e.g. ``"invalid"`` for its nodata rows);
-        ``georef`` is the default of :meth:`close`.
+        ``georef`` is the default of :meth:`close`; ``token`` (32 hex digits) tags this creation (see
+        :func:`stage_token`). A stale stage (a regular file left by a killed run) is removed first; a
+        link or special file at the stage's name is refused (:class:`OutputError`), and so is the
+        final output's name when it is one.
         """
         final_path, dtype = cls._check(final_path, height, width, dtype, bands)
+        if token is not None and not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise ValueError(f"a stage token is 32 hex digits, not {token!r}")
         path = stage_path(final_path, part)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        refuse_unsafe(final_path, "output")
+        refuse_unsafe(path, "stage file")
         try:
-            os.ftruncate(fd, height * width * bands * dtype.itemsize)  # sparse: zeros cost no disk until written
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a regular file (checked above): the stale stage of a killed run
         except OSError as exc:
+            raise write_error(exc, final_path) from exc
+        fd = create_exclusive(path, "stage file")
+        nbytes = height * width * bands * dtype.itemsize
+        try:
+            os.ftruncate(fd, nbytes)  # sparse: zeros cost no disk until written
+            if token is not None:
+                _pwrite_all(fd, memoryview(_TOKEN_PREFIX + token.encode("ascii") + b"\n"), nbytes)
+        except BaseException as exc:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            raise InputError(f"cannot create the staging file {path} ({exc}); free some disk space") from exc
-        return cls(final_path, height, width, dtype, bands, path, fd, georef)
+            forget_transient(path)
+            if isinstance(exc, OSError):
+                raise write_error(exc, final_path) from exc
+            raise
+        return cls(final_path, height, width, dtype, bands, path, fd, georef, token)
 
     @classmethod
     def attach(cls, final_path: str | Path, height: int, width: int, dtype: np.dtype | type = np.uint8,
                bands: int = 1, *, part: str = "", georef: GeoReference | None = None) -> StagedRaster:
-        """Open the existing stage of ``final_path`` made by :meth:`create` (in this or another process)."""
+        """Open the existing stage of ``final_path`` made by :meth:`create` (in this or another process).
+
+        The stage is never opened through a link. It is transient in this process too, until
+        :meth:`detach`, :meth:`finish` or :meth:`abort`.
+        """
         final_path, dtype = cls._check(final_path, height, width, dtype, bands)
         path = stage_path(final_path, part)
         try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            fd = open_existing(path, "stage file", write=True)
         except OSError as exc:
             raise InputError(f"cannot open the staging file {path} ({exc.strerror}); "
                              f"it is created by StagedRaster.create first") from exc
         expected = height * width * bands * dtype.itemsize
         size = os.fstat(fd).st_size
-        if size != expected:
+        token = None
+        if size == expected + TOKEN_BYTES:
+            token = stage_token(path, expected)
+        if size != expected and token is None:
             os.close(fd)
             raise InputError(f"staging file {path} has {size} bytes, not the {expected} of a {width}x{height}x{bands} "
                              f"{dtype} raster; delete it and start the output again")
-        return cls(final_path, height, width, dtype, bands, path, fd, georef)
+        register_transient(path, fd)
+        return cls(final_path, height, width, dtype, bands, path, fd, georef, token)
 
     @property
     def fd(self) -> int:
@@ -177,9 +249,10 @@ class StagedRaster:
                              f"({self.width} wide, {self.bands} band(s))")
         self._check_rows(y0, len(rows))
         data = np.ascontiguousarray(rows, dtype=self.dtype).data.cast("B")
-        offset, done = y0 * self.row_bytes, 0
-        while done < len(data):  # pwrite may write less than asked
-            done += _pwrite(self.fd, data[done:], offset + done)
+        try:
+            _pwrite_all(self.fd, data, y0 * self.row_bytes)
+        except OSError as exc:
+            raise write_error(exc, self.final_path) from exc
 
     def read(self, y0: int, height: int) -> np.ndarray:
         """Rows ``y0 .. y0 + height`` as a fresh array (``[h, W]`` or ``[h, W, bands]``)."""
@@ -201,7 +274,10 @@ class StagedRaster:
 
     def flush(self) -> None:
         """Push written rows to the disk, so processes on other hosts (shared file systems) see them."""
-        os.fsync(self.fd)
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise write_error(exc, self.final_path) from exc
 
     def close(self) -> Path:
         """Finish the final file with the ``georef`` given at creation (the ``RowWriter`` interface)."""
@@ -212,6 +288,7 @@ class StagedRaster:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        forget_transient(self.path)
 
     def abort(self) -> None:
         """Close and delete the stage; no final file is written."""
@@ -289,8 +366,9 @@ def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | N
         profile["nodata"] = float("nan")
     if georef is not None:
         profile.update(crs=georef.crs, transform=georef.transform)
-    fd, tiled = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tiled.tif", dir=path.parent)
-    os.close(fd)
+    refuse_unsafe(path, "output")
+    tiled = path.with_name(f".{path.stem}.{os.urandom(4).hex()}.tiled.tif")
+    os.close(create_exclusive(tiled, "temporary file"))
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF is intended
@@ -304,12 +382,43 @@ def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | N
             with atomic_path(path) as tmp:
                 gdal_copy(tiled, tmp, driver="COG", BLOCKSIZE=COG_BLOCKSIZE, COMPRESS="DEFLATE", PREDICTOR="YES",
                           OVERVIEW_RESAMPLING=resampling.upper(), BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-    except rasterio.errors.RasterioError as exc:
-        raise InputError(f"cannot write {path} ({exc}); check the free disk space and permissions") from exc
+    except (rasterio.errors.RasterioError, rasterio._err.CPLE_BaseError) as exc:  # GDAL's own errors
+        raise _gdal_write_error(exc, path) from exc
+    except OSError as exc:
+        if is_write_fault(exc, path, tiled):
+            raise write_error(exc, path) from exc
+        raise
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tiled)
+        forget_transient(tiled)
     return path
+
+
+def _gdal_write_error(exc: Exception, path: Path) -> OutputError:
+    """GDAL reports a full disk or a read-only folder in words; name the cause as :func:`write_error` does."""
+    import errno
+    import shutil
+
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    code = None
+    if "no space left" in lowered or "disk space" in lowered or "disk full" in lowered:
+        code = errno.ENOSPC
+    elif "quota" in lowered:
+        code = getattr(errno, "EDQUOT", errno.ENOSPC)
+    elif "read-only" in lowered:
+        code = errno.EROFS
+    elif "permission denied" in lowered:
+        code = errno.EACCES
+    else:
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(path.absolute().parent).free < 1 << 20:
+                code = errno.ENOSPC
+    if code is not None:
+        return write_error(OSError(code, os.strerror(code)), path)
+    return OutputError(f"cannot write {path} ({text}); check the free disk space and permissions of "
+                       f"{path.absolute().parent}")
 
 
 def validate_cog(path: str | Path) -> list[str]:

@@ -3,7 +3,10 @@
 A command lists its inputs (:meth:`OutputPlan.protect`) and then each output it will write
 (:meth:`OutputPlan.add`): the suffix must be one the writer supports, and no output may be an input
 (by resolved path, or the same file through a link) or another output. A collision is a one-line
-:class:`~mmchange_core.errors.InputError` raised while planning, so nothing is written.
+:class:`~mmchange_core.errors.InputError` raised while planning, so nothing is written. A link or a
+special file (FIFO, device, socket) at an output's name, or at the name of its stage files
+(:func:`~mmchange_core.io.cog.stage_path`), is refused the same way: mmchange never writes through a
+link; and a read-only folder is named as such.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.atomic import refuse_unsafe
 from mmchange_core.io.images import JPEG_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES
 
 #: Suffixes of the files each kind of output can be written as.
@@ -51,8 +55,23 @@ def _check_writable_folder(path: Path, what: str) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise InputError(f"{what} {path}: {folder} is a file, not a folder; choose another output path")
+    if _read_only(folder):
+        raise InputError(f"{what} {path}: {folder} is on a read-only file system; write elsewhere")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{what} {path}: no permission to write in {folder}; choose another output path")
+        raise InputError(f"{what} {path}: no permission to write in {folder}; make it writable or write elsewhere")
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (where ``statvfs`` tells)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
+
+
+def _stage_names(path: Path) -> list[Path]:
+    """The stage files a staged raster output may create beside ``path`` (see :mod:`mmchange_core.io.cog`)."""
+    return [path.with_name(f".{path.name}{part}.stage") for part in ("", ".invalid")]
 
 
 class OutputPlan:
@@ -112,6 +131,8 @@ class OutputPlan:
         if os.path.lexists(path) and not path.is_file():
             kind = "a folder" if path.is_dir() else "not a regular file"
             raise InputError(f"{what} {path} exists and is {kind}; give the path of a file to write")
+        for name, kind in ((path, what), *((stage, "stage file") for stage in _stage_names(path))):
+            refuse_unsafe(name, kind)  # a link or FIFO planted at the output's or a stage's name
         _check_writable_folder(path, what)
         self._outputs[key] = (what, path, owner)
         return path

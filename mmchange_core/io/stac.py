@@ -1,10 +1,11 @@
 """A STAC Item beside a prediction: what was compared, with which model, and where the results are.
 
 The Item (STAC 1.1, written with pystac, from the optional extra ``cog``) has the two input images and
-every output as assets (hrefs relative to the Item's folder when they can be), the model as
-``mmchange:*`` properties (checkpoint file name and sha256, threshold, tile size, overlap, mmchange
-version), the footprint in WGS84 (``bbox``/``geometry``) and the grid with the projection extension
-(``proj:code`` or ``proj:wkt2``, ``proj:shape``, ``proj:transform``, ``proj:bbox``). The time span is
+every output as assets (hrefs: percent-encoded URL references, relative to the Item's folder when
+they can be), the model as ``mmchange:*`` properties (checkpoint file name and sha256, threshold,
+tile size, overlap, mmchange version), the footprint in WGS84 (``bbox``/``geometry``) and the grid
+with the projection extension (``proj:code`` or ``proj:wkt2``, ``proj:shape``, ``proj:transform``,
+``proj:bbox``). The time span is
 ``start_datetime``/``end_datetime`` when both input dates are known (GeoTIFF acquisition or file
 date tags), otherwise ``datetime`` is the time the Item was made (``created``).
 """
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 from mmchange_core.errors import InputError, install_hint, require_extra
 from mmchange_core.io.atomic import atomic_write_text
@@ -78,12 +80,19 @@ def model_properties(checkpoint: str | Path, *, threshold: float, tile_size: int
 
 
 def _href(path: Path, base: Path) -> str:
-    """``path`` relative to the folder ``base`` when possible (same drive), else absolute; POSIX slashes."""
+    """``path`` as a URL reference from the folder ``base``: relative when possible, percent-encoded.
+
+    A STAC href is a URL reference (RFC 3986), so the POSIX relative path is percent-encoded
+    (``site #3.tif`` -> ``site%20%233.tif``; ``?``, ``%``, ``:`` and non-ASCII letters too): resolved
+    against the Item's own URL and unquoted it names exactly ``path``. On another drive (Windows) it
+    is the absolute ``file://`` URL.
+    """
     path = Path(os.path.abspath(path))
     try:
-        return Path(os.path.relpath(path, os.path.abspath(base))).as_posix()
+        relative = Path(os.path.relpath(path, os.path.abspath(base))).as_posix()
     except ValueError:  # another drive on Windows
-        return path.as_posix()
+        return path.as_uri()
+    return quote(relative, safe="/")
 
 
 def output_asset(kind: str, path: str | Path, base: Path, georeferenced: bool) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from mmchange_core.config import to_dict
 from mmchange_core.data.layouts import DATASET_ALIASES
 from mmchange_core.errors import InputError
+from mmchange_core.io.images import check_regular_file
 from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.hub import HUB_SCHEME, WEIGHTS_FILE, import_hub
 
@@ -71,6 +72,8 @@ def _known_dataset(dataset: str) -> bool:
 def read_eval_summary(path: str | Path) -> EvalSummary:
     """The metrics of ``mmchange eval``'s ``metrics.json`` (or its ``--json`` output); one-line errors."""
     path = Path(path)
+    if path.exists():
+        check_regular_file(path, "evaluation")  # a FIFO or device is refused, never opened (reading one blocks)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -57,12 +57,88 @@ def import_hub(what: str = "hf:// checkpoints") -> ModuleType:
     return require_extra("huggingface_hub", what, "hub")
 
 
+#: One part of a repository id (owner or name), as the Hub allows it: letters, digits, '-', '_', '.',
+#: not starting or ending with '-' or '.', at most 96 characters ('..' and '--' are refused separately).
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+_REPO_RULE = ("letters, digits, '-', '_' and '.', at most 96 characters each for owner and name, not starting or "
+              "ending with '-' or '.', no '..' or '--'")
+_REVISION_RULE = ("a git branch, tag or commit hash, as git check-ref-format allows it: no '..', '//' or '@{', no "
+                  "spaces, control characters, \\ ~ ^ : ? * or [, no part starting with '.' or ending in '.lock', "
+                  "not starting or ending with '/', not ending with '.'")
+# what git check-ref-format refuses anywhere in a ref: control characters, space, DEL, ~ ^ : ? * [ and backslash
+_REVISION_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def revision_problem(revision: str) -> str | None:
+    """Why ``revision`` is not a git branch, tag or commit name (``git check-ref-format`` rules), or None.
+
+    A revision is never a path: ``..``, a leading ``/``, a backslash and parts starting with ``.`` are
+    refused, so it cannot lead outside the repository's refs in the Hub cache.
+    """
+    if not revision:
+        return "it is empty"
+    if (found := _REVISION_FORBIDDEN.search(revision)) is not None:
+        return f"it contains {found.group()!r}"
+    if ".." in revision:
+        return "it contains '..'"
+    if "@{" in revision:
+        return "it contains '@{'"
+    if revision == "@":
+        return "it is '@'"
+    if revision.startswith("/") or revision.endswith("/") or "//" in revision:
+        return "it starts or ends with '/' or contains '//'"
+    if revision.endswith("."):
+        return "it ends with '.'"
+    for part in revision.split("/"):
+        if part.startswith("."):
+            return f"its part {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its part {part!r} ends with '.lock'"
+    return None
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why ``repo_id`` (``OWNER/NAME``) is not a repository id the Hub allows, or None."""
+    parts = repo_id.split("/")
+    if len(parts) != 2:
+        return "it is not OWNER/NAME"
+    for what, part in zip(("owner", "name"), parts):
+        if not _REPO_PART.fullmatch(part):
+            return f"the {what} {part!r} breaks these rules"
+    for pair in ("..", "--"):
+        if pair in repo_id:
+            return f"it contains {pair!r}"
+    if repo_id.endswith(".git"):
+        return "it ends with '.git'"
+    return None
+
+
+def _shown(text: object) -> str:
+    """``text`` for a one-line message: as it is when printable, else its repr (no control characters)."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+def check_revision(revision: str, spec: object) -> str:
+    """``revision`` when it is a branch, tag or commit name; else a one-line InputError naming ``spec``."""
+    problem = revision_problem(revision)
+    if problem is not None:
+        raise InputError(f"{_shown(spec)}: the revision {revision!r} is not a branch, tag or commit ({problem}); "
+                         f"give {_REVISION_RULE}")
+    return revision
+
+
 def parse_hub_spec(spec: str | PurePath) -> HubSpec:
-    """``hf://OWNER/NAME[@REVISION]`` as a :class:`HubSpec`; a one-line InputError for anything else."""
-    text = str(spec)
-    if not is_hub_spec(text):
-        raise InputError(f"{text!r} is not a Hub checkpoint; write {_SPEC_SYNTAX}")
-    body = _HUB_PREFIX.sub("", text).lstrip("/")
+    """``hf://OWNER/NAME[@REVISION]`` as a :class:`HubSpec`; a one-line InputError for anything else.
+
+    The owner and name are checked as the Hub allows them and the revision as git allows a branch,
+    tag or commit name (never a path), before anything is downloaded or read from the cache.
+    """
+    body = str(spec)
+    if not is_hub_spec(body):
+        raise InputError(f"{body!r} is not a Hub checkpoint; write {_SPEC_SYNTAX}")
+    text = _shown(body)  # the spec as messages name it
+    body = _HUB_PREFIX.sub("", body).lstrip("/")
     repo_id, at, revision = body.partition("@")
     if at and not revision:
         raise InputError(f"{text}: nothing after '@'; write {_SPEC_SYNTAX}")
@@ -73,11 +149,12 @@ def parse_hub_spec(spec: str | PurePath) -> HubSpec:
     if len(parts) != 2 or not all(parts):
         raise InputError(f"{text}: expected {_SPEC_SYNTAX}, got {repo_id!r} (the owner is a user or "
                          f"organisation name)")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", parts[0]) or \
-            not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", parts[1]) or ".." in repo_id or \
-            repo_id.endswith((".git", ".")) or len(repo_id) > 96:
-        raise InputError(f"{text}: {repo_id!r} is not a valid repository name (letters, digits, '-', '_', '.'; "
-                         f"at most 96 characters); write {_SPEC_SYNTAX}")
+    problem = repo_id_problem(repo_id)
+    if problem is not None:
+        raise InputError(f"{text}: {repo_id!r} is not a valid repository name ({problem}); use {_REPO_RULE}, "
+                         f"as in {_SPEC_SYNTAX}")
+    if revision:
+        check_revision(revision, text)
     return HubSpec(repo_id, revision or None)
 
 

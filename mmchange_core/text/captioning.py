@@ -21,13 +21,13 @@ import numpy as np
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.distributed import distributed_session
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.io.images import read_rgb
+from mmchange_core.io.images import check_regular_file, read_rgb
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.text.config import CaptionerConfig, TextEncoderConfig, settings_id
 from mmchange_core.text.pipeline import TextPipeline
 from mmchange_core.text.store import CaptionReport, CaptionStore, Item
-from mmchange_core.text.store.records import sha256_files
+from mmchange_core.text.store.records import STORE_FILENAME, sha256_files
 
 #: Ranks can finish their shards far apart (uneven images, slow disks): barriers wait up to a day.
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
@@ -53,6 +53,18 @@ def _hash_all(paths: Sequence[Path], progress: ProgressCallback | None) -> list[
             for path, digest in zip(paths, sha256_files(paths, done))]
 
 
+def check_store_path(root: str | Path, store: str | Path | None = None) -> None:
+    """Refuse, before anything opens it, a caption store that is a FIFO, device or socket (reading one blocks).
+
+    ``root`` and ``store`` as :meth:`CaptionStore.open` takes them; a store that does not exist yet is fine.
+    """
+    path = Path(root) / STORE_FILENAME if store is None else Path(store).expanduser()
+    if path.is_dir():
+        path = path / STORE_FILENAME
+    if path.exists():
+        check_regular_file(path, "caption store")
+
+
 def _load(path: Path, warn: Callable[[str], None] | None) -> np.ndarray:
     return read_rgb(path, warn)
 
@@ -74,6 +86,7 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
     for split in chosen:
         layout.pairs(split)  # one-line error for an unknown or empty split
     keys = _image_keys(root, layout, chosen)
+    check_store_path(root, store)
     caption_store = CaptionStore.open(root, store)
     labels = [pair.label for split in chosen for pair in layout.pairs(split)]
     OutputPlan([*(path for _, path in keys), *labels]).add(caption_store.path, "caption store")

@@ -17,25 +17,22 @@ from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from mmchange_core.interrupts import STOP_SIGNALS as _SIGNALS
+from mmchange_core.interrupts import Interrupted as _Interrupted
+from mmchange_core.interrupts import signal_exit_code
+
+__all__ = ["Interrupted", "StopSignal", "WORKER_GRACE_S", "ignore_stop_signals", "signal_exit_code"]
 
 
-def signal_exit_code(name: str) -> int:
-    """The shell's exit status for a process ended by signal ``name``: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + int(signal.Signals[name])
+class Interrupted(_Interrupted):
+    """A second signal stopped training at once; the last state written is kept.
 
-
-class Interrupted(KeyboardInterrupt):
-    """A second signal stopped training at once; the last state written is kept."""
+    The one exception every command stops with on a signal (:class:`mmchange_core.interrupts.Interrupted`),
+    with the message of training's second signal.
+    """
 
     def __init__(self, signum: int) -> None:
-        self.signal = signal.Signals(signum).name
-        super().__init__(f"{self.signal} received twice; stopped at once")
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal number, as a shell reports a process that the signal ended."""
-        return signal_exit_code(self.signal)
+        super().__init__(signum, f"{signal.Signals(signum).name} received twice; stopped at once")
 
 
 #: Seconds a DataLoader worker lives on after a SIGTERM (the main process saves meanwhile).

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mmchange_core.text import CaptionStore
+from tests.fifo_helpers import released
 from tests.text_helpers import make_dataset
 
 OFFLINE = ("--captioner", "basic", "--text-encoder", "hashing")
@@ -67,3 +68,25 @@ def test_caption_one_line_errors(cli, tmp_path: Path) -> None:
     result = cli("caption", "-d", root, "--captioner", "gpt4")
     assert result.exit_code == 1 and "unknown captioner 'gpt4'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_caption_store_that_is_a_fifo_is_refused_before_it_is_opened(cli, tmp_path: Path) -> None:
+    """Opening a FIFO to read it blocks until a writer comes: the store is checked with stat first."""
+    import os
+    import stat
+
+    root = make_dataset(tmp_path / "ds", pairs=1)
+    store_folder = tmp_path / "stores"
+    store_folder.mkdir()
+    for given, fifo in ((tmp_path / "captions.jsonl", tmp_path / "captions.jsonl"),
+                        (store_folder, store_folder / "mmchange_captions.jsonl"),
+                        (None, root / "mmchange_captions.jsonl")):
+        os.mkfifo(fifo)
+        with released(fifo) as blocked:
+            result = cli("caption", "-d", root, *OFFLINE, *(("--captions", given) if given else ()))
+        assert not blocked, f"caption blocked reading the FIFO {fifo}"
+        assert result.exit_code == 1, result.output
+        assert result.output == (f"error: {fifo} is not a regular file (a FIFO, device or socket); give the path of "
+                                 f"the caption store file\n")
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+        fifo.unlink()

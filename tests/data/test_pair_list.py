@@ -130,3 +130,37 @@ def test_train_command_refuses_a_bad_list_before_any_run_folder(cli, data: Path,
     assert result.exit_code == 1, result.output
     assert "pairs.csv line 4: label labels/missing.png not found" in " ".join(result.output.split())
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_labels_missing_from_a_pair_list_get_pair_list_advice(data: Path, tmp_path: Path) -> None:
+    """The advice names the list, its row and its 'label' column, not the 'label' folder of folder layouts."""
+    rows = _rows(data)
+    no_column = _write_csv(tmp_path / "pairs.csv", rows, ["image_a", "image_b", "split"])
+    with pytest.raises(InputError) as caught:
+        detect_layout(no_column).require_labels("test")
+    assert str(caught.value) == (f"{no_column} has no 'label' column; add one with each pair's label path (relative "
+                                 f"to {tmp_path}), as evaluation and training need a label for every pair")
+    some_empty = tmp_path / "some.json"
+    some_empty.write_text(json.dumps([{**row, "label": "" if row["split"] == "train" and i == 1 else row["label"]}
+                                      for i, row in enumerate(rows)]))
+    with pytest.raises(InputError) as caught:
+        detect_layout(some_empty).require_labels("train")
+    assert str(caught.value).startswith(f"{some_empty} item 2: no label for pair ")
+    assert "(1 of 3 pair(s) of split 'train' have none); give each pair's label path in the 'label' column" in \
+        str(caught.value)
+    assert "'label' folder" not in str(caught.value)
+
+
+def test_a_pair_list_that_is_a_fifo_is_refused_unopened(tmp_path: Path) -> None:
+    import os
+
+    listing = tmp_path / "pairs.csv"
+    os.mkfifo(listing)
+    for call in (lambda: resolve_dataset_root(str(listing)), lambda: detect_layout(listing)):
+        with pytest.raises(InputError, match=r"pairs.csv is not a regular file \(a FIFO, device or socket\)"):
+            call()
+    fifo = tmp_path / "dataset"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"dataset is not a regular file \(a FIFO, device or socket\); pass a "
+                                         r"dataset folder"):
+        resolve_dataset_root(str(fifo))

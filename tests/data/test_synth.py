@@ -75,3 +75,12 @@ def test_text_signal_makes_land_cover_follow_the_change() -> None:
     with_signal, without = _shift_ratio(True), _shift_ratio(False)
     assert with_signal > 1.5
     assert with_signal > without + 0.5
+
+
+def test_an_output_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="fifo exists and is not a folder; choose a new folder"):
+        make_synthetic_dataset(fifo, SynthConfig(pairs=3, size=64))

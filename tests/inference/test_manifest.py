@@ -34,3 +34,33 @@ def test_finished_needs_the_same_fingerprint_and_untouched_outputs(tmp_path) -> 
     out.unlink()
     assert not finished(record, "f", {"mask": out}) and file_stamp(out) is None
     assert fingerprint(a=1, b=[2, 3]) == fingerprint(b=[2, 3], a=1) != fingerprint(a=1, b=[3, 2])
+
+
+def test_an_append_after_a_torn_tail_starts_a_fresh_line(tmp_path) -> None:
+    import pytest
+
+    from mmchange_core.errors import OneLineWarning
+
+    manifest = RunManifest(tmp_path)
+    manifest.append("a.png", "f1")
+    with open(manifest.path, "ab") as handle:
+        handle.write(b'{"v":1,"unit":"b.png","finger')  # killed while writing
+    with pytest.warns(OneLineWarning, match=r"mmchange_manifest.jsonl: ignoring a torn or unreadable line \(line 2\)"):
+        assert sorted(manifest.latest()) == ["a.png"]
+    manifest.append("c.png", "f3")  # not glued to the torn line, so not lost with it
+    assert sorted(manifest.latest()) == ["a.png", "c.png"]
+    assert manifest.path.read_bytes().count(b"\n") == 3
+
+
+def test_a_line_that_is_not_utf8_is_skipped_not_raised(tmp_path) -> None:
+    import pytest
+
+    from mmchange_core.errors import OneLineWarning
+
+    manifest = RunManifest(tmp_path)
+    manifest.append("a.png", "f1")
+    with open(manifest.path, "ab") as handle:
+        handle.write(b'{"v":1,"unit":"\xff\xfe.png","fingerprint":"f2"}\n')
+    manifest.append("c.png", "f3")
+    with pytest.warns(OneLineWarning, match=r"\(line 2\)"):
+        assert sorted(manifest.latest()) == ["a.png", "c.png"]

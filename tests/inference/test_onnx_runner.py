@@ -15,7 +15,7 @@ from mmchange_core.errors import InputError
 from mmchange_core.evaluation.drift import measure_drift
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.onnx_runner import OnnxRunner
-from tests.inference.test_predict import scene, write_pair
+from tests.inference_helpers import scene, write_pair
 from tests.onnx_helpers import exported
 
 pytestmark = pytest.mark.slow  # shares the session's tiny exports (tens of seconds for the first test)
@@ -125,3 +125,61 @@ def test_detector_api_reads_the_onnx_metadata() -> None:
     captions = ["a field", "a new road across the field"]
     np.testing.assert_allclose(detector.probabilities(image_a, image_b, captions),
                                torch_detector.probabilities(image_a, image_b, captions), atol=1e-4)
+
+
+# a foreign model: mmchange's metadata on a graph whose inputs or outputs differ from an export
+_IMAGE = ("float", ["N", 3, "H", "W"])
+_MAP = ("float", ["N", 1, "H", "W"])
+
+
+@pytest.mark.parametrize("options, difference", [
+    (dict(outputs={"out0": _MAP}), "has no output 'logits' (outputs: out0)"),
+    (dict(outputs={"logits": ("float", ["N", "H", "W"])}),
+     "has output 'logits' of rank 3 (shape [N, H, W]), but mmchange exports float32 [N, 1, H, W]"),
+    (dict(outputs={"logits": ("double", ["N", 1, "H", "W"])}),
+     "has output 'logits' of type tensor(double), but mmchange exports float32 [N, 1, H, W]"),
+    (dict(outputs={"logits": _MAP, "probability": ("double", ["N", 1, "H", "W"])}),
+     "has output 'probability' of type tensor(double), but mmchange exports float32 [N, 1, H, W]"),
+    (dict(inputs={"image_a": ("double", ["N", 3, "H", "W"]), "image_b": _IMAGE}),
+     "has input 'image_a' of type tensor(double), but mmchange exports float32 [N, 3, H, W]"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": ("float", ["N", 3, "H"])}),
+     "has input 'image_b' of rank 3 (shape [N, 3, H]), but mmchange exports float32 [N, 3, H, W]"),
+    (dict(inputs={"image_a": ("float", ["N", 4, "H", "W"]), "image_b": _IMAGE}),
+     "has input 'image_a' of shape [N, 4, H, W] (axis 1 is 4, not 3), but mmchange exports float32 [N, 3, H, W]"),
+    (dict(inputs={"input0": _IMAGE, "image_b": _IMAGE}),
+     "has no input 'image_a' (inputs: input0, image_b), which its metadata's image-only model needs"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "mask": _MAP}),
+     "has an input 'mask' that its metadata's image-only model does not take (inputs: image_a, image_b, mask)"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE}, text=True),
+     "has no input 'text_a' (inputs: image_a, image_b), which its metadata's text model needs"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "text_a": ("float", [1, 32]),
+                  "text_b": ("float", [1, 32])}, text=True),
+     "has input 'text_a' of shape [1, 32] (axis 1 is 32, not 64), but mmchange exports float32 [1, 64]"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "text_a": ("float", [64]), "text_b": ("float", [1, 64])},
+          text=True),
+     "has input 'text_a' of rank 1 (shape [64]), but mmchange exports float32 [1, 64]"),
+])
+def test_a_foreign_model_is_refused_at_load_naming_the_difference(tmp_path, options, difference) -> None:
+    from mmchange_core.errors import CheckpointError
+    from tests.onnx_helpers.foreign import foreign_model
+
+    model = foreign_model(tmp_path / "model.onnx", **options)
+    with pytest.raises(CheckpointError) as caught:
+        OnnxRunner(model, "cpu")
+    assert str(caught.value) == f"{model} {difference}; export it with 'mmchange export'"
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_a_model_with_the_exported_signature_loads_and_runs(tmp_path, text: bool) -> None:
+    """Dynamic axes may carry any names; a text model's text inputs may have a dynamic first axis."""
+    import torch
+
+    from tests.onnx_helpers.foreign import foreign_model
+
+    inputs = {"image_a": ("float", ["b", 3, "h", "w"]), "image_b": ("float", [None, 3, None, None])}
+    if text:
+        inputs.update(text_a=("float", ["one", 64]), text_b=("float", [1, 64]))
+    runner = OnnxRunner(foreign_model(tmp_path / "model.onnx", inputs, text=text), "cpu")
+    embedding = torch.zeros(1, 64) if text else None
+    assert runner.logits(torch.zeros(2, 3, 64, 96), torch.zeros(2, 3, 64, 96), embedding, embedding).shape == \
+        (2, 1, 64, 96)

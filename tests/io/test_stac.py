@@ -145,3 +145,28 @@ def test_bad_item_names_and_missing_pystac(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pystac", None)
     with pytest.raises(InputError, match=r"pystac is not installed \(required for .*\); install it with: pip install \"mmchange\[cog\]\""):
         require_pystac("the STAC item x.json")
+
+
+@pytest.mark.parametrize("name", ["site #3.tif", "q?x=1%20&y.png", "a b/c d.png", "données été.png",
+                                  "a:b [1] 100%.png", "#.png"])
+def test_asset_hrefs_are_url_references_that_resolve_to_the_files(name: str, tmp_path) -> None:
+    """Resolved against the Item's URL and unquoted, as a STAC client does, every href names its own file."""
+    from pathlib import Path
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    out = tmp_path / "out #1"
+    inputs = [tmp_path / "in?" / "A" / name, tmp_path / "in?" / "B" / name]
+    mask = out / f"mask {name}"
+    for path in (*inputs, mask):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    item_path = write_stac_item(out / "item.json", name="pair", inputs=inputs, georef=None,
+                                model={"checkpoint": "m.safetensors"}, assets={"mask": mask}, shape=(H, W))
+    hrefs = {key: asset["href"] for key, asset in json.loads(item_path.read_text())["assets"].items()}
+    base = item_path.as_uri()
+    for key, path in (("image_a", inputs[0]), ("image_b", inputs[1]), ("mask", mask)):
+        parts = urlsplit(urljoin(base, hrefs[key]))
+        assert parts.scheme == "file" and not parts.query and not parts.fragment, hrefs[key]
+        assert Path(unquote(parts.path)) == path, hrefs[key]
+        assert not any(c in hrefs[key] for c in " #?:") and not hrefs[key].startswith("/")
+    assert stac_problems(item_path) == []

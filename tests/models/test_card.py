@@ -19,24 +19,12 @@ from mmchange_core.models.card import (
     model_card,
     read_eval_summary,
 )
+from tests.models_helpers import METRICS, eval_json
 
 hub = pytest.importorskip("huggingface_hub")
 
 IMAGE_ONLY = ModelConfig(backbone="resnet18", variant="image-only")
-METRICS = {"precision": 0.8125, "recall": 0.625, "f1": 0.7065, "iou": 0.5462, "oa": 0.9731, "kappa": 0.6925,
-           "tp": 130, "fp": 30, "fn": 78, "tn": 3800}
 TEXT = {"captioner": {"name": "basic", "model": "pixel-statistics"}, "encoder": {"name": "hashing", "dim": 64}}
-
-
-def eval_json(path: Path, **changes) -> Path:
-    """A metrics.json as ``mmchange eval`` writes it into its run folder."""
-    data = {"metrics": METRICS, "split": "test", "pairs": 8, "threshold": 0.5, "threshold_tuning": None,
-            "checkpoint": "runs/train/exp/best.safetensors", "model": {"backbone": "resnet18",
-                                                                        "variant": "image-only", "text_dim": 512},
-            "dataset": "/data/LEVIR-CD", "layout": "split-folders", "tile_size": 256, "overlap": 0}
-    data.update(changes)
-    path.write_text(json.dumps(data))
-    return path
 
 
 def meta(**changes) -> CheckpointMeta:
@@ -124,3 +112,17 @@ def test_an_evaluation_of_another_network_is_refused(tmp_path: Path) -> None:
                                          ("/data/SYSU-CD/", "SYSU-CD"), ("/data/my-city", "my-city")])
 def test_dataset_names(given: str, name: str) -> None:
     assert dataset_name(given) == name
+
+
+def test_an_evaluation_file_that_is_a_fifo_is_refused_unopened(tmp_path: Path) -> None:
+    import os
+
+    from tests.fifo_helpers import released
+
+    fifo = tmp_path / "metrics.json"
+    os.mkfifo(fifo)  # reading it would block until a writer came
+    with released(fifo) as blocked, pytest.raises(InputError, match=r"metrics.json is not a regular file \(a FIFO, "
+                                                                    r"device or socket\); give the path of the "
+                                                                    r"evaluation file"):
+        read_eval_summary(fifo)
+    assert not blocked

@@ -17,7 +17,7 @@ from mmchange_core.errors import InputError
 from mmchange_core.models import CheckpointMeta, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mmchange_core.models import update_checkpoint_meta
 from mmchange_core.models.hub import HubError, HubSpec, import_hub, parse_hub_spec, resolve_checkpoint
-from tests.models.hub_cache import add_snapshot, use_hub_cache
+from tests.models_helpers.hub_cache import add_snapshot, use_hub_cache
 
 pytest.importorskip("huggingface_hub")
 
@@ -168,3 +168,70 @@ def test_eval_refuses_to_tune_a_hub_checkpoint_before_any_work(tmp_path: Path, c
     assert result.exit_code == 1 and "hf://alice/cd-model is a Hub checkpoint" in result.stderr
     assert "hf download alice/cd-model model.safetensors --local-dir DIR" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/3", "release/2024-01_rc.1", "a" * 40, "feature@x"])
+def test_branches_tags_and_commits_are_revisions(revision: str) -> None:
+    assert parse_hub_spec(f"hf://alice/cd-model@{revision}") == HubSpec("alice/cd-model", revision)
+
+
+@pytest.mark.parametrize("revision, problem", [
+    ("../refs/private", "it contains '..'"),
+    ("x/../../models--bob--other/refs/main", "it contains '..'"),
+    ("/tmp/hub/models--bob--other/refs/main", "it starts or ends with '/' or contains '//'"),
+    ("main/", "it starts or ends with '/' or contains '//'"),
+    ("a//b", "it starts or ends with '/' or contains '//'"),
+    ("main\\x", "it contains '\\\\'"),
+    ("x~1", "it contains '~'"),
+    ("x^", "it contains '^'"),
+    ("a:b", "it contains ':'"),
+    ("what?", "it contains '?'"),
+    ("a*", "it contains '*'"),
+    ("a[1]", "it contains '['"),
+    ("a b", "it contains ' '"),
+    ("a\x7f", "it contains '\\x7f'"),
+    ("line\nbreak", "it contains '\\n'"),
+    (".hidden", "its part '.hidden' starts with '.'"),
+    ("refs/.x", "its part '.x' starts with '.'"),
+    ("main.lock", "its part 'main.lock' ends with '.lock'"),
+    ("v1.", "it ends with '.'"),
+    ("@", "it is '@'"),
+    ("main@{1}", "it contains '@{'"),
+])
+def test_revisions_that_are_paths_or_not_git_refs_are_refused(revision: str, problem: str) -> None:
+    spec = f"hf://alice/cd-model@{revision}"
+    with pytest.raises(InputError) as info:
+        resolve_checkpoint(spec)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"the revision {revision!r} is not a branch, tag or commit ({problem}); give a git branch, tag or " \
+           f"commit hash" in message, message
+    assert message.startswith(spec if spec.isprintable() else repr(spec))
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("hf://alice-/m", "the owner 'alice-' breaks these rules"),
+    ("hf://.alice/m", "the owner '.alice' breaks these rules"),
+    ("hf://alice/m.", "the name 'm.' breaks these rules"),
+    ("hf://alice/-m", "the name '-m' breaks these rules"),
+    ("hf://alice/a--b", "it contains '--'"),
+    (f"hf://alice/{'m' * 97}", f"the name '{'m' * 97}' breaks these rules"),
+])
+def test_repository_names_the_hub_refuses_are_one_line_errors(spec: str, problem: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_hub_spec(spec)
+    assert "\n" not in str(info.value) and f"is not a valid repository name ({problem})" in str(info.value)
+    assert "letters, digits, '-', '_' and '.'" in str(info.value)
+
+
+def test_a_revision_cannot_lead_to_another_snapshot_in_the_cache(models, tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "hub"
+    use_hub_cache(monkeypatch, cache, offline=True)
+    add_snapshot(cache, "alice/cd-model", models["seed0"].parent)
+    add_snapshot(cache, "alice/cd-model", models["seed1"].parent, refs=("private",))
+    add_snapshot(cache, "bob/other", models["seed1"].parent)
+    assert read_checkpoint_meta("hf://alice/cd-model").threshold == 0.3
+    for revision in ("../refs/private", "../../models--bob--other/refs/main",
+                     f"/{cache}/models--bob--other/refs/main"):
+        with pytest.raises(InputError, match="is not a branch, tag or commit"):
+            resolve_checkpoint(f"hf://alice/cd-model@{revision}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmchange_core.errors import InputError, MMChangeError
+from mmchange_core.io.atomic import refuse_unsafe
 from mmchange_core.text.config import settings_id
 from mmchange_core.text.store.index import MissingCaptionsError, StaleCaptionsError, StoreIndex, caption_command
 from mmchange_core.text.store.log import LogScan, append_records, store_lock
@@ -59,11 +60,11 @@ class CaptionStore:
     def reload(self) -> None:
         """(Re)read the file; a truncated last line is ignored, malformed lines are skipped with a note."""
         self._index = StoreIndex(self.path)
-        self._records = self._valid_bytes = 0
+        self._records = self._valid_bytes = self._valid_lines = 0
         scan = LogScan(self.path)
         for record in scan:
             self._index.ingest(record)
-        self._records, self._valid_bytes = scan.records, scan.valid_bytes
+        self._records, self._valid_bytes, self._valid_lines = scan.records, scan.valid_bytes, scan.valid_lines
         for note in scan.notes:
             self._note(note)
 
@@ -190,7 +191,9 @@ class CaptionStore:
             if not shard:
                 self._records += len(records) + int(wrote_header)
                 self._valid_bytes = self.path.stat().st_size
-        if note is not None:
+                self._valid_lines += len(records) + int(wrote_header)
+        if note is not None:  # one note per torn line: the repair replaces the note of its reading
+            self.warnings = [w for w in self.warnings if not w.startswith(f"{self._append_path}: ignoring a truncated")]
             self._note(note)
         self._pending_run = None
         for record in records:
@@ -205,11 +208,11 @@ class CaptionStore:
         if self.path.stat().st_size < self._valid_bytes:  # replaced or cut by hand: read it again
             self.reload()
             return
-        scan = LogScan(self.path, self._valid_bytes)
+        scan = LogScan(self.path, self._valid_bytes, self._valid_lines + 1)
         for record in scan:
             self._index.ingest(record)
         self._records += scan.records
-        self._valid_bytes = scan.valid_bytes
+        self._valid_bytes, self._valid_lines = scan.valid_bytes, scan.valid_lines
 
     def record_run(self, description: dict[str, Any]) -> None:
         """Make ``description`` the active settings; its run record goes out with the next append.
@@ -232,6 +235,7 @@ class CaptionStore:
         With ``on_failure`` a loader's :class:`MMChangeError` is reported and the image left out;
         without it the error propagates. ``overwrite`` re-captions all.
         """
+        refuse_unsafe(self._append_path, "caption store")  # a link or FIFO at its name: refused before any work
         self.record_run(pipeline.describe())
         report, _ = update_index(self._index, self._append, items, pipeline, overwrite=overwrite,
                                  on_failure=on_failure, progress=progress, prefetch=prefetch)
@@ -239,6 +243,7 @@ class CaptionStore:
 
     def ensure(self, items: Sequence[Item], pipeline: TextPipeline) -> np.ndarray:
         """[N, dim] embeddings of ``items``, captioning and embedding (and storing) what is missing."""
+        refuse_unsafe(self._append_path, "caption store")
         self.record_run(pipeline.describe())
         _, captions = update_index(self._index, self._append, items, pipeline)
         enc_id = settings_id(pipeline.describe()["encoder"])

@@ -1,12 +1,13 @@
 """The caption store's record format: record builders, content hashes and float32 vector encoding.
 
-Every line of a store is one JSON record of one of :data:`RECORD_TYPES` (see :mod:`..store`).
+Every line of a store is one JSON record of one of :data:`RECORD_TYPES` (see :mod:`..store`), checked
+by a CRC-32 as its last member (:mod:`mmchange_core.io.logfile`); lines without it (older stores) are
+still read.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from mmchange_core.errors import MMChangeError
 # The content hashes live in io.hashing; the store's modules and users import them from here too.
 from mmchange_core.io.hashing import cached_sha256_file, sha256_bytes, sha256_file, sha256_files  # noqa: F401
 from mmchange_core.io.jsonio import strict_json
+from mmchange_core.io.logfile import seal, unseal
 from mmchange_core.text.config import captioner_from_settings, encoder_from_settings, settings_id
 
 STORE_FILENAME = "mmchange_captions.jsonl"
@@ -73,17 +75,14 @@ def decode_vector(text: str, dim: int) -> np.ndarray:
 
 
 def dumps(record: dict[str, Any]) -> bytes:
-    """One record as a compact UTF-8 JSON line."""
-    return strict_json(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """One record as a compact UTF-8 JSON line with its checksum."""
+    return seal(strict_json(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def parse(line: bytes) -> dict[str, Any] | None:
-    """The record on ``line``, or None when it is not (whole) JSON of a known record type."""
-    try:
-        record = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
+    """The record on ``line``, or None when it is not a whole, checked (or old-format) JSON line of a known type."""
+    record = unseal(line)
+    if record is None or record.get("type") not in RECORD_TYPES:
         return None
     return record
 
