@@ -87,6 +87,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.inference.settings import DetectorSettings
     from mmchange_core.training.config import TrainConfig
     from mmchange_core.training.loop import resume_config, train
     from mmchange_core.evaluation.metrics import METRIC_NAMES
@@ -119,9 +120,7 @@ def main() -> None:
         # training + validation time from metrics.csv, so resumed runs add up correctly
         train_seconds = sum(float(row["seconds"]) for row in result.history)
         t1 = time.perf_counter()
-        report = run_evaluation(EvalOptions(checkpoint=result.best_checkpoint, dataset=str(data), split="test",
-                                            device="cpu", workers=args.workers, batch_size=32,
-                                            name=variant, project=str(out / "runs")))
+        report = run_evaluation(EvalOptions(checkpoint=str(result.best_checkpoint), dataset=str(data), split="test", name=variant, project=str(out / "runs"), detector=DetectorSettings(device="cpu", workers=args.workers, batch_size=32)))
         eval_seconds = time.perf_counter() - t1
         metrics = report.metrics()
         results[variant] = {

@@ -24,7 +24,7 @@ from mmchange_core.evaluation.export_check import calibration_batches, calibrati
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models import CheckpointMeta, build_model, load_checkpoint, save_checkpoint
-from mmchange_core.models.export import export_checkpoint
+from mmchange_core.inference.backends import export_model_file
 
 
 def main() -> None:
@@ -50,14 +50,14 @@ def main() -> None:
         checkpoint = str(save_checkpoint(out / "random18.safetensors", model,
                                          CheckpointMeta(model=model.config, tile_size=args.size)))
     t0 = time.perf_counter()
-    fp32 = export_checkpoint(checkpoint, out / "model.onnx")
+    fp32 = export_model_file(checkpoint, out / "model.onnx")
     print(f"export fp32: {time.perf_counter() - t0:.0f} s, max |logit diff| vs torch {fp32.max_abs_logit_diff:.2g}")
     model, meta = load_checkpoint(checkpoint)
     feeds, pairs = calibration_batches(meta, args.calibrate, "train", windows=32)
-    int8 = export_checkpoint(fp32.path, out / "model-int8.onnx", quantize="int8", calibration=calibration_reader(feeds))
+    int8 = export_model_file(fp32.path, out / "model-int8.onnx", quantize="int8", calibration=calibration_reader(feeds))
     print(f"int8 (static, {len(feeds)} calibration windows of {pairs} pairs): export reports {int8.speedup:.2f}x "
           f"vs fp32 onnxruntime, max |logit diff| vs fp32 {int8.max_abs_logit_diff:.3g}")
-    dynamic = export_checkpoint(fp32.path, out / "model-int8-dynamic.onnx", quantize="int8-dynamic")
+    dynamic = export_model_file(fp32.path, out / "model-int8-dynamic.onnx", quantize="int8-dynamic")
     print(f"int8-dynamic: export reports {dynamic.speedup:.2f}x vs fp32 onnxruntime")
 
     runners = {"torch": InferenceRunner(model, "cpu"), "onnx fp32": OnnxRunner(fp32.path),

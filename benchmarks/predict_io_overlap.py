@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmchange_core.data.windows import iter_window_batches  # noqa: E402
 from mmchange_core.inference.predict import PredictConfig, load_detector, predict_pair  # noqa: E402
+from mmchange_core.inference.settings import DetectorSettings  # noqa: E402
 from mmchange_core.inference.sliding_window import network_for  # noqa: E402
 from mmchange_core.models import build_model, save_checkpoint  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = PredictConfig(tile_size=args.tile, batch_size=args.batch, device="cpu")
+    config = PredictConfig(detector=DetectorSettings(tile_size=args.tile, batch_size=args.batch, device="cpu"))
     with tempfile.TemporaryDirectory(prefix="mmchange-io-overlap-") as tmp:
         tmp = Path(tmp)
         torch.manual_seed(0)

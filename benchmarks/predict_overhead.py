@@ -23,6 +23,7 @@ from PIL import Image
 from mmchange_core.data.normalize import normalize_batch
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.predict import PairOutputs, predict_files
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.data.windows import TileGrid, iter_window_batches
 from mmchange_core.models import CheckpointMeta, build_model
 from mmchange_core.models.encoder import trunk_features
@@ -57,9 +58,9 @@ def main() -> None:
     pipeline = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(name="hashing"), device="cpu")
     model = build_model(args.backbone, args.variant)
     meta = CheckpointMeta(model=model.config, text_description=pipeline.describe() if model.uses_text else None)
-    config = PredictConfig(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device="cpu")
-    predictor = ChangePredictor(model, meta, config)
-    runner = predictor.runner
+    settings = DetectorSettings(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size, device="cpu")
+    detector = ChangeDetector(model, meta, settings)
+    runner = detector.runner
     trunk = runner.network.encoder.trunk  # the folded trunk that predict actually runs
     fmt = torch.channels_last if runner.channels_last else torch.contiguous_format  # ... in its memory format
 

@@ -3,6 +3,11 @@
 Library functions report :class:`~mmchange_core.progress.ProgressEvent`s; :class:`ProgressDisplay`
 renders them: rich bars when stderr is a terminal, plain lines (one every few seconds or every tenth
 of a task) when it is not, so CI logs and ``nohup`` runs always show progress.
+
+Text from users and the library (paths, captions, install hints such as ``mmchange[tensorboard]``)
+is never read as rich markup: each kind of line has one function here that prints it as plain
+text: :func:`note` (and :meth:`ProgressDisplay.print`), :func:`warn`, :func:`error` and the cells,
+headers and title of :func:`table`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console, RenderableType
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,9 +46,25 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def warn(message: str) -> None:
-    """A one-line warning on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+def plain(text: Any) -> Text:
+    """``text`` as rich text that prints exactly as it is (square brackets kept, no markup read)."""
+    return text if isinstance(text, Text) else Text(str(text))
+
+
+def note(message: str, *, stdout: bool = False) -> None:
+    """A one-line note on stderr (what the library chose for the user, e.g. the default checkpoint), printed
+    as it is; ``stdout``: on stdout, with the results."""
+    (out if stdout else err).print(plain(message), soft_wrap=True)
+
+
+def warn(message: str, *, indent: str = "") -> None:
+    """A one-line warning on stderr; ``message`` is printed as it is."""
+    err.print(Text.assemble(indent, ("warning:", "yellow"), " ", str(message)), soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """A one-line error on stderr; ``message`` is printed as it is."""
+    err.print(Text.assemble(("error:", "bold red"), " ", str(message)), soft_wrap=True)
 
 
 def report_size(path: Any) -> str:
@@ -55,14 +75,14 @@ def report_size(path: Any) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with the given columns; numbers are right-aligned."""
+    """A rich table with the given columns; numbers are right-aligned; title, headers and cells as they are."""
     rows = [list(r) for r in rows]
-    tbl = Table(title=title, title_justify="left")
+    tbl = Table(title=plain(title), title_justify="left")
     for i, col in enumerate(columns):
         numeric = bool(rows) and all(isinstance(r[i], (int, float)) for r in rows if i < len(r))
-        tbl.add_column(col, justify="right" if numeric else "left")
+        tbl.add_column(plain(col), justify="right" if numeric else "left")
     for r in rows:
-        tbl.add_row(*(_fmt(v) for v in r))
+        tbl.add_row(*(plain(_fmt(v)) for v in r))
     return tbl
 
 
@@ -116,8 +136,9 @@ class ProgressDisplay:
         # per task: started, time of the last line, fraction and count at the last event
         self._plain_state: dict[str, tuple[float, float, float, int]] = {}
         self._bar = None if self.plain else _Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            _RateColumn(), TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(),
             console=err, transient=transient)
 
     def __enter__(self) -> ProgressDisplay:
@@ -142,8 +163,8 @@ class ProgressDisplay:
         self._bar.update(self._tasks[event.task], completed=event.done, total=event.total, note=_note(event))
 
     def print(self, renderable: RenderableType) -> None:
-        """A line (or table) above the bars, or in sequence with the plain lines."""
-        err.print(renderable, soft_wrap=True)
+        """A line (or table) above the bars, or in sequence with the plain lines; text is printed as it is."""
+        err.print(plain(renderable) if isinstance(renderable, str) else renderable, soft_wrap=True)
 
     def _plain(self, event: ProgressEvent) -> None:
         now = time.monotonic()

@@ -8,6 +8,9 @@ only the flags the user typed, after ``--config`` and ``--set`` (see :mod:`mmcha
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,11 +31,14 @@ RENAMED_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def resolve(cls: type[T], config: Path | None, sets: list[str], **flags: Any) -> T:
-    """``cls`` from its defaults < the ``--config`` file < ``--set`` items < the flags given (not None)."""
+def resolve(cls: type[T], config: Path | None, sets: list[str], *, detector: dict[str, Any] | None = None,
+            **flags: Any) -> T:
+    """``cls`` from its defaults < the ``--config`` file < ``--set`` items < the flags given (not None);
+    ``detector``: the detector options given (see :func:`detector_options`), set under ``detector.``."""
     from mmchange_core.config import load_config
 
     given = [(key, value) for key, value in flags.items() if value is not None]
+    given += [(f"detector.{key}", value) for key, value in (detector or {}).items()]
     return load_config(cls, config, [*sets, *given])
 
 
@@ -46,13 +52,17 @@ def checkpoint_spec(value: str | Path) -> str | Path:
 
     A Path would turn ``hf://`` into ``hf:/``; the library resolves the spec (mmchange_core.models.hub).
     """
+    from mmchange_core.models.hub import is_hub_spec
+
     if isinstance(value, Path):
         return value
-    return value if value.startswith("hf://") else Path(value)
+    return value if is_hub_spec(value) else Path(value)
 
 
-CHECKPOINT_HELP = ("mmchange checkpoint: a .safetensors file, an exported .onnx file, or hf://OWNER/NAME (optionally @REVISION: a branch, "
-                   "tag or commit) on the Hugging Face Hub.")
+CHECKPOINT_HELP = ("mmchange checkpoint: a .safetensors file, an exported .onnx file, an authors' .pth, or hf://OWNER/NAME "
+                   "(optionally @REVISION: a branch, tag or commit) on the Hugging Face Hub.")
+#: The help of commands that fall back to the latest training run without --checkpoint.
+CHECKPOINT_DEFAULT_HELP = CHECKPOINT_HELP + " Default: the best checkpoint of the most recent training run under --project."
 
 
 def checkpoint(required: bool = False, help: str = CHECKPOINT_HELP) -> Any:
@@ -61,9 +71,10 @@ def checkpoint(required: bool = False, help: str = CHECKPOINT_HELP) -> Any:
                         metavar="PATH|hf://OWNER/NAME")
 
 
-def dataset() -> Any:
-    """--dataset/-d"""
-    return typer.Option(None, "--dataset", "-d", help="levir, whu, sysu, a dataset folder, or a .csv/.json list of pairs.")
+def dataset(default: str = "") -> Any:
+    """--dataset/-d (``default`` says what happens without it)"""
+    return typer.Option(None, "--dataset", "-d", help="levir, whu, sysu, a dataset folder, or a .csv/.json list of "
+                                                      f"pairs.{' ' + default if default else ''}")
 
 
 def change_value() -> Any:
@@ -153,3 +164,66 @@ def sets() -> Any:
 def as_json() -> Any:
     """--json"""
     return flag("--json", "Print the result as JSON on stdout.")
+
+
+# --------------------------------------------------------------------------------------------------
+# the detector settings: one option group for every command that runs a trained model
+
+#: The rich help panel the detector options are listed under.
+DETECTOR_PANEL = "Detector settings"
+CAPTIONS_STORE_HELP = "Caption store of text models (default: the one in the dataset folder)."
+
+
+def _detector_options(captions_help: str) -> dict[str, tuple[Any, Any]]:
+    """``field -> (type, typer option)`` of :class:`mmchange_core.inference.settings.DetectorSettings`."""
+    def option(*names: str, help: str, **extra: Any) -> Any:
+        return typer.Option(None, *names, help=help, rich_help_panel=DETECTOR_PANEL, **extra)
+
+    return {
+        "tile_size": (int | None, option("--tile-size", help="Sliding-window size in pixels, a multiple of 32 "
+                                                          "(default: the checkpoint's training crop).")),
+        "overlap": (int | None, option("--overlap", help="Minimum overlap of neighbouring windows in pixels "
+                                                       "(default 32).")),
+        "batch_size": (int | None, option("--batch-size", "-b", help="Windows per network call (default 4).")),
+        "threshold": (float | None, option("--threshold", help="Change when probability > T (default: the "
+                                                             "checkpoint's, 0.5 unless tuned).")),
+        "workers": (int | None, option("--workers", "-w", help="DataLoader worker processes (default 2).")),
+        "device": (str | None, option("--device", help="auto (default: the first GPU, else the CPU), cpu, cuda "
+                                                       "or cuda:N.")),
+        "precision": (str | None, option("--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or "
+                                                             "fp16.")),
+        "compile": (bool, typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk).",
+                                       rich_help_panel=DETECTOR_PANEL)),
+        "captions": (str | None, option("--captions", help=captions_help)),
+    }
+
+
+def detector_options(*, captions_help: str = CAPTIONS_STORE_HELP, without: tuple[str, ...] = ()
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the detector settings' options to a command, declared once here and listed in one help panel.
+
+    The command takes a ``detector`` parameter instead: the dict of the options the user gave (flag
+    names as config keys, unset ones left out), to pass to :func:`resolve` as ``detector=...``.
+    ``without`` leaves out options that do not apply to the command.
+    """
+    declared = {k: v for k, v in _detector_options(captions_help).items() if k not in without}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.name != "detector"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=tp)
+                 for name, (tp, default) in declared.items()]
+        keyword_only = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        positional = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in declared}
+            given["compile"] = given.get("compile") or None
+            return command(*args, detector={k: v for k, v in given.items() if v is not None}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*positional, *keyword_only, *added])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -22,10 +22,13 @@ from mmchange_core.errors import MMChangeError
 _LAZY = {
     "ChangeDetector": "mmchange_core.inference.detector",
     "Prediction": "mmchange_core.inference.detector",
+    "DetectorSettings": "mmchange_core.inference.settings",
+    "open_model": "mmchange_core.inference.backends",
     "CheckpointMeta": "mmchange_core.models.checkpoint",
     "load_checkpoint": "mmchange_core.models.checkpoint",
     "predict_pair": "mmchange_core.inference.predict",
     "predict_folder": "mmchange_core.inference.predict",
+    "predict_paths": "mmchange_core.inference.predict",
     "PredictConfig": "mmchange_core.inference.predict",
     "evaluate": "mmchange_core.evaluation.evaluate",
     "run_evaluation": "mmchange_core.evaluation.run",

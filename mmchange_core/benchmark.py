@@ -23,8 +23,8 @@ import torch
 from mmchange_core.config import (
     DEVICE,
     PRECISION,
+    SIZE,
     choice,
-    multiple_of,
     non_negative,
     positive,
     required,
@@ -35,11 +35,11 @@ from mmchange_core.device import resolve_device, resolve_precision
 from mmchange_core.errors import InputError
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
-from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint
+from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.complexity import measure_complexity
 from mmchange_core.models.config import BACKBONES, VARIANTS, ModelConfig
-from mmchange_core.models.export import export_model, is_onnx_file, read_model_meta
-from mmchange_core.models.hub import resolve_checkpoint
+from mmchange_core.inference.backends import ModelFile, open_model
+from mmchange_core.models.export import export_model
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.progress import report as report_progress
@@ -51,7 +51,7 @@ class BenchmarkConfig:
 
     backbone: str = setting("resnet50", choice(*BACKBONES))
     variant: str = setting("full", choice(*VARIANTS))
-    size: int = setting(256, multiple_of(32))
+    size: int = setting(256, SIZE)
     batch_size: list[int] = setting([1, 32], required("give at least one batch size, e.g. --batch-size 1,32"),
                                     positive(), renamed_from=["batches"])
     precision: list[str] = setting(["fp32", "bf16"], required("give at least one precision, e.g. --precision fp32"),
@@ -162,32 +162,32 @@ def _fresh_captions(n: int, offset: int) -> list[str]:
     return [f"These are buildings, roads and trees, scene {offset + i}." for i in range(n)]
 
 
-def benchmark_backends(cfg: BenchmarkConfig) -> list[str]:
+def benchmark_backends(cfg: BenchmarkConfig, model: ModelFile | None = None) -> list[str]:
     """The backends ``cfg`` times: its ``backend`` list, else torch (plus onnx for an ``.onnx`` checkpoint)."""
     if cfg.backend:
         return list(dict.fromkeys(cfg.backend))
-    return ["torch", "onnx"] if cfg.checkpoint and is_onnx_file(cfg.checkpoint) else ["torch"]
+    return ["torch", "onnx"] if model is not None and model.backend.name == "onnxruntime" else ["torch"]
 
 
-def _benchmark_model(cfg: BenchmarkConfig) -> MMChange:
+def _benchmark_model(cfg: BenchmarkConfig, model: ModelFile | None) -> MMChange:
     """The torch network to time: the checkpoint's (random weights for an ``.onnx``), else backbone/variant."""
     torch.manual_seed(0)
-    if cfg.checkpoint is None:
+    if model is None:
         return MMChange(ModelConfig(backbone=cfg.backbone, variant=cfg.variant)).eval()
-    if is_onnx_file(cfg.checkpoint):
-        return MMChange(read_model_meta(cfg.checkpoint).model).eval()
-    return load_checkpoint(resolve_checkpoint(cfg.checkpoint), "cpu")[0]
+    if model.backend.name == "onnxruntime":
+        return MMChange(model.meta.model).eval()
+    return model.network()[0]
 
 
 @contextlib.contextmanager
-def _onnx_model(cfg: BenchmarkConfig, model: MMChange) -> Iterator[Path]:
-    """The ``.onnx`` file the onnx rows run: the checkpoint itself, else ``model`` exported to a temporary file."""
-    if cfg.checkpoint is not None and is_onnx_file(cfg.checkpoint):
-        yield resolve_checkpoint(cfg.checkpoint)
+def _onnx_model(cfg: BenchmarkConfig, model: ModelFile | None, network: MMChange) -> Iterator[Path]:
+    """The ``.onnx`` file the onnx rows run: the checkpoint itself, else ``network`` exported to a temporary file."""
+    if model is not None and model.backend.name == "onnxruntime":
+        yield model.path
         return
     with tempfile.TemporaryDirectory(prefix="mmchange-benchmark-") as tmp:
         path = Path(tmp) / "model.onnx"
-        export_model(model, CheckpointMeta(model=model.config, tile_size=cfg.size), path)
+        export_model(network, CheckpointMeta(model=network.config, tile_size=cfg.size), path)
         yield path
 
 
@@ -200,7 +200,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None
     """
     validate(cfg)
     device = resolve_device(cfg.device)
-    backends = benchmark_backends(cfg)
+    model_file = open_model(cfg.checkpoint) if cfg.checkpoint is not None else None  # resolved once
+    backends = benchmark_backends(cfg, model_file)
     if "onnx" in backends and device.type != "cpu":
         raise InputError(f"the onnx backend runs onnxruntime on the CPU; add --device cpu to time it beside torch "
                          f"(got device {device})")
@@ -213,7 +214,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None
                   f"(warm-up {row.warmup_s:.1f} s)"
         report_progress(progress, "benchmark", len(report.rows), total, summary, row=row)
 
-    model = _benchmark_model(cfg)
+    model = _benchmark_model(cfg, model_file)
     config = model.config
     complexity = measure_complexity(model, cfg.size)
     report = BenchmarkReport(config.backbone, config.variant, cfg.size, _device_name(device),
@@ -227,7 +228,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None
     with contextlib.ExitStack() as stack:
         for backend in backends:
             if backend == "onnx":
-                runner = OnnxRunner(stack.enter_context(_onnx_model(cfg, model)), device)
+                runner = OnnxRunner(stack.enter_context(_onnx_model(cfg, model_file, model)), device)
                 runners.append(("onnx", runner.precision, runner))
                 continue
             for precision in cfg.precision:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import yaml
 
 from mmchange_core.device import PRECISIONS
-from mmchange_core.errors import MMChangeError
+from mmchange_core.errors import InputError, MMChangeError
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ T = TypeVar("T")
 Override = str | tuple[str, Any]
 
 
-class ConfigError(MMChangeError):
+class ConfigError(InputError):
     """A configuration file or override is invalid."""
 
 
@@ -93,6 +93,11 @@ def multiple_of(n: int) -> Rule:
     return Rule(lambda v: v > 0 and v % n == 0, f"a positive multiple of {n}")
 
 
+def strictly_between(lo: float, hi: float) -> Rule:
+    """In the open range ``(lo, hi)``."""
+    return Rule(lambda v: lo < v < hi, f"strictly between {lo:g} and {hi:g}")
+
+
 def choice(*values: Any) -> Rule:
     """One of ``values``."""
     return Rule(lambda v: v in values, "one of " + ", ".join(str(v) for v in values))
@@ -110,6 +115,12 @@ DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 PRECISION = choice(*PRECISIONS)
 #: Random seeds (NumPy and PyTorch take 0 .. 2**32 - 1).
 SEED = Rule(lambda v: 0 <= v < 2**32, "a whole number from 0 to 4294967295")
+#: The network halves its input five times, so every image side it sees is a multiple of this.
+SIZE_MULTIPLE = 32
+#: The one size rule: window sides, crops and synthetic image sizes (``SIZE_MULTIPLE``).
+SIZE = multiple_of(SIZE_MULTIPLE)
+#: The one threshold range: a decision threshold on a change probability (0 and 1 give trivial masks).
+THRESHOLD = strictly_between(0, 1)
 
 
 def setting(default: Any = None, *rules: Rule, renamed_from: Iterable[str] = ()) -> Any:
@@ -122,6 +133,16 @@ def setting(default: Any = None, *rules: Rule, renamed_from: Iterable[str] = ())
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def group(cls: type, **defaults: Any) -> Any:
+    """A nested settings group (a dataclass shared by several configs, e.g. the detector settings);
+    ``defaults`` replace the group's own defaults in this config.
+
+    Its keys given one level up, as before they were grouped (``tile_size`` for ``detector.tile_size``),
+    still load, with a one-line :class:`RenamedKeyWarning`.
+    """
+    return dataclasses.field(default_factory=lambda: cls(**defaults), metadata={"group": True})
 
 
 def _check(fld: dataclasses.Field, value: Any, key: str, required_too: bool = True) -> None:
@@ -145,6 +166,16 @@ def _check(fld: dataclasses.Field, value: Any, key: str, required_too: bool = Tr
                 raise ConfigError(f"config key '{key}' is {item!r}; it must be {rule.allowed}")
 
 
+def check_value(key: str, value: Any, *rules: Rule) -> Any:
+    """``value`` if it passes ``rules`` (and is finite), else the one ConfigError message naming ``key``.
+
+    For settings checked outside a config (a checkpoint's metadata, an API argument): the same
+    rule gives the same message wherever the value comes from.
+    """
+    _check(dataclasses.field(metadata={"rules": rules}), value, key)
+    return value
+
+
 def validate(obj: Any, prefix: str = "") -> None:
     """Check every field of dataclass ``obj`` (recursively) against its declared rules."""
     for fld in dataclasses.fields(obj):
@@ -166,8 +197,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _lifted_key(cls: type, name: str) -> str | None:
+    """``group.field`` when ``name`` is (or was renamed to) a field of one of ``cls``'s settings groups."""
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("group"):
+            inner = _field_types(cls)[f.name]
+            for g in dataclasses.fields(inner):
+                if g.init and (g.name == name or name in g.metadata.get("renamed_from", ())):
+                    return f"{f.name}.{g.name}"
+    return None
+
+
 def _resolve_key(cls: type, name: str, key: str) -> str:
-    """The field name for ``name`` in ``cls``: itself, or the new name of a renamed key."""
+    """The field name for ``name`` in ``cls``: itself, the new name of a renamed key, or ``group.field``
+    for a key that moved into a settings group (see :func:`group`)."""
     fields = [f for f in dataclasses.fields(cls) if f.init]
     if any(f.name == name for f in fields):
         return name
@@ -177,10 +220,19 @@ def _resolve_key(cls: type, name: str, key: str) -> str:
             warnings.warn(f"config key '{key}' is now '{new_key}'; the old name will be removed",
                           RenamedKeyWarning, stacklevel=4)
             return f.name
+    lifted = _lifted_key(cls, name)
+    if lifted is not None:
+        new_key = key[: len(key) - len(name)] + lifted
+        warnings.warn(f"config key '{key}' is now '{new_key}'; the old name will be removed",
+                      RenamedKeyWarning, stacklevel=4)
+        return lifted
     names = sorted(f.name for f in fields)
-    close = difflib.get_close_matches(name, names, n=1)
+    grouped = {g.name: f"{f.name}.{g.name}" for f in fields if f.metadata.get("group")
+               for g in dataclasses.fields(_field_types(cls)[f.name]) if g.init}
+    close = difflib.get_close_matches(name, sorted({*names, *grouped}), n=1)
     prefix = key[: len(key) - len(name)]
-    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"valid keys here: {', '.join(names)}"
+    hint = f"did you mean '{prefix}{grouped.get(close[0], close[0])}'?" if close else \
+        f"valid keys here: {', '.join(names)}"
     raise ConfigError(f"unknown config key '{key}'; {hint}")
 
 
@@ -260,8 +312,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     """
     hints = _field_types(cls)
     kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        field_name = _resolve_key(cls, str(name), f"{prefix}{name}")
+    for field_name, value in _canonical(cls, data, prefix).items():
         kwargs[field_name] = _coerce(value, hints[field_name], f"{prefix}{field_name}")
     obj = cls(**kwargs)
     for fld in dataclasses.fields(obj):  # required values may still come from later overrides
@@ -315,6 +366,8 @@ def apply_overrides(obj: T, overrides: Sequence[Override]) -> T:
 
 def _set_path(obj: Any, parts: list[str], value: Any, parsed: bool, prefix: str = "") -> Any:
     head = _resolve_key(type(obj), parts[0], prefix + parts[0])
+    if "." in head:  # a key that moved into a settings group
+        return _set_path(obj, [*head.split("."), *parts[1:]], value, parsed, prefix)
     key = prefix + head
     tp = _field_types(type(obj))[head]
     if len(parts) > 1:
@@ -357,12 +410,22 @@ def _canonical(cls: type, data: Mapping[str, Any], prefix: str = "") -> dict[str
     """``data`` with renamed keys replaced by their new names (nested sections included)."""
     hints = _field_types(cls)
     out: dict[str, Any] = {}
+    lifted: dict[str, dict[str, Any]] = {}
     for name, value in data.items():
         field_name = _resolve_key(cls, str(name), f"{prefix}{name}")
+        if "." in field_name:  # a key that moved into a settings group: merged into it below
+            group_name, inner = field_name.split(".", 1)
+            lifted.setdefault(group_name, {})[inner] = value
+            continue
         tp = hints[field_name]
         if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
             value = _canonical(tp, value, f"{prefix}{field_name}.")
         out[field_name] = value
+    for group_name, values in lifted.items():
+        given = out.get(group_name)
+        if given is not None and not isinstance(given, Mapping):
+            raise ConfigError(f"config key '{prefix}{group_name}': expected a mapping, got {given!r}")
+        out[group_name] = _merge(dict(given or {}), values)
     return out
 
 

@@ -28,10 +28,11 @@ from mmchange_core.data.layouts import detect_layout
 from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
 from mmchange_core.evaluation.run import EvalOptions, EvalReport, run_evaluation
 from mmchange_core.inference.predict import PairResult, PredictConfig, predict_pair
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.evaluation.robustness import RobustnessConfig, RobustnessReport, run_robustness
 from mmchange_core.training.config import TrainConfig
 from mmchange_core.training.loop import LAST_FILE, STATE_FILE, TrainObserver, TrainResult, train
-from mmchange_core.config import DEVICE, PRECISION, choice, multiple_of, non_negative, positive, setting, validate
+from mmchange_core.config import SIZE, choice, group, positive, setting, validate
 from mmchange_core.errors import MMChangeError
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.models.config import BACKBONES
@@ -45,17 +46,15 @@ class DemoConfig:
     output: str | None = setting(None, renamed_from=["out"])  # default: a fresh runs/demo/<exp>
     quick: bool = False
     pairs: int | None = setting(None, positive())  # default 60 (quick: 24)
-    size: int = setting(128, multiple_of(32))
-    crop_size: int = setting(64, multiple_of(32))
+    size: int = setting(128, SIZE)
+    crop_size: int = setting(64, SIZE)
     iters: int | None = setting(None, positive())  # default 200 (quick: 72)
-    batch_size: int = setting(8, positive())
+    batch_size: int = setting(8, positive())  # training batch size
     lr: float = setting(1e-3, positive())  # twice the paper's rate: this schedule is 200x shorter
     backbone: str = setting("resnet18", choice(*BACKBONES))
     seed: int = 0
-    workers: int = setting(0, non_negative())
-    device: str = setting("auto", DEVICE)
-    precision: str = setting("auto", PRECISION)
-    compile: bool = False
+    detector: DetectorSettings = group(DetectorSettings, workers=0)
+    """Device, precision, compile and workers of every step (training too); windows of eval, predict, robustness."""
     keep_state: bool = False  # keep state.pt (optimizer state, ~3x the model) and last.safetensors to resume
 
     def effective(self) -> DemoConfig:
@@ -93,6 +92,28 @@ class DemoReport:
     def folder_bytes(self) -> int:
         """The size of the run folder now, in bytes (every regular file under it)."""
         return folder_bytes(self.run_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The demo's summary as ``mmchange demo --json`` prints it."""
+        from mmchange_core.evaluation.metrics import METRIC_NAMES
+        from mmchange_core.reporting.report import report_fields
+
+        metrics = self.evaluation.metrics()
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "dataset": str(self.dataset),
+            "eval": {k: metrics[k] for k in METRIC_NAMES},
+            "eval_dir": str(self.evaluation.run_dir),
+            "prediction": self.prediction.outputs,
+            "robustness": [{k: v for k, v in row.items() if k not in ("model", "severity")}
+                           for row in self.robustness.to_dict()],
+            "robustness_dir": str(self.robustness.run_dir),
+            **report_fields(self.report_html),
+            "size_mb": round(self.folder_bytes() / 1e6, 2),
+            "state_kept": bool(self.config.keep_state) if self.config is not None else False,
+            "seconds": self.seconds,
+        }
 
 
 def folder_bytes(path: Path) -> int:
@@ -137,7 +158,7 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
 
     captions = timed("caption", lambda: caption_dataset(
         data_dir, captioner=CaptionerConfig(name="basic"), encoder=TextEncoderConfig(name="hashing"),
-        device=cfg.device, warn=warn, progress=obs.on_progress))
+        device=cfg.detector.device, warn=warn, progress=obs.on_progress))
     if captions.failed:
         raise MMChangeError(f"the demo could not caption {len(captions.failed)} synthetic image(s)")
 
@@ -145,8 +166,8 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     train_config = TrainConfig(dataset=str(data_dir), backbone=cfg.backbone, variant="full", pretrained=False,
                                iters=cfg.iters, batch_size=cfg.batch_size, crop_size=cfg.crop_size, lr=cfg.lr,
                                warmup_iters=min(200, max(1, cfg.iters // 5)), log_every=max(1, cfg.iters // 50),
-                               workers=cfg.workers,
-                               device=cfg.device, precision=cfg.precision, compile=cfg.compile, seed=cfg.seed,
+                               workers=cfg.detector.workers, device=cfg.detector.device,
+                               precision=cfg.detector.precision, compile=cfg.detector.compile, seed=cfg.seed,
                                name="model", project=str(run_dir))
     trained = timed("train", lambda: train(train_config, observer=obs))
     if trained.best_checkpoint is None:
@@ -158,9 +179,8 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
 
     obs.on_step(4, steps, "evaluation on the held-out test split")
     evaluation = timed("eval", lambda: run_evaluation(
-        EvalOptions(checkpoint=trained.best_checkpoint, dataset=str(data_dir), split="test", save_vis=True,
-                    workers=cfg.workers, batch_size=cfg.batch_size, device=cfg.device, precision=cfg.precision,
-                    compile=cfg.compile, name="test", project=str(run_dir)),
+        EvalOptions(checkpoint=str(trained.best_checkpoint), dataset=str(data_dir), split="test", save_vis=True,
+                    detector=cfg.detector, name="test", project=str(run_dir)),
         progress=obs.on_progress))
 
     pair = detect_layout(data_dir).pairs("test")[0]
@@ -169,20 +189,13 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
     prediction = timed("predict", lambda: predict_pair(
         trained.best_checkpoint, pair.image_a, pair.image_b, predict_dir / f"{pair.image_a.stem}_mask.png",
         overlay=predict_dir / f"{pair.image_a.stem}_overlay.png", prob=predict_dir / f"{pair.image_a.stem}_prob.png",
-        config=PredictConfig(overlap=cfg.crop_size // 4, batch_size=cfg.batch_size, device=cfg.device,
-                             precision=cfg.precision, compile=cfg.compile), warn=warn))
-    prob_path = prediction.outputs.get("prob")
-    if prob_path is not None:  # the probability map for people: viridis with a colour bar
-        from mmchange_core.reporting.plots import write_probability_figure
-
-        figure = write_probability_figure(prob_path, title=f"change probability: {pair.name}")
-        prediction.outputs["prob_colorbar"] = str(figure)
+        config=PredictConfig(detector=replace(cfg.detector, overlap=cfg.crop_size // 4), prob_colorbar=True),
+        warn=warn))
 
     obs.on_step(6, steps, "robustness: clean, +noise, +light, +noise+light on the test split")
     robustness = timed("robustness", lambda: run_robustness(
         RobustnessConfig(checkpoints=[str(trained.best_checkpoint)], dataset=str(data_dir), split="test",
-                         noise=True, light=True, batch_size=cfg.batch_size, device=cfg.device,
-                         precision=cfg.precision, compile=cfg.compile, name="table", project=str(run_dir)),
+                         noise=True, light=True, detector=cfg.detector, name="table", project=str(run_dir)),
         progress=obs.on_progress))
     seconds["total"] = round(sum(seconds.values()), 2)
     result = DemoReport(run_dir, data_dir, trained, evaluation, prediction, robustness, seconds, cfg)
@@ -228,5 +241,5 @@ def write_demo_report(demo: DemoReport, warn: Callable[[str], None] | None = Non
         return Report("mmchange demo: what was trained, how well it did, where it fails", header, sections)
 
     header = run_header("demo", checkpoint=demo.train.best_checkpoint, dataset=demo.dataset, config=to_dict(cfg),
-                        device=str(resolve_device(cfg.device)), seconds=demo.seconds.get("total"))
+                        device=str(resolve_device(cfg.detector.device)), seconds=demo.seconds.get("total"))
     return try_write_report(demo.run_dir / REPORT_FILE, build, warn=warn)

@@ -15,6 +15,10 @@ from mmchange_core.errors import InputError
 
 #: The lock file a process holds in a run folder while it trains the run.
 LOCK_FILE = ".lock"
+#: The command folder of training runs: ``<project>/train/<name>``.
+TRAIN_RUNS = "train"
+#: The checkpoint a training run keeps of its best validation F1: what later commands use by default.
+BEST_CHECKPOINT = "best.safetensors"
 
 
 class RunBusyError(InputError):
@@ -45,6 +49,9 @@ def next_run_dir(project: str | Path, command: str, name: str | None = None) -> 
     """Create and return a fresh run folder: ``exp``, ``exp2``, ``exp3``... (or ``name``, ``name2``...)."""
     stem = check_run_name(name) if name is not None else "exp"
     base = Path(project) / command
+    for folder in (Path(project), base):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--project {project}: {folder} exists and is not a folder; choose another folder")
     base.mkdir(parents=True, exist_ok=True)
     candidate, index = base / stem, 2
     while True:
@@ -65,3 +72,17 @@ def lock_run(run_dir: str | Path) -> FileLock:
         raise RunBusyError(f"another process is training {run_dir} (it holds {Path(run_dir) / LOCK_FILE}); "
                            f"wait for it to finish or stop it, then resume") from None
     return lock
+
+
+def latest_checkpoint(project: str | Path) -> Path:
+    """The best checkpoint of the most recent training run under ``project`` (the newest ``best.safetensors``).
+
+    What ``predict``, ``eval`` and ``robustness`` use without ``--checkpoint``; one line to train first
+    when there is none.
+    """
+    base = Path(project) / TRAIN_RUNS
+    found = [path for path in base.glob(f"*/{BEST_CHECKPOINT}") if path.is_file()] if base.is_dir() else []
+    if not found:
+        raise InputError(f"no --checkpoint given and no trained model in {base}; train one first "
+                         f"(mmchange train --dataset DATA) or pass --checkpoint FILE")
+    return max(found, key=lambda path: (path.stat().st_mtime_ns, str(path)))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
@@ -148,8 +148,6 @@ def test_label_with_more_than_two_values_is_refused(work: Path, values: set[int]
 
 
 BAD_OPTIONS = {
-    "--threshold": st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1.0]),
-                             st.floats(max_value=0.0, allow_nan=False), st.floats(min_value=1.0, allow_nan=False)),
     "--min-area": st.one_of(st.sampled_from([math.nan, math.inf]), st.floats(max_value=-1e-9, allow_nan=False)),
     "--overlap": st.integers(max_value=-1),
     "--tile-size": st.integers(-1000, 10_000).filter(lambda v: v <= 0 or v % 32),
@@ -162,12 +160,25 @@ BAD_OPTIONS = {
 def test_out_of_range_option_values_are_refused(work: Path, data: st.DataObject, option: str) -> None:
     value = data.draw(BAD_OPTIONS[option])
     key = option.lstrip("-").replace("-", "_")
-    refused(work, *predict(work, option, value), names=(f"'{key}' is",))
+    group = "" if key == "min_area" else "detector."  # the detector settings are one group (config key detector.*)
+    refused(work, *predict(work, option, value), names=(f"'{group}{key}' is",))
+
+
+@SETTINGS
+@example(value=0.0)  # every pixel would be change (a pixel is change when its probability is > threshold)
+@example(value=1.0)  # no pixel would be change
+@given(value=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]), st.floats(max_value=0.0, allow_nan=False),
+                       st.floats(min_value=1.0, allow_nan=False)))
+def test_a_threshold_not_strictly_between_0_and_1_is_refused(work: Path, value: float) -> None:
+    line = refused(work, *predict(work, "--threshold", value), names=("threshold",))
+    assert str(value) in line, line  # the value as given
+    if math.isfinite(value):
+        assert "between 0 and 1" in line, line  # and the range it must lie in
 
 
 @pytest.mark.parametrize("args, name", [
-    (["eval", "-c", "ck.safetensors", "-d", "data", "--threshold", "nan"], "'threshold' is nan"),
-    (["eval", "-c", "ck.safetensors", "-d", "data", "--overlap", "-1"], "'overlap' is -1"),
+    (["eval", "-c", "ck.safetensors", "-d", "data", "--threshold", "nan"], "'detector.threshold' is nan"),
+    (["eval", "-c", "ck.safetensors", "-d", "data", "--overlap", "-1"], "'detector.overlap' is -1"),
     (["eval", "-c", "ck.safetensors", "-d", "data", "--name", "../escape"], "'name' is '../escape'"),
     (["robustness", "-c", "ck.safetensors", "-d", "data", "--severity", "inf"], "'severities' is inf"),
     (["robustness", "-c", "ck.safetensors", "-d", "data", "--seed", "-1"], "'seed' is -1"),
@@ -213,13 +224,14 @@ def test_config_or_captions_file_that_is_no_file_is_refused(work: Path, option: 
     refused(work, *predict(work, option, path), names=(path,))
 
 
-def test_pth_given_where_safetensors_is_expected_points_to_convert(work: Path) -> None:
+def test_a_pth_that_is_not_the_authors_checkpoint_is_refused_in_one_line(work: Path) -> None:
+    """A .pth is run as an authors' checkpoint (converted in memory); another state dict is named and refused."""
     torch.save({"w": torch.zeros(2)}, work / "scratch.pth")
     try:
         message = refused(work, *predict(work, ckpt="scratch.pth"), names=("scratch.pth",))
     finally:
         (work / "scratch.pth").unlink()
-    assert "mmchange convert" in message
+    assert "not in the authors' MMChange format" in message and "mmchange checkpoint (.safetensors)" in message
 
 
 def test_non_finite_scores_write_no_mask_and_no_probability(work: Path, tmp_path: Path) -> None:

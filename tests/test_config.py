@@ -144,7 +144,7 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path: Path)
 def test_error_messages_keep_square_brackets(cli, tmp_path: Path) -> None:
     from mmchange_cli import console
 
-    assert "[geo]" in console.escape('pip install "mmchange[geo]"')
+    assert "[geo]" in console.plain('pip install "mmchange[geo]"').plain
     result = cli("convert", tmp_path / "no[such].pth", "-o", tmp_path / "o.safetensors")
     assert result.exit_code == 1 and "no[such].pth" in result.output
 
@@ -186,3 +186,50 @@ def test_required_renamed_and_typed_overrides(tmp_path: Path) -> None:
     validate(cfg)
     with pytest.raises(ConfigError, match="'size' is 40"):
         validate(_Ranged(size=40, path="x"))  # configs built in Python are checked the same way
+
+
+# --------------------------------------------------------------------------------------- settings groups
+
+
+def test_keys_that_moved_into_the_detector_group_still_load_with_one_warning(tmp_path: Path) -> None:
+    from mmchange_core.config import RenamedKeyWarning, load_config
+    from mmchange_core.evaluation.run import EvalOptions
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("tile_size: 128\ndetector:\n  overlap: 16\nsplit: val\n")
+    with pytest.warns(RenamedKeyWarning, match="'tile_size' is now 'detector.tile_size'"):
+        options = load_config(EvalOptions, path, ["num_workers=3"])
+    assert (options.detector.tile_size, options.detector.overlap, options.detector.workers) == (128, 16, 3)
+    assert options.split == "val"
+    nested = load_config(EvalOptions, None, ["detector.threshold=0.25"])
+    assert nested.detector.threshold == 0.25
+
+
+@pytest.mark.parametrize("override, message", [
+    ("detector.threshold=0", "config key 'detector.threshold' is 0.0; it must be strictly between 0 and 1"),
+    ("detector.threshold=1", "config key 'detector.threshold' is 1.0; it must be strictly between 0 and 1"),
+    ("detector.tile_size=48", "config key 'detector.tile_size' is 48; it must be a positive multiple of 32"),
+    ("treshold=0.3", "unknown config key 'treshold'; did you mean 'detector.threshold'?"),
+])
+def test_detector_settings_have_one_rule_and_one_message_each(override: str, message: str) -> None:
+    from mmchange_core.config import ConfigError, load_config
+    from mmchange_core.inference.predict import PredictConfig
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(PredictConfig, None, [override])
+    assert str(caught.value) == message
+
+
+def test_a_checkpoint_and_the_api_use_the_same_rules_as_the_config() -> None:
+    from mmchange_core.config import ConfigError
+    from mmchange_core.data.windows import TileGrid
+    from mmchange_core.models.checkpoint import validate_threshold, validate_tile_size
+
+    for check, value, message in ((validate_threshold, 1.0, "'threshold' is 1.0; it must be strictly between 0 and 1"),
+                                  (validate_threshold, 0, "'threshold' is 0; it must be strictly between 0 and 1"),
+                                  (validate_tile_size, 100, "'tile_size' is 100; it must be a positive multiple of 32"),
+                                  (lambda v: TileGrid.plan(64, 64, v), 48, "'tile_size' is 48; it must be a positive "
+                                                                           "multiple of 32")):
+        with pytest.raises(ConfigError) as caught:
+            check(value)
+        assert str(caught.value) == f"config key {message}"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmchange_core.config import ConfigError, load_config
@@ -32,13 +32,32 @@ def test_a_name_that_leaves_the_project_is_refused_before_anything_is_created(na
         load_config(TrainConfig, None, [("dataset", "d"), ("name", name)])
 
 
+#: Plain folder names: letters and digits of any script, with '-', '_', '.' and inner spaces, never '.' or '..'.
+PLAIN_NAMES = st.text(st.characters(categories=("L", "N")) | st.sampled_from("-_. "), min_size=1, max_size=12) \
+    .filter(lambda name: name.strip() == name and name not in (".", ".."))
+
+
+@settings(max_examples=60, deadline=None)
+@example(name="exp")
+@example(name="run 2")
+@example(name="résumé.v1")
+@given(name=PLAIN_NAMES)
+def test_a_plain_name_is_accepted_as_one_folder_inside_the_project(name: str, tmp_path_factory) -> None:
+    project = tmp_path_factory.mktemp("p")
+    run = next_run_dir(project, "train", name)  # never refused
+    assert run.parent == project / "train" and run.name == name and run.is_dir()
+    assert [p.relative_to(project) for p in project.rglob("*")] == [Path("train"), Path("train", name)]
+
+
 @settings(max_examples=60, deadline=None)
 @given(name=st.text(min_size=1, max_size=12))
-def test_every_accepted_name_is_one_folder_inside_the_project(name: str, tmp_path_factory) -> None:
-    project = tmp_path_factory.mktemp("p")
+def test_any_name_is_refused_with_nothing_created_or_is_one_folder_inside_the_project(name: str,
+                                                                                      tmp_path_factory) -> None:
+    project = tmp_path_factory.mktemp("p") / "project"
     try:
         run = next_run_dir(project, "train", name)
-    except InputError:
+    except InputError as error:
+        assert "\n" not in str(error) and not project.exists()
         return
     assert run.parent == project / "train" and run.name == name and run.is_dir()
 

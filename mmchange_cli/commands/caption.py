@@ -14,7 +14,9 @@ def caption(
     dataset: Path | None = typer.Option(None, "--dataset", "-d", help="Dataset folder (split/A,B,label; "
                                         "A,B,label + list/*.txt; SYSU time1/time2; or flat A/B), "
                                         "or a .csv/.json list of pairs."),
-    dataset_root: Path | None = typer.Argument(None, hidden=True, help="Deprecated: use --dataset."),
+    dataset_root: Path | None = typer.Argument(None, metavar="[DATASET]",
+                                               help="Dataset folder or pair list (the same as --dataset)."),
+    # duplicates (deliberate): typer option declarations, alike in shape only
     captioner: str | None = typer.Option(None, "--captioner", help="vlm (default), clip-tags, or basic "
                                          "(offline pixel-statistics fallback, not a language model)."),
     model: str | None = typer.Option(None, "--model", help="Captioner model: hub id or local folder "
@@ -49,11 +51,11 @@ def caption(
     from mmchange_core.errors import InputError
     from mmchange_core.text import CaptionRunConfig, caption_dataset
 
-    if dataset_root is not None:
-        warn("the DATASET_ROOT argument is deprecated; use --dataset")
-        dataset = dataset or dataset_root
+    if dataset_root is not None and dataset is not None and dataset_root != dataset:
+        raise InputError(f"two datasets given ({dataset_root} and --dataset {dataset}); give one of them")
+    dataset = dataset or dataset_root
     if dataset is None:
-        raise InputError("no dataset given; pass --dataset FOLDER")
+        raise InputError("no dataset given; pass the dataset folder: mmchange caption FOLDER")
     cfg = opt.resolve(CaptionRunConfig, config, overrides, **{
         "captioner.name": captioner, "captioner.model": model, "captioner.revision": revision,
         "captioner.prompt": prompt, "captioner.batch_size": batch_size, "captioner.max_new_tokens": max_new_tokens,

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size
+from rich.text import Text
+
+from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size, warn
 
 if TYPE_CHECKING:
     from mmchange_core.progress import ProgressEvent
@@ -26,7 +28,7 @@ def _make_observer() -> Any:
         def on_step(self, index: int, total: int, title: str) -> None:
             self.close()
             self.display = ProgressDisplay(transient=True).__enter__()
-            err.print(f"[bold][{index}/{total}][/bold] {title}", soft_wrap=True)
+            err.print(Text.assemble((f"[{index}/{total}]", "bold"), " ", title), soft_wrap=True)
 
         def on_progress(self, event: ProgressEvent) -> None:
             self.display(event)
@@ -49,7 +51,7 @@ def demo(
     output: Path | None = opt.output("Run folder (default: a new runs/demo/expN)."),
     quick: bool = opt.flag("--quick", "Smaller data and fewer iterations (about a minute on 2 cores)."),
     iters: int | None = typer.Option(None, "--iters", help="Training iterations (default 200, quick 72)."),
-    batch_size: int | None = opt.batch_size("Training batch size and windows per network call."),
+    batch_size: int | None = opt.batch_size("Training batch size (default 8)."),
     workers: int | None = opt.workers(),
     device: str | None = opt.device(),
     precision: str | None = opt.precision(),
@@ -62,39 +64,20 @@ def demo(
 ) -> None:
     """Run the whole workflow on built-in synthetic data: no data and no weights to download."""
     from mmchange_core.demo import DemoConfig, run_demo
-    from mmchange_core.evaluation.metrics import METRIC_NAMES
 
     cfg = opt.resolve(DemoConfig, config, overrides, output=output, quick=quick or None, iters=iters,
-                      batch_size=batch_size, workers=workers, device=device, precision=precision,
-                      compile=compile or None, keep_state=keep_state or None)
+                      batch_size=batch_size, keep_state=keep_state or None,
+                      detector={k: v for k, v in (("workers", workers), ("device", device), ("precision", precision),
+                                                  ("compile", compile or None)) if v is not None})
     observer = _make_observer()
     try:
-        report = run_demo(cfg, observer, warn=lambda text: err.print(f"  warning: {text}", soft_wrap=True))
+        report = run_demo(cfg, observer, warn=lambda text: warn(text, indent="  "))
     finally:
         observer.close()
-    metrics = report.evaluation.metrics()
-    size_mb = report.folder_bytes() / 1e6
-    summary = {
-        "run_dir": str(report.run_dir),
-        "checkpoint": str(report.checkpoint),
-        "dataset": str(report.dataset),
-        "eval": {k: metrics[k] for k in METRIC_NAMES},
-        "eval_dir": str(report.evaluation.run_dir),
-        "prediction": report.prediction.outputs,
-        "robustness": [{"condition": r.condition, "iou": r.iou, "f1": r.f1, "recall": r.recall,
-                        "precision": r.precision, "delta_iou": r.delta_iou, "delta_f1": r.delta_f1}
-                       for r in report.robustness.rows],
-        "robustness_dir": str(report.robustness.run_dir),
-        "report": str(report.report_html) if report.report_html else None,
-        "report_bytes": report.report_html.stat().st_size if report.report_html else None,
-        "size_mb": round(size_mb, 2),
-        "state_kept": cfg.keep_state,
-        "seconds": report.seconds,
-    }
     if as_json:
-        print_json(summary)
+        print_json(report.to_dict())
         return
-    _print_summary(report, metrics, size_mb, cfg.keep_state)
+    _print_summary(report, report.evaluation.metrics(), report.folder_bytes() / 1e6, cfg.keep_state)
 
 
 def _print_summary(report: Any, metrics: dict[str, float], size_mb: float, keep_state: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -10,14 +11,12 @@ from mmchange_cli import options as opt
 from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size, table
 
 
+@opt.detector_options()
 def eval_command(
-    checkpoint: Path | None = opt.checkpoint(),
-    dataset: str | None = opt.dataset(),
+    checkpoint: Path | None = opt.checkpoint(help=opt.CHECKPOINT_DEFAULT_HELP),
+    dataset: str | None = opt.dataset("Default: the dataset the checkpoint was trained on."),
     change_value: int | None = opt.change_value(),
     split: str | None = typer.Option(None, "--split", help="Split to evaluate (default test)."),
-    threshold: float | None = typer.Option(None, "--threshold",
-                                           help="Change when probability > T (default: the checkpoint's, 0.5 "
-                                                "unless tuned)."),
     tune_threshold: bool = opt.flag("--tune-threshold", "Pick the threshold with the best F1 on the val split, "
                                                         "store it in the checkpoint, then evaluate with it."),
     save_vis: bool = opt.flag("--save-vis", "Write error overlays (white TP, black TN, red FP, blue FN) to vis/."),
@@ -27,47 +26,31 @@ def eval_command(
     gallery: int | None = typer.Option(None, "--gallery", min=0,
                                        help="Worst pairs (by F1) shown with pictures in report.html (default 24, "
                                             "0: none); every pair is in its sortable table."),
-    batch_size: int | None = opt.batch_size("Windows per network call."),
-    tile_size: int | None = opt.tile_size(),
-    overlap: int | None = opt.overlap(),
-    workers: int | None = opt.workers(),
-    device: str | None = opt.device(),
-    precision: str | None = opt.precision(),
-    compile: bool = opt.compile(),
-    captions: str | None = opt.captions(),
+    # duplicates (deliberate): the options every run command shares are declared once in options.py; typer reads
+    # each command's own signature, so the calls repeat here
     accept_stale_captions: bool = opt.accept_stale_captions(),
     name: str | None = opt.name(),
     project: str | None = opt.project(),
     config: Path | None = opt.config(),
     overrides: list[str] = opt.sets(),
     as_json: bool = opt.as_json(),
+    detector: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
     from mmchange_core.evaluation.metrics import METRIC_NAMES
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
-    from mmchange_core.reporting.report import report_fields
 
-    options = opt.resolve(EvalOptions, config, overrides, checkpoint=checkpoint, dataset=dataset, split=split,
-                          change_value=change_value,
-                          threshold=threshold, tune_threshold=tune_threshold or None, save_vis=save_vis or None,
-                          save_pred=save_pred, gallery=gallery, batch_size=batch_size, tile_size=tile_size,
-                          overlap=overlap,
-                          workers=workers, device=device, precision=precision, compile=compile or None,
-                          captions=captions, accept_stale_captions=accept_stale_captions or None, name=name,
-                          project=project)
+    options = opt.resolve(EvalOptions, config, overrides, detector=detector,
+                          checkpoint=str(checkpoint) if checkpoint is not None else None, dataset=dataset,
+                          split=split, change_value=change_value, tune_threshold=tune_threshold or None,
+                          save_vis=save_vis or None, save_pred=save_pred, gallery=gallery,
+                          accept_stale_captions=accept_stale_captions or None, name=name, project=project)
     with ProgressDisplay() as display:
         report = run_evaluation(options, progress=display, message=display.print)
-    metrics = report.metrics()
     if as_json:
-        data = dict(metrics)
-        data.update({"split": options.split, "pairs": len(report.result.per_image),
-                     "threshold": report.result.threshold, "tile_size": report.tile_size,
-                     "overlap": report.overlap, "run_dir": str(report.run_dir),
-                     "checkpoint": str(options.checkpoint), **report_fields(report.report)})
-        if report.tuned:
-            data["threshold_tuning"] = report.tuned
-        print_json(data)
+        print_json(report.to_dict())
         return
+    metrics = report.metrics()
     rows = [(k, float(metrics[k])) for k in METRIC_NAMES]
     rows += [(k, int(metrics[k])) for k in ("tp", "fp", "fn", "tn")]
     out.print(table(f"{options.split} split, {len(report.result.per_image)} pairs, "

@@ -11,7 +11,8 @@ from mmchange_cli.console import out, print_json, table, warn
 
 
 def export_command(
-    checkpoint: str = typer.Argument(..., help="mmchange checkpoint (.safetensors or hf://OWNER/NAME[@REV]).",
+    checkpoint: str = typer.Argument(..., help="mmchange checkpoint (.safetensors, hf://OWNER/NAME[@REV] or an authors' "
+                                               ".pth), or an fp32 .onnx export to quantise.",
                                      parser=opt.checkpoint_spec, metavar="CHECKPOINT"),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
     opset: int | None = typer.Option(None, "--opset", help="ONNX opset (default 18, the exporter's; newer ones "
@@ -33,7 +34,6 @@ def export_command(
     as_json: bool = opt.as_json(),
 ) -> None:
     """Export a checkpoint to ONNX: dynamic batch and size, the checkpoint's metadata inside the file."""
-    from mmchange_core.config import to_dict
     from mmchange_core.evaluation.export_check import ExportOptions, run_export
 
     options = opt.resolve(ExportOptions, config, overrides, checkpoint=str(checkpoint), output=str(output),
@@ -42,13 +42,7 @@ def export_command(
     report = run_export(options)
     result = report.export
     if as_json:
-        data = to_dict(result)
-        data["speedup"] = result.speedup
-        data["calibration"] = {"pairs": report.calibration_pairs, "windows": report.calibration_windows}
-        data["check"] = None if report.check is None else {**to_dict(report.check),
-                                                           "f1_diff_points": report.check.f1_diff_points,
-                                                           "speedup_vs_torch_fp32": report.speedup}
-        print_json(data)
+        print_json(report.to_dict())
         return
     out.print(f"wrote {result.path} ({result.size_mb:.1f} MB, opset {result.opset}, {result.quantization}, "
               f"inputs {', '.join(result.inputs)}) in {result.seconds:.0f} s with {result.exporter}")

@@ -25,36 +25,21 @@ def info(
 
     With --checkpoint: show its metadata and measure its network (--backbone, --variant, --text-dim ignored).
     """
-    from mmchange_core.config import to_dict
-    from mmchange_core.environment import environment_report
-    from mmchange_core.models.checkpoint import read_checkpoint_meta
-    from mmchange_core.models.complexity import describe_model
-    from mmchange_core.models.hub import resolve_checkpoint
+    from mmchange_core.info import model_info
 
-    local = resolve_checkpoint(checkpoint) if checkpoint is not None else None  # hf://... -> the cached file
-    meta = read_checkpoint_meta(local) if local is not None else None
-    if meta is not None:
-        backbone, variant, text_dim = meta.model.backbone, meta.model.variant, meta.model.text_dim
-    size = size if size is not None else (meta.tile_size if meta is not None else 256)
-    report = describe_model(backbone, variant, size, text_dim)
-    env = environment_report()
+    info = model_info(checkpoint, backbone=backbone, variant=variant, size=size, text_dim=text_dim)
     if as_json:
-        data = to_dict(report)
-        data["params_m"] = round(report.params_m, 4)
-        if meta is not None:
-            data["checkpoint"] = {"path": str(checkpoint), **meta.to_json_dict()}
-            data["checkpoint_file"] = str(local)  # the local file (for hf://..., in the Hugging Face cache)
-        data["environment"] = env
-        print_json(data)
+        print_json(info.to_dict())
         return
-    if meta is not None:
-        rows = ([("file", str(local))] if str(local) != str(checkpoint) else []) + list(meta.summary().items())
-        out.print(table(f"checkpoint {checkpoint}", ["item", "value"], rows))
-    rows = [(m.name, m.params / 1e6, m.gflops) for m in report.modules]
-    rows.append(("total", report.params_m, report.gflops))
-    out.print(table(f"MMChange {backbone}/{variant} at {size}x{size} (one pair, text encoder excluded)",
-                    ["module", "params (M)", "GFLOPs"], rows))
-    out.print(table("environment", ["item", "value"], list(env.items())))
+    if info.model is not None:
+        local = str(info.model.path)
+        rows = ([("file", local)] if local != info.model.spec else []) + [("backend", info.model.backend.name)]
+        out.print(table(f"checkpoint {info.model.spec}", ["item", "value"], rows + list(info.model.meta.summary().items())))
+    rows = [(m.name, m.params / 1e6, m.gflops) for m in info.complexity.modules]
+    rows.append(("total", info.complexity.params_m, info.complexity.gflops))
+    out.print(table(f"MMChange {info.backbone}/{info.variant} at {info.size}x{info.size} (one pair, text encoder "
+                    f"excluded)", ["module", "params (M)", "GFLOPs"], rows))
+    out.print(table("environment", ["item", "value"], list(info.environment.items())))
 
 
 def register(app: typer.Typer) -> None:

@@ -3,75 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from mmchange_cli import options as opt
-from mmchange_cli.console import ProgressDisplay, err, out, print_json, report_size
-
-if TYPE_CHECKING:
-    from mmchange_core.progress import ProgressEvent
-
-
-def _epoch_table(row: dict[str, Any], epochs: int) -> Any:
-    """One compact table per epoch (fits 80 columns)."""
-    from rich import box
-    from rich.table import Table
-
-    def num(key: str) -> str:
-        value = row.get(key)
-        return "-" if value is None else f"{value:.4f}"
-
-    tbl = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
-    for col in ("epoch", "iter", "lr", "loss", "P", "R", "F1", "IoU", "sec", "best"):
-        tbl.add_column(col, justify="right", no_wrap=True)
-    tbl.add_row(f"{row['epoch']}/{epochs - 1}", str(row["iterations"]), f"{row['lr']:.2e}", num("train_loss"),
-                num("val_precision"), num("val_recall"), num("val_f1"), num("val_iou"), f"{row['seconds']:.1f}",
-                "*" if row.get("best") else "")
-    return tbl
-
-
-def _make_observer(show: bool) -> Any:
-    from mmchange_core.training.loop import TrainInfo, TrainObserver
-
-    class RichObserver(TrainObserver):
-        """Renders a run on stderr: set-up lines, a progress display (loss, lr, ETA), epoch tables."""
-
-        def __init__(self) -> None:
-            self.display = ProgressDisplay()
-            self.epochs = 0
-
-        def on_start(self, info: TrainInfo) -> None:
-            self.epochs = info.epochs
-            text = "image only" if info.text is None else (
-                f"captions {info.text.get('captioner', {}).get('name', '?')} + "
-                f"encoder {info.text.get('encoder', {}).get('name', '?')}")
-            err.print(f"run folder {info.run_dir}{' (resumed)' if info.resumed else ''}", soft_wrap=True)
-            for line in info.datasets:
-                err.print(f"  {line}", soft_wrap=True)
-            err.print("  epoch tables: train loss; P, R, F1, IoU of the change class on the validation split",
-                      soft_wrap=True)
-            err.print(f"  {info.epochs} epochs (0-{info.epochs - 1}) x {info.iters_per_epoch} iterations = "
-                      f"{info.total_iters}; {info.device}, {info.precision}, {info.world_size} process(es); "
-                      f"text: {text}", soft_wrap=True)
-            if show:
-                self.display.__enter__()
-
-        def on_progress(self, event: ProgressEvent) -> None:
-            if show:
-                self.display(event)
-
-        def on_epoch_end(self, row: dict[str, Any]) -> None:
-            self.display.print(_epoch_table(row, self.epochs))
-
-        def on_message(self, text: str) -> None:
-            self.display.print(text)
-
-        def close(self) -> None:
-            self.display.__exit__(None, None, None)
-
-    return RichObserver()
+from mmchange_cli.console import err, out, print_json, report_size
+from mmchange_cli.observers import train_observer
 
 
 def train(
@@ -124,7 +62,7 @@ def train(
         cfg = opt.resolve(TrainConfig, config, overrides, **flags)
     validate_config(cfg)
     main_process = launch_position()[0] == 0
-    observer = _make_observer(show=main_process)
+    observer = train_observer(show=main_process)
     try:
         result = run_training(cfg, resume_dir=resume_dir, stop_after=stop_after, observer=observer)
     finally:
@@ -137,27 +75,10 @@ def train(
 
 def _print_result(result: Any, as_json: bool) -> None:
     """The run folder, best checkpoint, curves and logs (or the whole result as JSON) on stdout."""
-    from mmchange_core.reporting.report import report_fields
-    from mmchange_core.training.metrics_log import CURVES_FILE, METRICS_FILE, TENSORBOARD_DIR
-
-    files = {name: result.run_dir / file for name, file in (("metrics_csv", METRICS_FILE), ("curves", CURVES_FILE),
-                                                             ("tensorboard", TENSORBOARD_DIR))}
-    data = {
-        "run_dir": str(result.run_dir),
-        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-        "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-        "best_epoch": result.best_epoch if result.best_epoch >= 0 else None,
-        "best_val_f1": result.best_f1,
-        "iterations": result.iterations,
-        "total_iterations": result.total_iters,
-        "completed": result.completed,
-        "stopped_by": result.stopped_by,
-        **{name: str(path) if path.exists() else None for name, path in files.items()},
-        **report_fields(result.report),
-    }
     if as_json:
-        print_json(data)
+        print_json(result.to_dict())
         return
+    files = result.files()
     if result.best_f1 is not None:
         err.print(f"best epoch {result.best_epoch} (val F1 {result.best_f1:.4f})")
     out.print(f"run folder: {result.run_dir}")

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from mmchange_core.config import SIZE, SIZE_MULTIPLE, check_value
 from mmchange_core.data.decoded_cache import CacheError, CacheSettings, DecodedCache, size_text, split_pixels
 from mmchange_core.data.layouts import DatasetLayout, ImagePair
 from mmchange_core.data.normalize import to_tensor
@@ -95,8 +95,7 @@ class ChangeDetectionDataset(Dataset):
     def __init__(self, layout: DatasetLayout, split: str, crop_size: int = 256, *,
                  text: tuple[np.ndarray, np.ndarray] | None = None, transform: SampleTransform | None = None,
                  seed: int = 0, cache: CacheSettings | None = None) -> None:
-        if crop_size <= 0 or crop_size % 32:
-            raise InputError(f"crop size must be a positive multiple of 32, got {crop_size}")
+        check_value("crop_size", crop_size, SIZE)
         self.root = layout.root
         self.split = split
         self.crop_size = crop_size
@@ -109,7 +108,7 @@ class ChangeDetectionDataset(Dataset):
             h, w = check_pair_sizes(pair)
             if h < crop_size or w < crop_size:
                 raise InputError(f"{pair.image_a} is {w}x{h}, smaller than the crop size {crop_size}; "
-                                 f"use a smaller --crop-size (a multiple of 32)")
+                                 f"use a smaller --crop-size (a multiple of {SIZE_MULTIPLE})")
             self.sizes.append((h, w))
             self.tiles.extend(TileRef(i, win) for win in TileGrid.plan(h, w, crop_size, overlap=0).windows())
         self.text = None

@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mmchange_core.data.pair_list import PAIR_LIST_SUFFIXES, is_pair_list, read_pair_rows
+from mmchange_core.data.pair_list import PAIR_LIST_SUFFIXES, UNSPLIT, PairRow, is_pair_list, read_pair_rows
 from mmchange_core.errors import InputError
-from mmchange_core.io.images import IMAGE_SUFFIXES
+from mmchange_core.io.images import IMAGE_SUFFIXES, check_regular_file
 
 SPLITS = ("train", "val", "test")
 #: ``--dataset`` shortcuts, resolved under ``$MMCHANGE_DATA`` (default ``./data``).
@@ -72,6 +72,8 @@ class DatasetLayout:
     kind: str
     splits: dict[str, list[ImagePair]] = field(default_factory=dict)
     source: Path | None = None
+    #: A pair list's rows by (split, pair name), for messages that name the row.
+    rows: dict[tuple[str, str], PairRow] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def origin(self) -> Path:
@@ -101,9 +103,24 @@ class DatasetLayout:
         pairs = self.pairs(split)
         missing = [p for p in pairs if p.label is None]
         if missing:
-            raise InputError(f"{len(missing)} pair(s) of split '{split}' have no label, e.g. "
-                             f"{missing[0].image_a}; put labels in the 'label' folder beside A and B")
+            raise InputError(self._missing_labels(split, missing, len(pairs)))
         return pairs
+
+    def _missing_labels(self, split: str, missing: list[ImagePair], total: int) -> str:
+        """The message for pairs of ``split`` without a label, with advice for this kind of dataset."""
+        count = f"{len(missing)} of {total} pair(s) of split '{split}'"
+        if self.kind == "pair-list" and self.source is not None:
+            rows = [self.rows.get((split if split in self.splits else UNSPLIT, p.name)) for p in missing]
+            if not any(row.label_column for row in self.rows.values()):
+                return (f"{self.source} has no 'label' column; add one with each pair's label path (relative to "
+                        f"{self.source.parent}), as evaluation and training need a label for every pair")
+            first = next((row for row in rows if row is not None), None)
+            where = f"{self.source} {first.at}" if first is not None else str(self.source)
+            return (f"{where}: no label for pair {missing[0].name} ({count} have none); give each pair's label "
+                    f"path in the 'label' column")
+        dates = "time1 and time2" if self.kind == "sysu" else "A and B"
+        return (f"{count} have no label, e.g. {missing[0].image_a}; put labels in the 'label' folder beside "
+                f"{dates}, with the same file names")
 
     def image_paths(self, splits: list[str] | None = None) -> list[Path]:
         """Every image of both dates in ``splits`` (all splits by default), in a stable order."""
@@ -118,7 +135,7 @@ class DatasetLayout:
 def resolve_dataset_root(spec: str | Path) -> Path:
     """``levir``/``whu``/``sysu`` -> ``$MMCHANGE_DATA/<name>``; anything else is a folder or a pair-list file."""
     text = str(spec)
-    if text.lower() in DATASET_ALIASES:
+    if text.lower() in DATASET_ALIASES and not Path(text).is_dir():  # ./levir beside the user wins
         base = Path(os.environ.get("MMCHANGE_DATA", "data"))
         root = base / DATASET_ALIASES[text.lower()]
         if not root.is_dir():
@@ -129,10 +146,14 @@ def resolve_dataset_root(spec: str | Path) -> Path:
     if root.is_dir():
         return root
     if is_pair_list(root):
-        if not root.is_file():
+        if not root.exists():
             raise InputError(f"pair list not found: {root}; pass levir, whu, sysu, a folder or a .csv/.json "
                              f"pair list")
+        check_regular_file(root, "pair list")  # a FIFO or device is refused, never opened
         return root
+    if root.exists() and not root.is_dir() and not root.is_file():
+        raise InputError(f"{root} is not a regular file (a FIFO, device or socket); pass a dataset folder or a "
+                         f".csv/.json pair list")
     if root.is_file():
         raise InputError(f"{root} is a file; pass a dataset folder or a pair list ending in "
                          f"{' or '.join(PAIR_LIST_SUFFIXES)}")
@@ -215,6 +236,7 @@ def _list_layout(path: Path) -> DatasetLayout:
     layout = DatasetLayout(path.parent, "pair-list", source=path)
     for row in read_pair_rows(path):
         layout.splits.setdefault(row.split, []).append(ImagePair(row.name, row.image_a, row.image_b, row.label))
+        layout.rows[(row.split, row.name)] = row
     return layout
 
 

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmchange_core.config import SIZE, SIZE_MULTIPLE, check_value
 from mmchange_core.errors import MMChangeError
 
-#: The network needs height and width to be multiples of this.
-SIZE_MULTIPLE = 32
+# SIZE_MULTIPLE (the network's size rule, defined in config) is re-exported here for the windowing code.
+
 #: Default minimum overlap of neighbouring windows (pixels), the same for every command.
 DEFAULT_OVERLAP = 32
 
@@ -98,9 +99,7 @@ class TileGrid:
     @classmethod
     def plan(cls, height: int, width: int, tile: int = 256, overlap: int = DEFAULT_OVERLAP) -> TileGrid:
         """Lay out windows of ``tile`` pixels overlapping by at least ``overlap`` pixels."""
-        if tile < SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
-            raise MMChangeError(f"--tile-size must be a positive multiple of {SIZE_MULTIPLE} (for example 256); "
-                                f"got {tile}")
+        check_value("tile_size", tile, SIZE)
         if not 0 <= overlap < tile:
             raise MMChangeError(f"--overlap must be between 0 and the tile size minus one ({tile - 1}); got {overlap}")
         if height < 1 or width < 1:

@@ -22,7 +22,7 @@ from mmchange_core.evaluation.metrics import ConfusionStats, confusion_stats, f1
 from mmchange_core.evaluation.run import checkpoint_text_provider
 from mmchange_core.errors import InputError
 from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
-from mmchange_core.models.export import is_onnx_file
+from mmchange_core.inference.backends import open_model
 
 
 @dataclass
@@ -63,22 +63,20 @@ def measure_drift(checkpoint: str | Path, dataset: str | Path, split: str = "tes
     replaces the fast path; both use the same windows, text embeddings and the reference's threshold.
     """
     windows = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size)
-    if is_onnx_file(checkpoint):  # an fp32 export as the reference of its int8 version
+    model = open_model(checkpoint)  # resolved once: the reference and the fast path share it
+    if model.backend.name != "torch":  # an fp32 export as the reference of its int8 version
         if candidate is None:
             raise InputError(f"the drift reference {checkpoint} is an ONNX model; give the model to compare with it "
                              f"(e.g. its int8 version) as the candidate")
-        reference = ChangeDetector.from_checkpoint(checkpoint, device=device, **windows)
+        reference = ChangeDetector.load(model, device=device, **windows)
     else:
-        reference = ChangeDetector.from_checkpoint(checkpoint, device=device, precision="fp32", **windows,
-                                                   runner_options=dict(channels_last=False, fold_bn=False,
-                                                                       cuda_graphs=False))
+        reference = ChangeDetector.load(model, device=device, precision="fp32", **windows,
+                                        runner_options=dict(channels_last=False, fold_bn=False, cuda_graphs=False))
     if candidate is None:
-        fast = ChangeDetector.from_checkpoint(checkpoint, device=device, precision=precision, compile=compile,
-                                              **windows,
-                                              runner_options=dict(channels_last=channels_last, cuda_graphs=cuda_graphs))
+        fast = ChangeDetector.load(model, device=device, precision=precision, compile=compile, **windows,
+                                   runner_options=dict(channels_last=channels_last, cuda_graphs=cuda_graphs))
     else:
-        fast = ChangeDetector.from_checkpoint(candidate, device=device, precision=precision, compile=compile,
-                                              **windows)
+        fast = ChangeDetector.load(candidate, device=device, precision=precision, compile=compile, **windows)
         if fast.meta.model != reference.meta.model:
             raise InputError(f"{candidate} holds a {fast.meta.model} network but {checkpoint} a {reference.meta.model}; "
                              f"compare a model with its own export")

@@ -1,6 +1,6 @@
 """``mmchange export`` as a library call: the ONNX export, int8 calibrated on real pairs, checked against fp32.
 
-:func:`run_export` writes the ``.onnx`` file (:func:`mmchange_core.models.export.export_checkpoint`);
+:func:`run_export` writes the ``.onnx`` file (:func:`mmchange_core.inference.backends.export_model_file`);
 ``--quantize int8`` calibrates onnxruntime's static quantisation on windows of a dataset's pairs
 (:func:`calibration_reader`), and ``check`` predicts a labelled split with the plain fp32 torch
 network and with the exported model (:func:`~mmchange_core.evaluation.drift.measure_drift`): mask
@@ -26,13 +26,14 @@ from mmchange_core.evaluation.drift import DriftReport, measure_drift
 from mmchange_core.evaluation.run import checkpoint_text_provider
 from mmchange_core.errors import InputError
 from mmchange_core.models.checkpoint import CheckpointMeta
+from mmchange_core.inference.backends import export_model_file, open_model
 from mmchange_core.models.export import (
     DEFAULT_OPSET,
     QUANTIZE_MODES,
     ExportResult,
-    export_checkpoint,
+    check_export_options,
+    check_export_output,
     import_onnx_module,
-    read_model_meta,
 )
 
 
@@ -68,6 +69,18 @@ class ExportReport:
         if self.check is None or not self.check.seconds_fast:
             return None
         return self.check.seconds_reference / self.check.seconds_fast
+
+    def to_dict(self) -> dict[str, Any]:
+        """The export as ``mmchange export --json`` prints it: the file, its check and its calibration."""
+        from mmchange_core.config import to_dict
+
+        data = to_dict(self.export)
+        data["speedup"] = self.export.speedup
+        data["calibration"] = {"pairs": self.calibration_pairs, "windows": self.calibration_windows}
+        data["check"] = None if self.check is None else {**to_dict(self.check),
+                                                         "f1_diff_points": self.check.f1_diff_points,
+                                                         "speedup_vs_torch_fp32": self.speedup}
+        return data
 
 
 def calibration_batches(meta: CheckpointMeta, dataset: str | Path, split: str = "train", *, windows: int = 32,
@@ -137,13 +150,18 @@ def run_export(options: ExportOptions) -> ExportReport:
     if options.calibrate and options.quantize != "int8":
         raise InputError("--calibrate is used by --quantize int8 only; add --quantize int8 or drop --calibrate")
     calibration, pairs, windows = None, 0, 0
+    check_export_options(options.opset, options.quantize)  # before the model is read
+    check_export_output(options.output)
+    if options.check:  # refused before the export is written
+        detect_layout(resolve_dataset_root(options.check)).require_labels(options.check_split)
+    model = open_model(options.checkpoint)  # resolved once for the export and the check
     if options.quantize == "int8":
-        meta = read_model_meta(options.checkpoint)
+        meta = model.meta
         feeds, pairs = calibration_batches(meta, options.calibrate, options.calibrate_split,
                                            windows=options.calibration_windows, captions=options.captions)
         windows = len(feeds)
         calibration = calibration_reader(feeds)
-    result = export_checkpoint(options.checkpoint, options.output, opset=options.opset, quantize=options.quantize,
+    result = export_model_file(model, options.output, opset=options.opset, quantize=options.quantize,
                                calibration=calibration)
     check = None
     if options.check:

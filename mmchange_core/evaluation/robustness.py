@@ -20,25 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from mmchange_core.config import (
-    DEVICE,
-    PRECISION,
-    SEED,
-    between,
-    multiple_of,
-    non_negative,
-    positive,
-    required,
-    setting,
-    to_dict,
-    validate,
-)
+from mmchange_core.config import SEED, group, non_negative, setting, to_dict, validate
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.evaluation.report import write_robustness_report
-from mmchange_core.data.windows import DEFAULT_OVERLAP
-from mmchange_core.evaluation.run import checkpoint_text_provider
-from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
+from mmchange_core.evaluation.run import checkpoint_text_provider, eval_dataset
+from mmchange_core.inference.backends import open_model
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.evaluation.perturbations import Perturbation, conditions
 from mmchange_core.text.features import TextProvider
@@ -47,7 +36,6 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.images import read_rgb
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
-from mmchange_core.models.export import read_model_meta
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
 #: Pairs whose perturbed images are held in memory at once while captioning them.
@@ -58,23 +46,18 @@ CAPTION_CHUNK = 64
 class RobustnessConfig:
     """Settings of ``mmchange robustness``."""
 
-    checkpoints: list[str] = setting([], required("pass --checkpoint (repeat it for several)"))
-    dataset: str = setting("", required("pass --dataset levir|whu|sysu|PATH"))
+    checkpoints: list[str] = setting([])
+    """Files, ``hf://`` specs or ``.onnx`` exports; none: the most recent training run's best (``project``)."""
+    dataset: str = ""
+    """levir, whu, sysu, a folder or a pair list; empty: the dataset the (first) checkpoint was trained on."""
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     split: str = "test"
     noise: bool = True
     light: bool = True
     severities: list[float] = setting([1.0], non_negative())
     seed: int = setting(0, SEED)
-    threshold: float | None = setting(None, between(0, 1))  # None: each checkpoint's own
-    tile_size: int | None = setting(None, multiple_of(32))  # None: each checkpoint's training crop
-    overlap: int = setting(DEFAULT_OVERLAP, non_negative())
-    batch_size: int = setting(DEFAULT_BATCH_SIZE, positive())
-    workers: int = setting(0, non_negative())
-    device: str = setting("auto", DEVICE)
-    precision: str = setting("auto", PRECISION)
-    compile: bool = False
-    captions: str | None = setting(None, renamed_from=["caption_store"])  # the clean caption store; perturbed ones go beside it
+    detector: DetectorSettings = group(DetectorSettings)
+    """How the models run; ``captions`` is the clean caption store (perturbed ones go beside it)."""
     accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
     name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
@@ -109,6 +92,12 @@ class RobustnessReport:
     json_path: Path
     plot_path: Path | None
     report: Path | None = None  # report.html (None when it could not be written)
+    dataset: str = ""
+    """The dataset that was evaluated (the given one, or the one the checkpoint was trained on)."""
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """The rows as ``mmchange robustness --json`` prints them and robustness.json holds them."""
+        return [asdict(row) for row in self.rows]
 
 
 def model_label(checkpoint: Path) -> str:
@@ -178,42 +167,43 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     say = message or (lambda _text: None)
     started = time.perf_counter()
     validate(config)
-    if not config.checkpoints:
-        raise InputError("give at least one --checkpoint")
     if not (config.noise or config.light):
         raise InputError("choose at least one perturbation: --noise and/or --light")
     if not config.severities or any(s < 0 for s in config.severities):
         raise InputError(f"--severity values must be >= 0, got {config.severities}")
-    layout = detect_layout(resolve_dataset_root(config.dataset), config.change_value)
+    models = [open_model(spec, project=config.project) for spec in (config.checkpoints or [None])]
+    for model in models:
+        if model.chosen:
+            say(model.chosen)
+    layout = detect_layout(resolve_dataset_root(eval_dataset(config.dataset, models[0], say)), config.change_value)
     say(f"dataset {layout.describe()}")
     pairs = layout.require_labels(config.split)
     plans = [(p, severity) for severity in config.severities if severity > 0
              for p in conditions(config.noise, config.light, severity, config.seed)[1:]]
+    store = config.detector.captions
     # every checkpoint's captions are checked against the images before any work
-    clean_texts = {checkpoint: checkpoint_text_provider(read_model_meta(checkpoint), layout.root, config.captions,
-                                                        pairs, accept_stale=config.accept_stale_captions, warn=say)
-                   for checkpoint in config.checkpoints}
+    clean_texts = [checkpoint_text_provider(model.meta, layout.root, store, pairs,
+                                            accept_stale=config.accept_stale_captions, warn=say) for model in models]
     rows: list[RobustnessRow] = []
-    for checkpoint in config.checkpoints:
-        path = Path(checkpoint)
-        detector = ChangeDetector.from_options(checkpoint, config)  # a checkpoint or an exported .onnx
+    for model, clean_text in zip(models, clean_texts):
+        detector = ChangeDetector.load(model, config.detector)  # a checkpoint or an exported .onnx
         meta = detector.meta
-        label = model_label(path)
-        common = dict(pairs=pairs, workers=config.workers)
+        label = model_label(Path(model.spec))
+        common = dict(pairs=pairs, workers=config.detector.workers)
 
         def report(name: str) -> ProgressCallback | None:
             return (lambda event: progress(replace(event, task=f"{label} {name}"))) if progress else None
 
-        clean_text = clean_texts[checkpoint]
         clean = evaluate(detector, layout, config.split, text_provider=clean_text, progress=report("clean"), **common)
         rows.append(_row(label, Perturbation(seed=config.seed), clean.stats, None))
         pipeline = detector.text_pipeline() if detector.uses_text and meta.text_description is not None else None
         for perturbation, _severity in plans:
             text = None
             if pipeline is not None:
-                store = perturbed_store_path(layout, config.captions, perturbation.tag())
-                say(f"{label}: captions of {perturbation.tag()} images with the checkpoint's captioner ({store.name})")
-                text = perturbed_text_provider(pipeline, layout, perturbation, store)
+                perturbed = perturbed_store_path(layout, store, perturbation.tag())
+                say(f"{label}: captions of {perturbation.tag()} images with the checkpoint's captioner "
+                    f"({perturbed.name})")
+                text = perturbed_text_provider(pipeline, layout, perturbation, perturbed)
             result = evaluate(detector, layout, config.split, text_provider=text,
                               image_transform=_image_transform(perturbation, layout, pairs),
                               progress=report(perturbation.tag()), **common)
@@ -222,7 +212,8 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     run_dir = next_run_dir(config.project, "robustness", config.name)
     csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
     json_path = atomic_write_text(run_dir / "robustness.json", strict_json(
-        {"config": to_dict(config), "rows": [asdict(r) for r in rows]}, indent=2))
+        {"config": to_dict(config), "dataset": str(layout.root), "detector": detector.record(),
+         "rows": [asdict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:
         from mmchange_core.reporting.plots import plot_severity_curves
@@ -233,7 +224,7 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     report = write_robustness_report(run_dir, to_dict(config), [asdict(r) for r in rows], severity_series(rows),
                                      pairs[0], pairs[0].relative(layout.root), examples, plot=plot_path,
                                      device=str(detector.device), seconds=time.perf_counter() - started, warn=say)
-    return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path, report)
+    return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path, report, str(layout.root))
 
 
 def rows_csv(rows: Sequence[RobustnessRow]) -> str:

@@ -19,23 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmchange_core.config import (
-    DEVICE,
-    PRECISION,
-    between,
-    multiple_of,
-    non_negative,
-    positive,
-    required,
-    setting,
-    to_dict,
-    validate,
-)
+from mmchange_core.config import group, non_negative, setting, to_dict, validate
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
-from mmchange_core.data.windows import DEFAULT_OVERLAP
 from mmchange_core.evaluation.evaluate import DEFAULT_GALLERY, EvaluationResult, evaluate
 from mmchange_core.evaluation.report import eval_report
-from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
+from mmchange_core.inference.backends import ModelFile, open_model
+from mmchange_core.inference.detector import ChangeDetector
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.text.features import TextProvider, open_caption_store, store_text_provider, verify_pair_captions
 from mmchange_core.errors import InputError
@@ -45,9 +35,8 @@ from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.inference.predict import pair_name
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
 from mmchange_core.models import CheckpointMeta
-from mmchange_core.models.export import update_model_meta
 from mmchange_core.models.checkpoint import check_updatable
-from mmchange_core.reporting.report import REPORT_FILE, run_header, try_write_report
+from mmchange_core.reporting.report import REPORT_FILE, report_fields, run_header, try_write_report
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
 
@@ -55,24 +44,19 @@ from mmchange_core.runs import RUN_NAME, next_run_dir
 class EvalOptions:
     """Settings of ``mmchange eval``."""
 
-    checkpoint: str | None = setting(None, required("pass --checkpoint"))  # a file or hf://OWNER/NAME[@REV]
-    dataset: str = setting("", required("pass --dataset levir|whu|sysu|PATH"))
+    checkpoint: str | None = None
+    """A file, ``hf://OWNER/NAME[@REV]`` or ``.onnx``; ``None``: the most recent training run's best (``project``)."""
+    dataset: str = ""
+    """levir, whu, sysu, a folder or a pair list; empty: the dataset the checkpoint was trained on."""
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     split: str = "test"
-    threshold: float | None = setting(None, between(0, 1))  # None: the checkpoint's (0.5 unless tuned)
+    detector: DetectorSettings = group(DetectorSettings)
+    """How the model runs (device, precision, windows, threshold, workers, caption store)."""
     tune_threshold: bool = False
     tune_split: str = "val"
     save_vis: bool = False
     save_pred: str | None = None  # a folder for the 0/255 masks, named as ``mmchange predict`` names them
     gallery: int = setting(DEFAULT_GALLERY, non_negative())  # worst pairs shown with pictures in report.html (0: none)
-    batch_size: int = setting(DEFAULT_BATCH_SIZE, positive())
-    tile_size: int | None = setting(None, multiple_of(32))  # None: the checkpoint's training crop size (256 by default)
-    overlap: int = setting(DEFAULT_OVERLAP, non_negative())
-    workers: int = setting(2, non_negative(), renamed_from=["num_workers"])
-    device: str = setting("auto", DEVICE)
-    precision: str = setting("auto", PRECISION)
-    compile: bool = False
-    captions: str | None = setting(None, renamed_from=["caption_store"])  # the caption store (default: the one in the dataset folder)
     accept_stale_captions: bool = False  # use captions of images that changed since they were captioned
     name: str | None = setting(None, RUN_NAME)
     project: str = "runs"
@@ -83,17 +67,35 @@ class EvalReport:
     """Outcome of :func:`run_evaluation`."""
 
     run_dir: Path
-    checkpoint: Path
+    checkpoint: str
     layout: DatasetLayout
     result: EvaluationResult
     tuned: dict[str, Any] | None
     tile_size: int
     overlap: int
     report: Path | None = None  # report.html (None when it could not be written)
+    summary: dict[str, Any] | None = None
+    """What metrics.json holds (the metrics and the settings that produced them)."""
 
     def metrics(self) -> dict[str, Any]:
         """The metrics of the split (fractions and pixel counts)."""
         return self.result.metrics()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``mmchange eval --json`` prints it: the metrics, the settings and where things went."""
+        data = dict(self.metrics())
+        data.update({"split": self.result_split, "pairs": len(self.result.per_image),
+                     "threshold": self.result.threshold, "tile_size": self.tile_size, "overlap": self.overlap,
+                     "run_dir": str(self.run_dir), "checkpoint": self.checkpoint,
+                     "detector": (self.summary or {}).get("detector"), **report_fields(self.report)})
+        if self.tuned:
+            data["threshold_tuning"] = self.tuned
+        return data
+
+    @property
+    def result_split(self) -> str | None:
+        """The split that was evaluated."""
+        return (self.summary or {}).get("split")
 
 
 def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None = None,
@@ -116,7 +118,7 @@ def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None
     return store_text_provider(caption_store, root, description)
 
 
-def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair]) -> None:
+def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair], checkpoint: Path | None = None) -> None:
     """Check the masks of ``--save-pred`` and the overlays of ``--save-vis`` before any work.
 
     Masks may not overwrite a file of the dataset or the checkpoint, nor go into a dataset folder,
@@ -125,7 +127,7 @@ def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair]) -> None:
     if not (options.save_pred or options.save_vis):
         return
     files = [path for pair in pairs for path in (pair.image_a, pair.image_b, pair.label) if path is not None]
-    plan = OutputPlan([*files, options.checkpoint])
+    plan = OutputPlan([*files, checkpoint if checkpoint is not None else options.checkpoint])
     plan.protect_folder(*{path.parent for path in files})
     if options.save_pred:
         plan.check_folder(Path(options.save_pred), "--save-pred folder")
@@ -156,26 +158,41 @@ def per_image_csv(result: EvaluationResult, root: Path) -> str:
     return buffer.getvalue()
 
 
+def eval_dataset(options_dataset: str, model: ModelFile, say: Callable[[str], None]) -> str:
+    """The dataset to evaluate: the one given, else the one the checkpoint was trained on (said in one line)."""
+    if options_dataset:
+        return options_dataset
+    trained_on = model.meta.training.get("dataset")
+    if not trained_on:
+        raise InputError(f"no --dataset given and {model.spec} does not record the dataset it was trained on; "
+                         f"pass --dataset levir|whu|sysu|PATH")
+    say(f"no --dataset given: using {trained_on}, the dataset {model.spec} was trained on")
+    return str(trained_on)
+
+
 def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = None,
                    message: Callable[[str], None] | None = None) -> EvalReport:
     """Evaluate a checkpoint on a split, optionally tuning the threshold first; write the run folder."""
     say = message or (lambda _text: None)
     started = time.perf_counter()
     validate(options)
-    if options.tune_threshold and options.threshold is not None:
+    if options.tune_threshold and options.detector.threshold is not None:
         raise InputError("--threshold and --tune-threshold exclude each other; give one of them")
-    if options.tune_threshold:
+    if options.tune_threshold and options.checkpoint is not None:
         check_updatable(options.checkpoint)  # the tuned threshold is stored in it: not in the Hub cache
-    detector = ChangeDetector.from_options(options.checkpoint, options)  # a checkpoint or an exported .onnx
+    model = open_model(options.checkpoint, project=options.project)  # a checkpoint, an .onnx, hf://...
+    if model.chosen:
+        say(model.chosen)
+    detector = ChangeDetector.load(model, options.detector)
     meta = detector.meta
-    root = resolve_dataset_root(options.dataset)
+    root = resolve_dataset_root(eval_dataset(options.dataset, model, say))
     layout = detect_layout(root, options.change_value)
     say(f"dataset {layout.describe()}")
     used = [*layout.pairs(options.split), *(layout.pairs(options.tune_split) if options.tune_threshold else [])]
-    plan_eval_outputs(options, layout.pairs(options.split))
-    provider = checkpoint_text_provider(meta, layout.root, options.captions, used,
+    plan_eval_outputs(options, layout.pairs(options.split), model.path)
+    provider = checkpoint_text_provider(meta, layout.root, options.detector.captions, used,
                                         accept_stale=options.accept_stale_captions, warn=say)
-    common = dict(workers=options.workers, text_provider=provider)
+    common = dict(workers=options.detector.workers, text_provider=provider)
     tuned = None
     threshold = detector.threshold
     if options.tune_threshold:
@@ -185,9 +202,9 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         threshold, stats = val.histogram.best_threshold()
         tuned = {"split": options.tune_split, "dataset": str(root), "threshold": threshold, "f1": f1(stats),
                  "f1_at_0.5": f1(val.histogram.stats_at(0.5))}
-        update_model_meta(options.checkpoint, threshold=threshold, threshold_tuning=tuned)
+        model.update_meta(threshold=threshold, threshold_tuning=tuned)
         say(f"threshold {threshold:.3f} (val F1 {tuned['f1']:.4f}, at 0.5: {tuned['f1_at_0.5']:.4f}) "
-            f"stored in {options.checkpoint}")
+            f"stored in {model.spec}")
     new_folders = [f for f in (Path(options.project), Path(options.project) / "eval") if not f.exists()]
     run_dir = next_run_dir(options.project, "eval", options.name)
     try:
@@ -201,24 +218,26 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
                 folder.rmdir()
         raise
     atomic_write_text(run_dir / "per_image.csv", per_image_csv(result, layout.root))
+    record = {**detector.record(), "threshold": threshold}
     summary = {
         "metrics": result.metrics(),
         "split": options.split,
         "pairs": len(result.per_image),
         "threshold": threshold,
         "threshold_tuning": tuned,
-        "checkpoint": str(options.checkpoint),
+        "checkpoint": model.spec,
         "model": to_dict(meta.model),
         "dataset": str(root),
         "layout": layout.kind,
         "tile_size": detector.tile_size,
         "overlap": detector.overlap,
+        "detector": record,
         "seconds": round(result.seconds, 3),
         "options": to_dict(options),
     }
     atomic_write_text(run_dir / "metrics.json", strict_json(summary, indent=2, default=str))
-    header = run_header("eval", checkpoint=options.checkpoint, dataset=root, config=summary["options"],
+    header = run_header("eval", checkpoint=model.spec, dataset=root, config=summary["options"],
                         device=str(detector.device), seconds=time.perf_counter() - started)
     report = try_write_report(run_dir / REPORT_FILE, lambda: eval_report(header, summary, result), warn=say)
-    return EvalReport(run_dir, Path(options.checkpoint), layout, result, tuned, detector.tile_size, detector.overlap,
-                      report)
+    return EvalReport(run_dir, model.spec, layout, result, tuned, detector.tile_size, detector.overlap, report,
+                      summary)

@@ -13,6 +13,7 @@ pipeline, each resolved once: an explicit value, else the checkpoint's metadata,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,28 +23,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmchange_core.data.windows import DEFAULT_OVERLAP, RowSink, StripReader, TileGrid
+from mmchange_core.config import validate
+from mmchange_core.data.windows import RowSink, StripReader, TileGrid
 from mmchange_core.errors import CheckpointError, InputError
+from mmchange_core.inference.backends import ModelFile, open_model
+from mmchange_core.inference.onnx_runner import OnnxRunner
+from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.inference.settings import DEFAULT_BATCH_SIZE, DetectorSettings, settings_record
+from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_window_logits
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import Warn
 from mmchange_core.io.raster import ArraySource, RasterSource, open_source
-from mmchange_core.inference.onnx_runner import OnnxRunner
-from mmchange_core.inference.runner import InferenceRunner
-from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_window_logits
-from mmchange_core.progress import ProgressCallback
-from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint
-from mmchange_core.models.export import is_onnx_file
-from mmchange_core.models.hub import resolve_checkpoint
+from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.mmchange import MMChange
+from mmchange_core.progress import ProgressCallback
 
-#: Windows per network call unless a command says otherwise (the same for every command, so that
-#: ``predict`` and ``eval`` batch the windows of a scene identically and give identical masks).
-DEFAULT_BATCH_SIZE = 4
+__all__ = ["DEFAULT_BATCH_SIZE", "ChangeDetector", "Prediction", "check_pair", "logits_to_probability"]
+
 #: Longest side of the image handed to the captioner (larger scenes are area-downsampled first).
 CAPTION_SIDE = 1024
-#: The detector settings that command configs share, read by :meth:`ChangeDetector.from_options`.
-DETECTOR_SETTINGS = ("device", "precision", "compile", "tile_size", "overlap", "batch_size", "threshold")
 
 #: An image given to :meth:`ChangeDetector.predict`: a file path, a PIL image or a uint8 array.
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -73,46 +72,47 @@ class ChangeDetector:
     """A network ready to detect change on image pairs of any size, with its windowing and threshold.
 
     Args:
-        model: the network (its weights are not modified), or an :class:`OnnxRunner` of an exported model
-            (which already holds its device and precision; its metadata is the default ``meta``).
+        model: the network (its weights are not modified), or a runner of another backend (an
+            :class:`OnnxRunner`, which holds its device and precision; its metadata is the default ``meta``).
         meta: the checkpoint's metadata; it supplies the tile size (training crop), the decision
-            threshold and the text pipeline where the arguments below are ``None``.
-        tile_size: window side in pixels (multiple of 32); ``None``: the checkpoint's training crop.
-        overlap: minimum overlap of neighbouring windows in pixels (logits are blended across it).
-        batch_size: windows per network call.
-        threshold: decision threshold on the probability; ``None``: the checkpoint's (0.5 unless tuned).
+            threshold and the text pipeline where ``settings`` leaves them unset.
+        settings: how to run it (:class:`~mmchange_core.inference.settings.DetectorSettings`); keyword
+            arguments named after its fields (``device="cpu"``, ``tile_size=128``) override single fields.
         captions: captions of the pairs to predict (text models), matched by file name.
         caption_cache: a caption-store file where on-the-fly captions are kept between runs.
         warn: receives one-line warnings.
+        name: the model's name in messages and records (the spec it was loaded from).
         runner_options: further :class:`InferenceRunner` options (the drift check's plain reference path).
     """
 
-    def __init__(self, model: MMChange | OnnxRunner, meta: CheckpointMeta | None = None, *,
-                 device: str | torch.device = "auto",
-                 precision: str = "auto", compile: bool = False, tile_size: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE, threshold: float | None = None,
-                 captions: CaptionFile | None = None, caption_cache: str | Path | None = None,
-                 warn: Warn | None = None, name: str = "checkpoint", runner_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: MMChange | OnnxRunner, meta: CheckpointMeta | None = None,
+                 settings: DetectorSettings | None = None, *, captions: CaptionFile | None = None,
+                 caption_cache: str | Path | None = None, warn: Warn | None = None, name: str = "checkpoint",
+                 runner_options: dict[str, Any] | None = None, model_file: ModelFile | None = None,
+                 **overrides: Any) -> None:
         if meta is None:
             meta = model.meta if isinstance(model, OnnxRunner) else CheckpointMeta(model=model.config)
+        settings = dataclasses.replace(settings or DetectorSettings(), **overrides)
+        validate(settings)
         self.meta = meta
         self.name = name
+        self.model_file = model_file
         self.warn = warn or (lambda message: None)
-        self.tile_size = self.meta.resolve_tile_size(tile_size)
-        self.overlap = overlap
-        self.batch_size = batch_size
-        self.threshold = self.meta.resolve_threshold(threshold)
-        TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, overlap)  # validate before any work
-        if batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1; got {batch_size}")
-        if isinstance(model, OnnxRunner):
-            if runner_options:
-                raise InputError(f"{name} is an ONNX model; the torch runner options {sorted(runner_options)} do "
-                                 f"not apply to it")
-            self.runner: InferenceRunner | OnnxRunner = model
+        self.tile_size = self.meta.resolve_tile_size(settings.tile_size)
+        self.overlap = settings.overlap
+        self.batch_size = settings.batch_size
+        self.threshold = self.meta.resolve_threshold(settings.threshold)
+        TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, self.overlap)  # validate before any work
+        if isinstance(model, MMChange):
+            self.runner: InferenceRunner | OnnxRunner = InferenceRunner(
+                model, settings.device, settings.precision, compile=settings.compile, **(runner_options or {}))
         else:
-            self.runner = InferenceRunner(model, device, precision, compile=compile, **(runner_options or {}))
+            self.runner = model
         self.device = self.runner.device
+        #: The settings it runs with: the given ones, with the checkpoint's tile size and threshold and the
+        #: device and precision actually used filled in (what :meth:`record` writes out).
+        self.settings = dataclasses.replace(settings, tile_size=self.tile_size, threshold=self.threshold,
+                                            device=str(self.device), precision=str(self.runner.precision))
         self.captions = captions
         self.caption_cache = None if caption_cache is None else Path(caption_cache)
         self._pipeline: Any = None
@@ -122,30 +122,38 @@ class ChangeDetector:
             self.captions = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
-                        captions: str | Path | CaptionFile | None = None, **options: Any) -> ChangeDetector:
-        """Load a model file: an mmchange checkpoint (a path or ``hf://OWNER/NAME[@REV]``) or an exported
-        ``.onnx`` (run by onnxruntime); ``options`` are the constructor's keyword arguments.
-
-        This is the one constructor of every command that runs the network (predict, eval, robustness,
-        the drift check, benchmark), so each of them accepts both kinds of file.
-        """
+    def load(cls, spec: str | Path | ModelFile, settings: DetectorSettings | None = None, *,
+             captions: str | Path | CaptionFile | None = None, caption_cache: str | Path | None = None,
+             warn: Warn | None = None, runner_options: dict[str, Any] | None = None,
+             **overrides: Any) -> ChangeDetector:
+        """Load a model through the backend seam (:func:`~mmchange_core.inference.backends.open_model`): an
+        mmchange checkpoint (a path or ``hf://OWNER/NAME[@REV]``), an exported ``.onnx`` (onnxruntime) or an
+        authors' ``.pth``. This is the one constructor of every command that runs the network."""
+        settings = dataclasses.replace(settings or DetectorSettings(), **overrides)
+        validate(settings)
+        model = open_model(spec)
         if captions is not None and not isinstance(captions, CaptionFile):
             captions = CaptionFile.load(captions)
-        options.setdefault("name", str(path))
-        local = resolve_checkpoint(path)
-        if is_onnx_file(local):
-            runner = OnnxRunner(local, device, options.pop("precision", "auto"), compile=options.pop("compile", False))
-            return cls(runner, runner.meta, captions=captions, **options)
-        model, meta = load_checkpoint(local, "cpu")
-        return cls(model, meta, device=device, captions=captions, **options)
+        runner = model.runner(settings, **(runner_options or {}))
+        return cls(runner, model.meta, settings, captions=captions, caption_cache=caption_cache, warn=warn,
+                   name=model.spec, model_file=model)
 
     @classmethod
-    def from_options(cls, path: str | Path, options: Any, **extra: Any) -> ChangeDetector:
-        """:meth:`from_checkpoint` with the settings of a command's config (the fields named in
-        :data:`DETECTOR_SETTINGS` that it has); ``extra`` adds or overrides keyword arguments."""
-        settings = {name: getattr(options, name) for name in DETECTOR_SETTINGS if hasattr(options, name)}
-        return cls.from_checkpoint(path, **{**settings, **extra})
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
+                        captions: str | Path | CaptionFile | None = None, **options: Any) -> ChangeDetector:
+        """:meth:`load` with settings as keyword arguments: ``from_checkpoint("best.safetensors", device="cpu")``."""
+        return cls.load(path, captions=captions, device=str(device), **options)
+
+    @property
+    def backend(self) -> str:
+        """The runtime that runs the network: ``torch`` or ``onnxruntime``."""
+        return "onnxruntime" if isinstance(self.runner, OnnxRunner) else "torch"
+
+    def record(self, *, outputs_only: bool = False) -> dict[str, Any]:
+        """The settings it runs with, as the manifest, the STAC Item and metrics.json write them."""
+        chosen = self.model_file.chosen if self.model_file is not None else None
+        return settings_record(self.settings, backend=self.backend, checkpoint=self.name, chosen=chosen,
+                               outputs_only=outputs_only)
 
     @property
     def uses_text(self) -> bool:

@@ -7,15 +7,15 @@ thumbnails, so a scene is never held whole beyond the mask that predict itself h
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.atomic import refuse_unsafe
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.raster import open_source
 from mmchange_core.reporting.report import (
@@ -148,18 +148,8 @@ def check_report_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm") or path.is_dir():
         raise InputError(f"--report {path}: give an .html file name, e.g. --report report.html")
+    refuse_unsafe(path, "--report")  # a link or FIFO at its name: refused now, not after the work
     return path
-
-
-@contextlib.contextmanager
-def report_probabilities(report: Path | None, prob: Path | None, *, folder: bool) -> Iterator[Path | None]:
-    """The ``--prob`` to predict with: the user's, or (``--report`` without ``--prob``) a temporary one that the
-    report reads and that is removed afterwards."""
-    if report is None or prob is not None:
-        yield prob
-        return
-    with tempfile.TemporaryDirectory(prefix="mmchange-report-") as tmp:
-        yield Path(tmp) if folder else Path(tmp) / "prob.png"
 
 
 def write_predict_report(path: str | Path, results: Sequence[Any], *, checkpoint: str | Path,
@@ -168,7 +158,7 @@ def write_predict_report(path: str | Path, results: Sequence[Any], *, checkpoint
                          warn: Callable[[str], None] | None = None) -> Path | None:
     """Write the predict report to ``path`` (a failure only warns: the masks are written).
 
-    With ``temporary_prob`` the results' ``prob`` outputs (from :func:`report_probabilities`) are read for the
+    With ``temporary_prob`` the results' ``prob`` outputs (``--report`` without ``--prob``) are read for the
     report and dropped from the results, since they do not outlive it.
     """
     from mmchange_core.device import resolve_device

@@ -81,6 +81,7 @@ def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: to
 class WindowTimings:
     """Seconds spent waiting for windows (read), in the network, waiting for the writer, and in total."""
 
+    # duplicates (deliberate): field declarations, alike in shape only to other result dataclasses
     windows: int = 0
     read: float = 0.0
     network: float = 0.0

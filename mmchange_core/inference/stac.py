@@ -2,22 +2,20 @@
 
 The Item itself is :func:`mmchange_core.io.stac.write_stac_item`; this module picks its path, the
 model fields (checkpoint name and sha256, threshold, tile size, overlap, mmchange version), the
-georeference of the inputs and the assets a pair's result lists, and keeps the assets in step when
-the CLI adds a report or drops a temporary probability map afterwards.
+georeference of the inputs and the assets a pair's result lists (written last, by predict, so it
+never needs a rewrite).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mmchange_core.environment import __version__
-from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.raster import open_source
-from mmchange_core.io.stac import model_properties, output_asset, require_pystac, write_stac_item
+from mmchange_core.io.stac import require_pystac, write_stac_item
 
 #: Ending of an Item's file name: ``change.tif`` -> ``change.stac.json``.
 STAC_SUFFIX = ".stac.json"
@@ -33,17 +31,15 @@ def require_stac() -> None:
     require_pystac("--stac")
 
 
-def model_fields(checkpoint: str | Path, detector: Any) -> dict[str, Any]:
-    """The ``mmchange:*`` model fields of a run: the checkpoint file (name, sha256) and the window settings."""
-    settings = {"threshold": detector.threshold, "tile_size": detector.tile_size, "overlap": detector.overlap,
-                "mmchange_version": __version__}
-    trained = getattr(detector.meta, "mmchange_version", None)
-    path = Path(checkpoint) if not str(checkpoint).startswith("hf://") else None
-    if path is not None and path.is_file():
-        return model_properties(path, **settings, checkpoint_mmchange_version=trained)
-    # an hf:// spec: its name is the reference (the resolved file is the hub cache's business)
-    return {"checkpoint": str(checkpoint), "checkpoint_sha256": None, **settings,
-            "checkpoint_mmchange_version": trained}
+def model_fields(detector: Any) -> dict[str, Any]:
+    """The ``mmchange:*`` model fields of a run: the checkpoint (as given, its file name and sha256) and the
+    settings it ran with (:meth:`ChangeDetector.record`), as metrics.json and the manifest write them."""
+    model = detector.model_file
+    return {**detector.record(),
+            "checkpoint_file": model.path.name if model is not None else None,
+            "checkpoint_sha256": model.sha256() if model is not None else None,
+            "mmchange_version": __version__,
+            "checkpoint_mmchange_version": getattr(detector.meta, "mmchange_version", None)}
 
 
 def pair_georef(*inputs: str | Path) -> GeoReference | None:
@@ -55,26 +51,14 @@ def pair_georef(*inputs: str | Path) -> GeoReference | None:
     return None
 
 
-def write_pair_item(result: Any, path: Path, model: Mapping[str, Any]) -> Path:
-    """Write the Item of one pair's result (a ``PairResult``) to ``path``: inputs, model, every output."""
+def write_pair_item(result: Any, path: Path, model: Mapping[str, Any],
+                    extra: Mapping[str, str | Path] | None = None) -> Path:
+    """Write the Item of one pair's result (a ``PairResult``) to ``path``: inputs, model, every output, and
+    ``extra`` assets drawn from several pairs (the run's report)."""
     image_a, image_b = Path(result.image_a), Path(result.image_b)
+    assets = {k: Path(v) for k, v in {**result.outputs, **(extra or {})}.items()}
     return write_stac_item(path, name=result.name, inputs=[image_a, image_b], georef=pair_georef(image_a, image_b),
-                           model=model, assets={k: Path(v) for k, v in result.outputs.items()},
+                           model=model, assets=assets,
                            properties={"mmchange:changed_pixels": int(result.changed_pixels),
                                        "mmchange:change_fraction": float(result.change_fraction)},
                            shape=(result.height, result.width))
-
-
-def sync_item_assets(path: str | Path, outputs: Mapping[str, str | Path]) -> Path:
-    """Make the output assets of the Item at ``path`` exactly ``outputs`` (kind -> file); inputs are kept.
-
-    The CLI calls it after writing a report or colour bar, or dropping a temporary probability map.
-    """
-    path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    assets = {key: value for key, value in data.get("assets", {}).items() if "source" in value.get("roles", [])}
-    georeferenced = data.get("geometry") is not None
-    for kind, output in outputs.items():
-        assets[kind] = output_asset(kind, output, path.parent, georeferenced)
-    data["assets"] = assets
-    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -67,18 +67,6 @@ def file_sha256(path: str | Path) -> str:
         raise InputError(f"cannot read {path} ({exc.strerror})") from exc
 
 
-def model_properties(checkpoint: str | Path, *, threshold: float, tile_size: int, overlap: int,
-                     mmchange_version: str, **extra: Any) -> dict[str, Any]:
-    """The ``model`` dict of :func:`write_stac_item` for a checkpoint file (its name and sha256) and settings.
-
-    The caller takes the values from the checkpoint's ``CheckpointMeta`` and the run's options
-    (``io`` does not import ``models``); ``extra`` adds fields (e.g. ``precision``).
-    """
-    checkpoint = Path(checkpoint)
-    return {"checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint), "threshold": float(threshold),
-            "tile_size": int(tile_size), "overlap": int(overlap), "mmchange_version": mmchange_version, **extra}
-
-
 def _href(path: Path, base: Path) -> str:
     """``path`` as a URL reference from the folder ``base``: relative when possible, percent-encoded.
 
@@ -168,7 +156,7 @@ def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path]
 
     ``inputs``: the images compared, first date first (assets ``image_a``, ``image_b``, role
     ``source``). ``assets``: output kind (``mask``, ``prob``, ``vector``, ``overlay``, ``report`` or
-    another) -> file. ``model``: e.g. :func:`model_properties`, stored as ``mmchange:<key>``.
+    another) -> file. ``model``: the model fields (``inference/stac.model_fields``), stored as ``mmchange:<key>``.
     ``shape`` (rows, columns) defaults to the size of the ``mask`` asset. ``properties`` are added
     last (and may set ``start_datetime``/``end_datetime`` when the input files do not say).
     Without a georeference the Item has no footprint (``geometry`` null) and no projection fields.

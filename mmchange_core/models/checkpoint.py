@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from mmchange_core.config import from_dict, to_dict
+from mmchange_core.config import SIZE, THRESHOLD, ConfigError, check_value, from_dict, to_dict
 from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from mmchange_core.environment import __version__
 from mmchange_core.errors import CheckpointError, InputError, MMChangeError
@@ -42,17 +42,17 @@ _RETIRED_MODEL_KEYS = {"width": 64}
 
 
 def validate_threshold(value: float) -> float:
-    """``value`` if it is a usable decision threshold, strictly between 0 and 1; else an InputError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise InputError(f"threshold must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
+    """``value`` if it is a usable decision threshold (the one rule, :data:`~mmchange_core.config.THRESHOLD`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key 'threshold' is {value!r}; it must be {THRESHOLD.allowed}")
+    return float(check_value("threshold", value, THRESHOLD))
 
 
 def validate_tile_size(value: int) -> int:
-    """``value`` if it is a usable window side, a positive multiple of 32; else an InputError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 32:
-        raise InputError(f"tile size must be a positive multiple of 32 (for example 256), got {value!r}")
-    return value
+    """``value`` if it is a usable window side (the one size rule, :data:`~mmchange_core.config.SIZE`)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config key 'tile_size' is {value!r}; it must be {SIZE.allowed}")
+    return check_value("tile_size", value, SIZE)
 
 
 @dataclass(frozen=True)
@@ -251,12 +251,22 @@ def _read(path: Path, weights: bool) -> tuple[CheckpointMeta, dict[str, torch.Te
 
 def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
     """The checkpoint's metadata, without reading its weights (``path``: a file or ``hf://OWNER/NAME[@REV]``)."""
-    return _read(resolve_checkpoint(path), weights=False)[0]
+    return read_checkpoint_file_meta(resolve_checkpoint(path))
+
+
+def read_checkpoint_file_meta(path: Path) -> CheckpointMeta:
+    """The metadata of the local checkpoint file ``path`` (a spec already resolved), without its weights."""
+    return _read(Path(path), weights=False)[0]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MMChange, CheckpointMeta]:
     """Rebuild the model stored at ``path`` (a file or ``hf://OWNER/NAME[@REV]``, in eval mode) with its metadata."""
-    path = resolve_checkpoint(path)
+    return load_checkpoint_file(resolve_checkpoint(path), device)
+
+
+def load_checkpoint_file(path: Path, device: str | torch.device = "cpu") -> tuple[MMChange, CheckpointMeta]:
+    """The model and metadata of the local checkpoint file ``path`` (a spec already resolved)."""
+    path = Path(path)
     meta, state = _read(path, weights=True)
     model = MMChange(meta.model)
     missing, unexpected = model.load_state_dict(state, strict=False)

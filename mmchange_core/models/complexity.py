@@ -104,11 +104,11 @@ def measure_complexity(model: MMChange, size: int = 256) -> Complexity:
 def describe_model(backbone: str = "resnet50", variant: str = "full", size: int = 256,
                    text_dim: int = 512) -> Complexity:
     """Build ``backbone``/``variant`` with random weights and measure it at ``size`` x ``size``."""
+    from mmchange_core.config import SIZE, check_value
     from mmchange_core.errors import MMChangeError
     from mmchange_core.models.config import ModelConfig
 
-    if size <= 0 or size % 32:
-        raise MMChangeError(f"--size must be a positive multiple of 32 (for example 256), got {size}")
+    check_value("size", size, SIZE)
     try:
         config = ModelConfig(backbone=backbone, variant=variant, text_dim=text_dim)
     except ValueError as exc:

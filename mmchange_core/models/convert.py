@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,9 @@ from mmchange_core.io.images import check_regular_file
 from mmchange_core.io.outputs import CHECKPOINT_SUFFIXES, OutputPlan
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.mmchange import MMChange
+
+if TYPE_CHECKING:
+    from mmchange_core.models.checkpoint import CheckpointMeta
 
 #: Ordered (pattern, replacement) rules from reference keys to mmchange keys.
 KEY_RULES: list[tuple[re.Pattern[str], str]] = [(re.compile(p), r) for p, r in [
@@ -142,15 +146,23 @@ def load_reference_file(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj)
 
 
-def convert_reference_checkpoint(path: str | Path, out: str | Path) -> tuple[Path, ModelConfig]:
-    """Convert an authors' checkpoint file into an mmchange checkpoint at ``out``."""
-    from mmchange_core.models.checkpoint import CheckpointMeta, check_finite_weights, save_checkpoint
+def load_reference_model(path: str | Path) -> tuple[MMChange, CheckpointMeta]:
+    """The network (eval mode) and metadata of an authors' checkpoint file, converted in memory."""
+    from mmchange_core.models.checkpoint import CheckpointMeta, check_finite_weights
 
-    OutputPlan([Path(path)]).add(Path(out), "convert output", CHECKPOINT_SUFFIXES)
     converted, config = convert_reference_state_dict(load_reference_file(path))
     check_finite_weights(converted, path)
     model = MMChange(config)
     model.load_state_dict(converted)
     meta = CheckpointMeta(model=config, training={"source": {"converted_from": str(path),
                                                              "format": "authors' MMChange BaseNet"}})
-    return save_checkpoint(out, model, meta), config
+    return model.eval(), meta
+
+
+def convert_reference_checkpoint(path: str | Path, out: str | Path) -> tuple[Path, ModelConfig]:
+    """Convert an authors' checkpoint file into an mmchange checkpoint at ``out``."""
+    from mmchange_core.models.checkpoint import save_checkpoint
+
+    OutputPlan([Path(path)]).add(Path(out), "convert output", CHECKPOINT_SUFFIXES)
+    model, meta = load_reference_model(path)
+    return save_checkpoint(out, model, meta), meta.model

@@ -44,19 +44,13 @@ from torch import nn
 
 from mmchange_core.environment import __version__
 from mmchange_core.errors import CheckpointError, InputError, MMChangeError, install_hint, require_extra
-from mmchange_core.io.atomic import atomic_write_bytes
+from mmchange_core.io.atomic import atomic_write_bytes, refuse_unsafe
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.models import itff
 from mmchange_core.models.blocks import SpatialGroupEnhance
-from mmchange_core.models.checkpoint import (
-    CheckpointMeta,
-    load_checkpoint,
-    read_checkpoint_meta,
-    update_checkpoint_meta,
-)
+from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.fusion import fold_batchnorm
-from mmchange_core.models.hub import resolve_checkpoint
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.mmchange import MMChange
 
@@ -89,11 +83,6 @@ def import_onnx_module(name: str, what: str) -> ModuleType:
     return require_extra(name, what, "onnx")
 
 
-def is_onnx_file(path: str | Path) -> bool:
-    """Whether ``path`` names an ONNX model (by its suffix), to be run by onnxruntime."""
-    return Path(str(path)).suffix.lower() == ONNX_SUFFIX
-
-
 # --------------------------------------------------------------------------------------------------
 # shape-free equivalents of the network's shape-dependent branches (export only)
 
@@ -115,6 +104,8 @@ def shape_free_edge_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
 class _ShapeFreeGroupEnhance(SpatialGroupEnhance):
     """:class:`SpatialGroupEnhance` with its one-pixel case (no spread: std 1) chosen in the graph."""
 
+    # duplicates (deliberate): repeats SpatialGroupEnhance.forward with a shape-free branch, so that the network's own
+    # ops stay bit-equal to the authors' and only the exported graph traces this copy
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         g = self.groups
@@ -196,7 +187,7 @@ class ExportResult:
         return self.fp32_seconds_per_batch / self.seconds_per_batch
 
 
-def _check_options(opset: int, quantize: str | None) -> None:
+def check_export_options(opset: int, quantize: str | None) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise InputError(f"--opset {opset} cannot be exported: torch's dynamo exporter writes opset {MIN_OPSET} or "
                          f"newer (and older opsets lack ops the network needs); give --opset {DEFAULT_OPSET} or more")
@@ -356,15 +347,16 @@ def _write(proto: Any, output: Path, meta: CheckpointMeta, props: dict[str, str]
         fp32_timing = _seconds_per_batch(fp32_session, meta.model, meta.tile_size)
         timing = _seconds_per_batch(session, meta.model, meta.tile_size)
     atomic_write_bytes(output, proto.SerializeToString())
-    return ExportResult(output, source, props[EXPORTER_KEY].split(",")[0], opset, quantize or "none",
+    return ExportResult(output, source, props.get(EXPORTER_KEY, "unknown").split(",")[0], opset, quantize or "none",
                         [i.name for i in proto.graph.input], list(OUTPUT_NAMES), output.stat().st_size / 2**20,
                         time.perf_counter() - start, size, diff, fp32, timing, fp32_timing)
 
 
-def _check_output(output: str | Path, *inputs: Path) -> Path:
+def check_export_output(output: str | Path, *inputs: Path) -> Path:
     output = Path(output)
     if output.suffix.lower() != ONNX_SUFFIX:
         raise InputError(f"the export output {output} must end in {ONNX_SUFFIX} (for example model.onnx)")
+    refuse_unsafe(output, "the export output")  # a link or FIFO at its name: refused before the export runs
     for path in inputs:
         if output.exists() and path.exists() and output.resolve() == path.resolve():
             raise InputError(f"the export output {output} is the input {path} itself; choose another file name")
@@ -379,8 +371,8 @@ def export_model(model: MMChange, meta: CheckpointMeta, output: str | Path, *, o
     on a random pair (:attr:`ExportResult.max_abs_logit_diff`). ``quantize`` writes its int8 version
     instead (``"int8"`` needs a ``calibration`` data reader), timed against the fp32 graph.
     """
-    _check_options(opset, quantize)
-    output = _check_output(output)
+    check_export_options(opset, quantize)
+    output = check_export_output(output)
     if meta.model != model.config:
         raise InputError(f"metadata describes {meta.model}, but the model is {model.config}")
     onnx = import_onnx_module("onnx", "mmchange export")
@@ -404,9 +396,9 @@ def export_model(model: MMChange, meta: CheckpointMeta, output: str | Path, *, o
 def quantize_export(source: str | Path, output: str | Path, quantize: str, *,
                     calibration: Any | None = None) -> ExportResult:
     """Quantise an fp32 ``.onnx`` written by ``mmchange export`` (no new export); metadata is kept."""
-    _check_options(DEFAULT_OPSET, quantize)
+    check_export_options(DEFAULT_OPSET, quantize)
     source = Path(source)
-    output = _check_output(output, source)
+    output = check_export_output(output, source)
     start = time.perf_counter()
     proto = _load_proto(source, with_weights=True)
     props = {p.key: p.value for p in proto.metadata_props}
@@ -416,25 +408,6 @@ def quantize_export(source: str | Path, output: str | Path, quantize: str, *,
     props[QUANTIZATION_KEY] = quantize
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), DEFAULT_OPSET)
     return _write(proto, output, meta, props, quantize, calibration, 0.0, start, source.name, opset)
-
-
-def export_checkpoint(checkpoint: str | Path, output: str | Path, *, opset: int = DEFAULT_OPSET,
-                      quantize: str | None = None, calibration: Any | None = None) -> ExportResult:
-    """Export the mmchange checkpoint ``checkpoint`` (a path or ``hf://``) to the ONNX file ``output``.
-
-    An fp32 ``.onnx`` from an earlier export is quantised without a new export (``quantize`` needed).
-    """
-    _check_options(opset, quantize)
-    if is_onnx_file(checkpoint):
-        if quantize is None:
-            raise InputError(f"{checkpoint} is already an ONNX model; export takes an mmchange checkpoint "
-                             f"(.safetensors), or quantise the .onnx with --quantize int8")
-        return quantize_export(checkpoint, output, quantize, calibration=calibration)
-    path = resolve_checkpoint(checkpoint)
-    output = _check_output(output, path)
-    model, meta = load_checkpoint(path, "cpu")
-    return export_model(model, meta, output, opset=opset, quantize=quantize, calibration=calibration,
-                        source=Path(str(checkpoint)).name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,14 +466,3 @@ def update_onnx_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
     _set_metadata(proto, {META_KEY: strict_json(meta.to_json_dict())})
     atomic_write_bytes(path, proto.SerializeToString())
     return read_onnx_meta(path)
-
-
-def read_model_meta(path: str | Path) -> CheckpointMeta:
-    """The metadata of a model file: an exported ``.onnx`` or an mmchange checkpoint (path or ``hf://``)."""
-    local = resolve_checkpoint(path)
-    return read_onnx_meta(local) if is_onnx_file(local) else read_checkpoint_meta(local)
-
-
-def update_model_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
-    """:func:`update_checkpoint_meta` for checkpoints and :func:`update_onnx_meta` for ``.onnx`` files."""
-    return update_onnx_meta(path, **changes) if is_onnx_file(path) else update_checkpoint_meta(path, **changes)

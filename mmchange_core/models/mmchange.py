@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmchange_core.config import SIZE_MULTIPLE
 from mmchange_core.models.ablation import AdditiveFusion, DifferenceProjection, TextProjection
 from mmchange_core.models.config import VARIANTS, WIDTH, ModelConfig
 from mmchange_core.models.decoder import ChangeDecoder
@@ -54,9 +55,9 @@ class MMChange(nn.Module):
                 f"MMChange takes two image batches of the same shape [B, 3, H, W]; "
                 f"got {tuple(img_a.shape)} and {tuple(img_b.shape)}")
         h, w = img_a.shape[-2:]
-        if h % 32 or w % 32 or h == 0 or w == 0:
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or h == 0 or w == 0:
             raise ValueError(
-                f"MMChange takes images whose height and width are multiples of 32 (for example 256x256); "
+                f"MMChange takes images whose height and width are multiples of {SIZE_MULTIPLE} (for example 256x256); "
                 f"got {h}x{w}. Pad or crop the input, or use sliding-window prediction.")
         if not self.uses_text:
             return

@@ -8,10 +8,10 @@ from mmchange_core.config import (
     DEVICE,
     PRECISION,
     SEED,
+    SIZE,
     ConfigError,
     between,
     choice,
-    multiple_of,
     non_negative,
     positive,
     setting,
@@ -43,7 +43,7 @@ class TrainConfig:
     pretrained: bool = True  # ImageNet trunk weights (torchvision IMAGENET1K_V1)
     iters: int = setting(40000, positive())  # rounded up to whole epochs
     batch_size: int = setting(32, positive())  # in total, over all processes
-    crop_size: int = setting(256, multiple_of(32))  # larger images are cut into non-overlapping tiles of this size
+    crop_size: int = setting(256, SIZE)  # larger images are cut into non-overlapping tiles of this size
     lr: float = setting(5e-4, positive())
     betas: tuple[float, float] = setting((0.9, 0.99), between(0, 1))
     eps: float = setting(1e-8, positive())

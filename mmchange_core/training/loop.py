@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from mmchange_core.distributed import DistributedContext, distributed_session
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.runner import autocast_context, enable_compile_cache
-from mmchange_core.training.config import AugmentConfig, TrainConfig, cache_settings, validate_config
+from mmchange_core.training.config import TrainConfig, cache_settings, validate_config
 from mmchange_core.training.interrupt import StopSignal, ignore_stop_signals
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.training.losses import deep_supervision_loss
@@ -64,11 +64,11 @@ from mmchange_core.evaluation.metrics import METRIC_NAMES
 from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressEvent
-from mmchange_core.runs import RunBusyError, lock_run, next_run_dir
+from mmchange_core.runs import BEST_CHECKPOINT, RunBusyError, lock_run, next_run_dir
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.pt"
-BEST_FILE = "best.safetensors"
+BEST_FILE = BEST_CHECKPOINT
 LAST_FILE = "last.safetensors"
 CAPTION_STORE_FILE = "caption_store.json"
 
@@ -117,6 +117,31 @@ class TrainResult:
     #: late that the run completed), ``"stop_after"`` for ``stop_after``, None otherwise.
     stopped_by: str | None = None
     report: Path | None = None  # report.html (None when it could not be written, and on processes other than 0)
+
+    def files(self) -> dict[str, Path]:
+        """The run's metrics log, curves and TensorBoard folder (whether or not they exist yet)."""
+        from mmchange_core.training.metrics_log import CURVES_FILE, METRICS_FILE, TENSORBOARD_DIR
+
+        return {"metrics_csv": self.run_dir / METRICS_FILE, "curves": self.run_dir / CURVES_FILE,
+                "tensorboard": self.run_dir / TENSORBOARD_DIR}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``mmchange train --json`` prints it."""
+        from mmchange_core.reporting.report import report_fields
+
+        return {
+            "run_dir": str(self.run_dir),
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            "best_epoch": self.best_epoch if self.best_epoch >= 0 else None,
+            "best_val_f1": self.best_f1,
+            "iterations": self.iterations,
+            "total_iterations": self.total_iters,
+            "completed": self.completed,
+            "stopped_by": self.stopped_by,
+            **{name: str(path) if path.exists() else None for name, path in self.files().items()},
+            **report_fields(self.report),
+        }
 
 
 class TrainObserver:

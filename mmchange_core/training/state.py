@@ -54,6 +54,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 class TrainState:
     """Progress of a run. ``epoch``/``batch`` point at the next batch to train on."""
 
+    # duplicates (deliberate): field declarations, alike in shape only to other result dataclasses
     epoch: int = 0
     batch: int = 0
     iteration: int = 0

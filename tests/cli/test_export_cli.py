@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mmchange_core.models.export import read_onnx_properties
-from tests.inference.test_predict import write_pair
+from tests.inference_helpers import write_pair
 from tests.onnx_helpers import exported
 
 pytestmark = pytest.mark.slow  # shares the session's tiny export (tens of seconds for the first test)

@@ -19,9 +19,8 @@ from PIL import Image
 from safetensors import safe_open
 
 from mmchange_core.models import CheckpointMeta, build_model, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from tests.models.hub_cache import add_snapshot, use_hub_cache
-from tests.models.test_card import eval_json
-from tests.models.test_checkpoint_meta import write_v1
+from tests.models_helpers import eval_json, write_v1
+from tests.models_helpers.hub_cache import add_snapshot, use_hub_cache
 
 pytest.importorskip("huggingface_hub")
 

@@ -13,6 +13,7 @@ import torch
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.data.normalize import to_tensor
 from mmchange_core.evaluation.evaluate import evaluate
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.reporting.visualize import FN_COLOUR, FP_COLOUR, TINT, TP_COLOUR, error_overlay
@@ -116,8 +117,7 @@ def test_error_overlay_colours() -> None:
 
 def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, model, tmp_path: Path) -> None:
     checkpoint = save_checkpoint(tmp_path / "m.safetensors", model, CheckpointMeta(model=model.config, tile_size=64))
-    report = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", workers=0,
-                                        save_vis=True, project=str(tmp_path / "runs")))
+    report = run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(mixed), save_vis=True, project=str(tmp_path / "runs"), detector=DetectorSettings(device="cpu", workers=0)))
     assert report.run_dir == tmp_path / "runs" / "eval" / "exp"
     summary = json.loads((report.run_dir / "metrics.json").read_text())
     assert summary["metrics"] == report.metrics() and summary["tile_size"] == 64
@@ -130,11 +130,10 @@ def test_eval_run_writes_outputs_and_tunes_threshold(mixed: Path, model, tmp_pat
     vis_image = read_rgb(report.run_dir / "vis" / "wide.png")   # 96x160 enlarged 2x, the colour key below
     assert vis_image.shape[1:] == (320, 3) and vis_image.shape[0] > 2 * 96
 
-    tuned = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), device="cpu", workers=0,
-                                       tune_threshold=True, project=str(tmp_path / "runs")))
+    tuned = run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(mixed), tune_threshold=True, project=str(tmp_path / "runs"), detector=DetectorSettings(device="cpu", workers=0)))
     meta = read_checkpoint_meta(checkpoint)
     assert tuned.tuned is not None and meta.threshold == tuned.tuned["threshold"] == tuned.result.threshold
     assert meta.threshold_tuning is not None and meta.threshold_tuning["split"] == "val"
     assert tuned.tuned["f1"] >= tuned.tuned["f1_at_0.5"]
     with pytest.raises(InputError, match="exclude each other"):
-        run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(mixed), threshold=0.3, tune_threshold=True))
+        run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(mixed), tune_threshold=True, detector=DetectorSettings(threshold=0.3)))

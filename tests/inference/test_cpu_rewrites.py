@@ -9,7 +9,7 @@ from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models import build_model
 from mmchange_core.models.ifr import ContextualAttention
 from mmchange_core.models.tapwise_conv import TapwiseConv2d, use_tapwise_convs
-from tests.inference.test_runner import _randomise_batchnorm
+from tests.inference_helpers import randomise_batchnorm
 
 
 @pytest.mark.parametrize("kernel,stride,padding,size", [
@@ -44,7 +44,7 @@ def test_tapwise_conv_refuses_what_it_cannot_compute_and_picks_wide_strided_conv
 def test_folded_tap_mean_keeps_the_attention_output() -> None:
     torch.manual_seed(0)
     att = ContextualAttention(16).eval()
-    _randomise_batchnorm(att)
+    randomise_batchnorm(att)
     x = torch.randn(2, 16, 12, 10)
     with torch.no_grad():
         ref = att(x)
@@ -55,7 +55,7 @@ def test_folded_tap_mean_keeps_the_attention_output() -> None:
 
 def test_cpu_runner_applies_the_rewrites_and_keeps_outputs() -> None:
     model = build_model("resnet50").eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     runner = InferenceRunner(model, "cpu")
     assert isinstance(runner.network.encoder.proj["c4"][0], TapwiseConv2d)
     assert all(m.tap_mean_folded for m in runner.network.modules() if isinstance(m, ContextualAttention))

@@ -9,7 +9,7 @@ from PIL import Image
 import mmchange_core
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.images import read_mask
-from tests.inference.test_predict import image_only_checkpoint, scene, write_pair  # noqa: F401 (fixture)
+from tests.inference_helpers import image_only_checkpoint, scene, write_pair  # noqa: F401 (fixture)
 
 
 def test_predict_takes_paths_pil_and_arrays_and_equals_the_cli(image_only_checkpoint, tmp_path, cli) -> None:

@@ -15,37 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from mmchange_core.inference import predict as predict_module
+from mmchange_core.inference import pair_writer
 from mmchange_core.inference.manifest import RunManifest
 from mmchange_core.inference.predict import PredictConfig, predict_folder, predict_pair
-from mmchange_core.models import build_model, save_checkpoint
+from mmchange_core.inference.settings import DetectorSettings
 from tests.conftest import REPO_ROOT
-from tests.inference.test_predict import scene
+from tests.inference_helpers import image_only_checkpoint, one_thread, scene  # noqa: F401  (fixtures)
 
 rasterio = pytest.importorskip("rasterio")
 #: 64-pixel windows overlapping by 16, three per batch, one window row per block: a 200 x 170 scene has
 #: 4 x 4 windows (not a multiple of the tile) in 4 blocks whose batches straddle the block borders.
 WINDOWS = ["--tile-size", "64", "--overlap", "16", "--batch-size", "3", "--device", "cpu"]
-CONFIG = PredictConfig(tile_size=64, overlap=16, batch_size=3, device="cpu", block_rows=1)
+CONFIG = PredictConfig(detector=DetectorSettings(tile_size=64, overlap=16, batch_size=3, device="cpu"), block_rows=1)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model("resnet18", "image-only"))
-    return path
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def checkpoint(image_only_checkpoint: Path) -> Path:
+    return image_only_checkpoint
 
 
 def write_geotiff_pair(folder: Path, height: int = 200, width: int = 170, seed: int = 0) -> tuple[Path, Path]:
@@ -64,9 +52,9 @@ def write_geotiff_pair(folder: Path, height: int = 200, width: int = 170, seed: 
 
 def torchrun(*args: object, kill_after: int | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MMCHANGE_CPU_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    env.pop(predict_module.KILL_AFTER_UNITS_ENV, None)
+    env.pop(pair_writer.KILL_AFTER_UNITS_ENV, None)
     if kill_after is not None:
-        env[predict_module.KILL_AFTER_UNITS_ENV] = str(kill_after)
+        env[pair_writer.KILL_AFTER_UNITS_ENV] = str(kill_after)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "mmchange_cli", "predict", *map(str, args), *WINDOWS, "--json"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -140,7 +128,7 @@ def test_resume_skips_finished_blocks_redoes_changed_inputs_and_overwrite(checkp
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict_module, "_unit_recorded", crash_after_two)
+    monkeypatch.setattr(pair_writer, "unit_recorded", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         run()
     monkeypatch.undo()
@@ -169,7 +157,7 @@ def test_folder_rerun_skips_unchanged_pairs_and_redoes_changed_ones(checkpoint, 
         for sub, image in zip(("A", "B"), scene(64, 64, seed)):
             (tmp_path / sub).mkdir(exist_ok=True)
             Image.fromarray(image).save(tmp_path / sub / name)
-    config = PredictConfig(tile_size=64, device="cpu")
+    config = PredictConfig(detector=DetectorSettings(tile_size=64, device="cpu"))
     first = predict_folder(checkpoint, tmp_path / "A", tmp_path / "B", tmp_path / "out", config=config)
     assert [p.status for p in first.pairs] == ["ok", "ok"]
     Image.fromarray(scene(64, 64, 9)[1]).save(tmp_path / "B" / "b.png")

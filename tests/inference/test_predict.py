@@ -16,57 +16,18 @@ from PIL import Image
 from mmchange_core.data.normalize import normalize_batch
 from mmchange_core.errors import InputError
 from mmchange_core.inference.detector import ChangeDetector
-from mmchange_core.inference.predict import PredictConfig
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.images import read_mask
 from mmchange_core.reporting.overlay import GAP, OUTLINE_COLOR, overlay_geometry
 from mmchange_core.io.vector import polygonize_numpy
-from mmchange_core.models import build_model, save_checkpoint
-
-
-@pytest.fixture(scope="session")
-def image_only_checkpoint(tmp_path_factory) -> Path:
-    """A random-weight resnet18 image-only checkpoint with a stored threshold."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "image_only.safetensors"
-    save_checkpoint(path, build_model("resnet18", "image-only"))
-    return path
-
-
-def scene(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A textured uint8 RGB pair in which a block of the second date changed."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = (np.stack([np.sin(yy / 9.0), np.cos(xx / 7.0), np.sin((xx + yy) / 13.0)], -1) * 60 + 128
-            + rng.normal(0, 12, (height, width, 3)))
-    image_a = np.clip(base, 0, 255).astype(np.uint8)
-    image_b = image_a.copy()
-    image_b[height // 4:height // 2, width // 3:2 * width // 3] = (200, 190, 170)
-    return image_a, image_b
-
-
-def write_pair(folder: Path, height: int, width: int, name: str = "pair.png", seed: int = 0) -> tuple[Path, Path]:
-    """Write a :func:`scene` pair as ``folder/A/name`` and ``folder/B/name``."""
-    paths = []
-    for sub, image in zip(("A", "B"), scene(height, width, seed)):
-        path = folder / sub / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
-        paths.append(path)
-    return paths[0], paths[1]
+from tests.cli_helpers import assert_cli_error
+from tests.inference_helpers import image_only_checkpoint, scene, write_pair  # noqa: F401 (fixture)
 
 
 def direct_probabilities(predictor: ChangeDetector, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
     """One network call on the whole images (no tiling)."""
     to_batch = lambda im: normalize_batch(torch.from_numpy(im).permute(2, 0, 1)[None])  # noqa: E731
     return predictor.runner.probabilities(to_batch(image_a), to_batch(image_b))[0, 0].numpy()
-
-
-def assert_cli_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output and "error:" in result.output, result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
 
 
 def test_sliding_window_on_a_tile_sized_input_equals_direct_inference(image_only_checkpoint, tmp_path, cli) -> None:
@@ -181,10 +142,10 @@ def test_bad_input_exits_non_zero_without_traceback(case, image_only_checkpoint,
         expected = ("size mismatch", "64x64", "80x48")
     elif case == "threshold":
         args += ["--threshold", "1.5"]
-        expected = ("'threshold' is 1.5", "between 0 and 1")
+        expected = ("config key 'detector.threshold' is 1.5; it must be strictly between 0 and 1",)
     elif case == "tile":
         args += ["--tile-size", "100"]
-        expected = ("'tile_size' is 100", "a positive multiple of 32")
+        expected = ("config key 'detector.tile_size' is 100; it must be a positive multiple of 32",)
     elif case == "suffix":
         args[3] = tmp_path / "mask.jpg"
         expected = ("mask.jpg: unsupported file type ('.jpg')", ".png, .tif, .tiff")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.inference.test_predict import image_only_checkpoint, scene, write_pair  # noqa: F401  (fixture)
+from tests.inference_helpers import image_only_checkpoint, scene, write_pair  # noqa: F401  (fixture)
 
 pystac = pytest.importorskip("pystac")
 rasterio = pytest.importorskip("rasterio")
@@ -61,7 +61,9 @@ def test_pair_item_describes_inputs_model_and_every_output(image_only_checkpoint
         "prob": (out / "prob.tif").resolve(), "vector": (out / "change.geojson").resolve()}
     assert all(not Path(a.href).is_absolute() for a in item.assets.values())  # relative to the Item
     props = item.properties
-    assert props["mmchange:checkpoint"] == image_only_checkpoint.name
+    assert props["mmchange:checkpoint"] == str(image_only_checkpoint)  # as given on the command line
+    assert props["mmchange:checkpoint_file"] == image_only_checkpoint.name
+    assert (props["mmchange:backend"], props["mmchange:device"], props["mmchange:precision"]) == ("torch", "cpu", "fp32")
     assert props["mmchange:checkpoint_sha256"] == hashlib.sha256(image_only_checkpoint.read_bytes()).hexdigest()
     assert (props["mmchange:threshold"], props["mmchange:tile_size"]) == (0.5, 64)
     assert props["mmchange:mmchange_version"] == __version__ and "mmchange:overlap" in props

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from mmchange_core.inference.detector import ChangeDetector
-from mmchange_core.inference.predict import PredictConfig
 from mmchange_core.io.images import read_mask
 from mmchange_core.models import CheckpointMeta, build_model, save_checkpoint
 from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
-from tests.inference.test_predict import assert_cli_error, scene, write_pair
+from tests.cli_helpers import assert_cli_error
+from tests.inference_helpers import scene, write_pair
 
 
 @pytest.fixture(scope="session")

@@ -10,22 +10,12 @@ from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.errors import MMChangeError
 from mmchange_core.models import build_model
 from mmchange_core.models.fusion import fold_batchnorm
-
-
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    gen = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            module.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+from tests.inference_helpers import randomise_batchnorm
 
 
 def test_fold_batchnorm_removes_every_bn_and_keeps_outputs() -> None:
     model = build_model("resnet50").eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "original must be untouched"
@@ -39,7 +29,7 @@ def test_fold_batchnorm_removes_every_bn_and_keeps_outputs() -> None:
 
 def test_runner_matches_plain_forward_and_checks_text() -> None:
     model = build_model("resnet18").eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     runner = InferenceRunner(model, "cpu")
     assert runner.precision == "fp32" and not runner.cuda_graphs and runner.channels_last
     x, t = torch.randn(2, 3, 64, 64), torch.randn(2, 512)
@@ -82,7 +72,7 @@ def test_benchmark_times_inference_and_training_steps_on_cpu() -> None:
 
 def test_eager_runner_reuses_text_maps_of_the_same_scene() -> None:
     model = build_model("resnet18").eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     runner = InferenceRunner(model, "cpu")
     calls = []
     runner.network.tde.register_forward_hook(lambda *_: calls.append(1))

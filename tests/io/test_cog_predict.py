@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.inference.test_predict import image_only_checkpoint, scene  # noqa: F401  (fixture)
+from tests.inference_helpers import image_only_checkpoint, scene  # noqa: F401  (fixture)
 
 rasterio = pytest.importorskip("rasterio")
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 
 from mmchange_core.inference.predict import PredictConfig, predict_pair  # noqa: E402
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.io.cog import validate_cog  # noqa: E402
 
 UTM31 = CRS.from_epsg(32631)
@@ -35,7 +36,7 @@ def test_predict_writes_cogs_with_nodata_where_an_input_has_none(image_only_chec
 
     out = tmp_path / "out"
     predict_pair(image_only_checkpoint, tmp_path / "A" / "t.tif", tmp_path / "B" / "t.tif", out / "t.tif",
-                 prob=out / "p.tif", config=PredictConfig(tile_size=128, threshold=0.5))
+                 prob=out / "p.tif", config=PredictConfig(detector=DetectorSettings(tile_size=128, threshold=0.5)))
     for name in ("t.tif", "p.tif"):
         assert validate_cog(out / name) == [], name
     with rasterio.open(out / "t.tif") as ds:

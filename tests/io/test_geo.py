@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.inference.test_predict import assert_cli_error, image_only_checkpoint, scene  # noqa: F401  (fixture)
+from tests.cli_helpers import assert_cli_error
+from tests.inference_helpers import image_only_checkpoint, scene  # noqa: F401  (fixture)
 
 rasterio = pytest.importorskip("rasterio")
 from rasterio.crs import CRS  # noqa: E402
@@ -125,6 +126,7 @@ def test_without_rasterio_geotiff_names_the_extra_and_plain_images_still_work(
 def test_geotiff_is_streamed_in_strips(image_only_checkpoint, geo_pair, tmp_path, monkeypatch) -> None:
     """Windows are read through rasterio strip by strip: never the whole raster at full resolution."""
     from mmchange_core.inference.predict import PredictConfig, predict_pair
+    from mmchange_core.inference.settings import DetectorSettings
     from mmchange_core.data.windows import TileGrid
     from mmchange_core.io.raster import RasterioSource
 
@@ -138,6 +140,6 @@ def test_geotiff_is_streamed_in_strips(image_only_checkpoint, geo_pair, tmp_path
 
     monkeypatch.setattr(RasterioSource, "_read", spy)
     predict_pair(image_only_checkpoint, *geo_pair, tmp_path / "m.tif", prob=tmp_path / "p.tif",
-                 config=PredictConfig(tile_size=128, overlap=32))
+                 config=PredictConfig(detector=DetectorSettings(tile_size=128, overlap=32)))
     rows = TileGrid.plan(200, 300, 128, 32).rows
     assert reads == [(128, 300)] * (2 * rows)     # one 128-row strip per window row and date, nothing else

@@ -19,7 +19,6 @@ from mmchange_core.io.geo import GeoReference  # noqa: E402
 from mmchange_core.io.raster import write_image  # noqa: E402
 from mmchange_core.io.stac import (  # noqa: E402
     file_sha256,
-    model_properties,
     require_pystac,
     stac_problems,
     write_stac_item,
@@ -57,7 +56,8 @@ def prediction(tmp_path):
 
 def test_item_round_trips_with_assets_footprint_projection_and_model(prediction) -> None:
     root, checkpoint, out = prediction
-    model = model_properties(checkpoint, threshold=0.4, tile_size=256, overlap=32, mmchange_version="9.9")
+    model = {"checkpoint": checkpoint.name, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+             "threshold": 0.4, "tile_size": 256, "overlap": 32, "mmchange_version": "9.9"}
     item_path = write_stac_item(
         out / "tile.stac.json", name="tile", inputs=[root / "A" / "tile.tif", root / "B" / "tile.tif"], georef=GEOREF,
         model=model, assets={"mask": out / "tile.tif", "prob": out / "prob" / "tile.tif",

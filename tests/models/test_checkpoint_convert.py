@@ -21,7 +21,7 @@ from mmchange_core.models import (
     update_checkpoint_meta,
 )
 from mmchange_core.models.pretrained import imagenet_weights_path
-from tests.reference_fixture import reference_state_dict
+from tests.models_helpers.reference_fixture import reference_state_dict
 
 
 def test_checkpoint_round_trip_rebuilds_model(tmp_path: Path) -> None:

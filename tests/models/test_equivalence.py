@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmchange_core.models import MMChange, convert_reference_state_dict
-from tests.reference_fixture import reference_keys, reference_state_dict
+from tests.models_helpers.reference_fixture import reference_keys, reference_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,8 @@ import torch
 
 from mmchange_core.errors import CheckpointError, InputError
 from mmchange_core.models import load_checkpoint, read_checkpoint_meta
-from mmchange_core.models.export import (
-    META_KEY,
-    export_checkpoint,
-    onnx_session,
-    read_onnx_meta,
-    read_onnx_properties,
-    update_model_meta,
-)
+from mmchange_core.inference.backends import export_model_file, update_model_meta
+from mmchange_core.models.export import META_KEY, onnx_session, read_onnx_meta, read_onnx_properties
 from tests.onnx_helpers import exported
 
 pytestmark = pytest.mark.slow  # the first test of the session exports the tiny models (tens of seconds)
@@ -76,7 +70,7 @@ def test_tuned_threshold_is_written_into_the_onnx_metadata(tmp_path) -> None:
 def test_options_that_cannot_be_exported_fail_in_one_line_before_any_work(tmp_path, kwargs, message) -> None:
     options = {"output": "m.onnx", **kwargs}
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(".", r"\.")) as info:
-        export_checkpoint(tmp_path / "missing.safetensors", tmp_path / options.pop("output"), **options)
+        export_model_file(tmp_path / "missing.safetensors", tmp_path / options.pop("output"), **options)
     assert "\n" not in str(info.value)
 
 

@@ -22,7 +22,7 @@ from mmchange_core.models.fused_conv import (
     fuse_conv_activations,
 )
 from mmchange_core.models.fusion import fold_batchnorm
-from tests.inference.test_runner import _randomise_batchnorm
+from tests.inference_helpers import randomise_batchnorm
 
 
 def _count(model: torch.nn.Module, kind: type) -> int:
@@ -50,7 +50,7 @@ def test_op_matches_plain_ops_and_passes_opcheck(channels_last: bool, with_resid
 @pytest.mark.parametrize("backbone,block,convs", [("resnet18", FusedBasicBlock, 16), ("resnet50", FusedBottleneck, 48)])
 def test_fused_network_equals_folded_network(backbone: str, block: type, convs: int) -> None:
     model = build_model(backbone).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     folded = fold_batchnorm(model)
     trunk_only = fold_batchnorm(model)
     everything = fold_batchnorm(model)
@@ -78,7 +78,7 @@ def test_unfolded_blocks_are_left_alone_and_scope_is_checked() -> None:
 
 def test_runner_fuses_on_request_and_keeps_outputs() -> None:
     model = build_model("resnet50").eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     plain = InferenceRunner(model, "cpu")
     assert plain.fused_convs == "off"  # auto: the CPU gains nothing from it
     fused = InferenceRunner(model, "cpu", fused_convs="all")

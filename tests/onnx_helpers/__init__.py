@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from mmchange_core.models import CheckpointMeta, build_model, save_checkpoint
-from mmchange_core.models.export import ExportResult, export_checkpoint
+from mmchange_core.inference.backends import export_model_file
+from mmchange_core.models.export import ExportResult
 
 _ROOT: Path | None = None
 _CACHE: dict[str, "Exported"] = {}
@@ -70,7 +71,7 @@ def exported(kind: str) -> Exported:
             return _CACHE[kind]
         model, meta = tiny_meta(kind)
         checkpoint = save_checkpoint(_ROOT / f"{kind}.safetensors", model, meta)
-        result = export_checkpoint(checkpoint, _ROOT / f"{kind}.onnx")
+        result = export_model_file(checkpoint, _ROOT / f"{kind}.onnx")
         _CACHE[kind] = Exported(checkpoint, result.path, result, meta)
         if keep:
             kept.write_bytes(pickle.dumps(_CACHE[kind]))

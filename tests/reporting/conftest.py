@@ -37,7 +37,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     from mmchange_core.evaluation.robustness import RobustnessConfig, run_robustness
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
     from mmchange_core.inference.predict import PredictConfig, predict_folder, predict_pair
-    from mmchange_core.inference.report import report_probabilities, write_predict_report
+    from mmchange_core.inference.settings import DetectorSettings
     from mmchange_core.training.loop import train
 
     root = tmp_path_factory.mktemp("report_runs")
@@ -46,28 +46,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     trained = train(tiny_config(dataset, project, iters=2, batch_size=2, log_every=1))
     assert trained.best_checkpoint is not None
     checkpoint = trained.best_checkpoint
-    evaluation = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(dataset), split="train", gallery=3,
-                                            workers=0, device="cpu", project=str(project)))
+    cpu = DetectorSettings(device="cpu", workers=0)
+    evaluation = run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(dataset), split="train", gallery=3,
+                                            detector=cpu, project=str(project)))
     robustness = run_robustness(RobustnessConfig(checkpoints=[str(checkpoint)], dataset=str(dataset), split="test",
-                                                 severities=[0.5, 1.0], light=False, device="cpu",
+                                                 severities=[0.5, 1.0], light=False, detector=cpu,
                                                  project=str(project)))
     test = sorted((dataset / "test" / "A").iterdir())
-    config = PredictConfig(device="cpu")
+    config = PredictConfig(detector=DetectorSettings(device="cpu"))
     out = root / "predict"
-    with report_probabilities(out / "pair.html", None, folder=False) as prob:
-        pair = predict_pair(checkpoint, test[0], dataset / "test" / "B" / test[0].name, out / "mask.png", prob=prob,
-                            config=config)
-        pair_report = write_predict_report(out / "pair.html", [pair], checkpoint=checkpoint, config={"device": "cpu"},
-                                           inputs=(test[0], test[0]), seconds=pair.seconds["total"],
-                                           temporary_prob=True)
+    pair = predict_pair(checkpoint, test[0], dataset / "test" / "B" / test[0].name, out / "mask.png",
+                        report=out / "pair.html", config=config)
+    pair_report = Path(pair.report) if pair.report else None
     folder = predict_folder(checkpoint, dataset / "test" / "A", dataset / "test" / "B", out / "masks",
-                            prob_dir=out / "probs", config=config)
-    folder_report = write_predict_report(out / "folder.html", folder.pairs, checkpoint=checkpoint,
-                                         config={"device": "cpu"}, inputs=(test[0].parent, test[0].parent),
-                                         seconds=folder.seconds)
+                            prob_dir=out / "probs", report=out / "folder.html", config=config)
+    folder_report = Path(folder.report) if folder.report else None
     assert pair_report is not None and folder_report is not None
     demo = DemoReport(root / "demo", dataset, trained, evaluation, pair, robustness, {"total": 1.0},
-                      DemoConfig(pairs=10, size=64, crop_size=64, iters=2, device="cpu"))
+                      DemoConfig(pairs=10, size=64, crop_size=64, iters=2, detector=cpu))
     demo.run_dir.mkdir()
     demo_report = write_demo_report(demo)
     assert demo_report is not None

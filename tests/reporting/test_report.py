@@ -167,14 +167,14 @@ def test_report_needs_an_html_name_before_any_work(runs, cli, tmp_path: Path) ->
 def test_a_failing_report_keeps_the_run(runs, tmp_path: Path, monkeypatch) -> None:
     import mmchange_core.evaluation.run as run_module
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.inference.settings import DetectorSettings
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(run_module, "eval_report", broken)
     said: list[str] = []
-    report = run_evaluation(EvalOptions(checkpoint=runs.train.best_checkpoint, dataset=str(runs.dataset),
-                                        split="test", workers=0, device="cpu", project=str(tmp_path)),
+    report = run_evaluation(EvalOptions(checkpoint=str(runs.train.best_checkpoint), dataset=str(runs.dataset), split="test", project=str(tmp_path), detector=DetectorSettings(workers=0, device="cpu")),
                             message=said.append)
     assert report.report is None and not (report.run_dir / "report.html").exists()
     assert (report.run_dir / "metrics.json").is_file() and (report.run_dir / "per_image.csv").is_file()

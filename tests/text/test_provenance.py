@@ -12,6 +12,7 @@ from PIL import Image
 import mmchange_core.io.hashing as hashing
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.evaluation.robustness import RobustnessConfig, run_robustness
+from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
 from mmchange_core.text import CaptionStore, StaleCaptionsError
 from mmchange_core.text.features import verify_pair_captions
@@ -47,10 +48,8 @@ def test_a_changed_image_stops_eval_train_and_robustness_before_any_run_folder(c
     key = test_pair.relative(data)[1]
     project = tmp_path / "runs"
     attempts = [
-        lambda: run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(data), device="cpu",
-                                           project=str(project))),
-        lambda: run_robustness(RobustnessConfig(checkpoints=[str(checkpoint)], dataset=str(data), device="cpu",
-                                                light=False, project=str(project))),
+        lambda: run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(data), project=str(project), detector=DetectorSettings(device="cpu"))),
+        lambda: run_robustness(RobustnessConfig(checkpoints=[str(checkpoint)], dataset=str(data), light=False, project=str(project), detector=DetectorSettings(device="cpu"))),
         lambda: train(tiny_config(data, project, variant="full", iters=1, batch_size=2, val_split="test")),
     ]
     for attempt, images in zip(attempts, (2, 2, 14)):  # test split; test split; train + test (validation)
@@ -63,14 +62,12 @@ def test_a_changed_image_stops_eval_train_and_robustness_before_any_run_folder(c
         assert not project.exists()
 
     notes: list[str] = []
-    accepted = run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(data), device="cpu",
-                                          project=str(project), accept_stale_captions=True), message=notes.append)
+    accepted = run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(data), project=str(project), accept_stale_captions=True, detector=DetectorSettings(device="cpu")), message=notes.append)
     assert accepted.run_dir.is_dir() and any("1 image(s) that changed" in n and key in n for n in notes)
 
     report = caption_basic_report(data)  # the command the error names re-captions only the changed image
     assert (report.captioned, report.skipped + report.reused) == (1, report.images - 1)
-    assert run_evaluation(EvalOptions(checkpoint=checkpoint, dataset=str(data), device="cpu",
-                                      project=str(project))).run_dir.is_dir()
+    assert run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(data), project=str(project), detector=DetectorSettings(device="cpu"))).run_dir.is_dir()
 
 
 def caption_basic_report(root: Path):
