@@ -11,7 +11,7 @@ from mmchange_cli.console import out, print_json, table, warn
 
 
 def export_command(
-    checkpoint: str = typer.Argument(..., help="mmchange checkpoint (.safetensors, hf://OWNER/NAME[@REV] or an authors' "
+    checkpoint: str = typer.Argument(..., help="mmchange checkpoint (.safetensors, hf://OWNER/NAME\\[@REV] or an authors' "
                                                ".pth), or an fp32 .onnx export to quantise.",
                                      parser=opt.checkpoint_spec, metavar="CHECKPOINT"),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),

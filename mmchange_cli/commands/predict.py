@@ -33,7 +33,7 @@ def predict(
                                           help="Smallest polygon for --vector: pixels, or CRS units^2 for GeoTIFFs."),
     stac: bool = opt.flag("--stac", "Also write a STAC Item per pair beside its mask (<mask stem>.stac.json): the "
                                     "inputs, the model (checkpoint sha256, threshold, tile size) and every output "
-                                    "(needs pip install 'mmchange[cog]')."),
+                                    "(needs pip install 'mmchange\\[cog]')."),
     overwrite: bool = opt.flag("--overwrite", "Predict everything again, ignoring the run manifest (by default a "
                                               "rerun skips pairs and blocks that are finished and unchanged)."),
     # duplicates (deliberate): the options every run command shares are declared once in options.py; typer reads

@@ -58,3 +58,10 @@ def test_info_table_and_bad_size(cli) -> None:
     assert "multiple of 32" in bad.output and "Traceback" not in bad.output
     bad = cli("info", "--backbone", "vgg16")
     assert bad.exit_code == 1 and "unknown backbone 'vgg16'" in bad.output
+
+
+@pytest.mark.parametrize("command, text", [("predict", "mmchange[cog]"), ("export", "hf://OWNER/NAME[@REV]")])
+def test_help_keeps_square_brackets(cli, command: str, text: str) -> None:
+    """Help is rendered through rich: brackets in it (install extras, optional parts) must not be read as markup."""
+    result = cli(command, "--help")
+    assert result.exit_code == 0 and text in " ".join(result.output.replace("│", " ").split()), result.output
