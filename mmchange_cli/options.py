@@ -108,7 +108,7 @@ def tile_size() -> Any:
 
 def overlap() -> Any:
     """--overlap"""
-    return typer.Option(None, "--overlap", help="Minimum overlap of neighbouring windows in pixels.")
+    return typer.Option(None, "--overlap", help="Minimum overlap of neighbouring windows in pixels (default 32).")
 
 
 def batch_size(help: str = "Samples per network call.") -> Any:
@@ -116,9 +116,9 @@ def batch_size(help: str = "Samples per network call.") -> Any:
     return typer.Option(None, "--batch-size", "-b", help=help)
 
 
-def workers() -> Any:
+def workers(help: str = "DataLoader worker processes.") -> Any:
     """--workers/-w"""
-    return typer.Option(None, "--workers", "-w", help="DataLoader worker processes.")
+    return typer.Option(None, "--workers", "-w", help=help)
 
 
 def device() -> Any:
@@ -138,7 +138,8 @@ def compile() -> Any:
 
 def threshold() -> Any:
     """--threshold"""
-    return typer.Option(None, "--threshold", help="Change-probability threshold (default: the checkpoint's).")
+    return typer.Option(None, "--threshold", help="Change when probability > T (default: the checkpoint's, 0.5 "
+                                                  "unless tuned).")
 
 
 def project() -> Any:
@@ -175,27 +176,22 @@ CAPTIONS_STORE_HELP = "Caption store of text models (default: the one in the dat
 
 
 def _detector_options(captions_help: str) -> dict[str, tuple[Any, Any]]:
-    """``field -> (type, typer option)`` of :class:`mmchange_core.inference.settings.DetectorSettings`."""
-    def option(*names: str, help: str, **extra: Any) -> Any:
-        return typer.Option(None, *names, help=help, rich_help_panel=DETECTOR_PANEL, **extra)
-
-    return {
-        "tile_size": (int | None, option("--tile-size", help="Sliding-window size in pixels, a multiple of 32 "
-                                                          "(default: the checkpoint's training crop).")),
-        "overlap": (int | None, option("--overlap", help="Minimum overlap of neighbouring windows in pixels "
-                                                       "(default 32).")),
-        "batch_size": (int | None, option("--batch-size", "-b", help="Windows per network call (default 4).")),
-        "threshold": (float | None, option("--threshold", help="Change when probability > T (default: the "
-                                                             "checkpoint's, 0.5 unless tuned).")),
-        "workers": (int | None, option("--workers", "-w", help="DataLoader worker processes (default 2).")),
-        "device": (str | None, option("--device", help="auto (default: the first GPU, else the CPU), cpu, cuda "
-                                                       "or cuda:N.")),
-        "precision": (str | None, option("--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or "
-                                                             "fp16.")),
-        "compile": (bool, typer.Option(False, "--compile", help="torch.compile the network (GPU; cached on disk).",
-                                       rich_help_panel=DETECTOR_PANEL)),
-        "captions": (str | None, option("--captions", help=captions_help)),
+    """``field -> (type, typer option)`` of :class:`mmchange_core.inference.settings.DetectorSettings`: the
+    vocabulary's options above, listed in the :data:`DETECTOR_PANEL` help panel."""
+    declared = {
+        "tile_size": (int | None, tile_size()),
+        "overlap": (int | None, overlap()),
+        "batch_size": (int | None, batch_size("Windows per network call (default 4).")),
+        "threshold": (float | None, threshold()),
+        "workers": (int | None, workers("DataLoader worker processes (default 2).")),
+        "device": (str | None, device()),
+        "precision": (str | None, precision()),
+        "compile": (bool, compile()),
+        "captions": (str | None, captions(captions_help)),
     }
+    for _tp, option in declared.values():
+        option.rich_help_panel = DETECTOR_PANEL
+    return declared
 
 
 def detector_options(*, captions_help: str = CAPTIONS_STORE_HELP, without: tuple[str, ...] = ()

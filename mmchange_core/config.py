@@ -197,15 +197,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _lifted_key(cls: type, name: str) -> str | None:
-    """``group.field`` when ``name`` is (or was renamed to) a field of one of ``cls``'s settings groups."""
+def _group_keys(cls: type) -> dict[str, str]:
+    """The keys of ``cls``'s settings groups (their old names too) -> ``group.field`` (see :func:`group`)."""
+    keys: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         if f.metadata.get("group"):
-            inner = _field_types(cls)[f.name]
-            for g in dataclasses.fields(inner):
-                if g.init and (g.name == name or name in g.metadata.get("renamed_from", ())):
-                    return f"{f.name}.{g.name}"
-    return None
+            for g in dataclasses.fields(_field_types(cls)[f.name]):
+                if g.init:
+                    for name in (g.name, *g.metadata.get("renamed_from", ())):
+                        keys.setdefault(name, f"{f.name}.{g.name}")
+    return keys
 
 
 def _resolve_key(cls: type, name: str, key: str) -> str:
@@ -220,15 +221,14 @@ def _resolve_key(cls: type, name: str, key: str) -> str:
             warnings.warn(f"config key '{key}' is now '{new_key}'; the old name will be removed",
                           RenamedKeyWarning, stacklevel=4)
             return f.name
-    lifted = _lifted_key(cls, name)
+    grouped = _group_keys(cls)
+    lifted = grouped.get(name)
     if lifted is not None:
         new_key = key[: len(key) - len(name)] + lifted
         warnings.warn(f"config key '{key}' is now '{new_key}'; the old name will be removed",
                       RenamedKeyWarning, stacklevel=4)
         return lifted
     names = sorted(f.name for f in fields)
-    grouped = {g.name: f"{f.name}.{g.name}" for f in fields if f.metadata.get("group")
-               for g in dataclasses.fields(_field_types(cls)[f.name]) if g.init}
     close = difflib.get_close_matches(name, sorted({*names, *grouped}), n=1)
     prefix = key[: len(key) - len(name)]
     hint = f"did you mean '{prefix}{grouped.get(close[0], close[0])}'?" if close else \

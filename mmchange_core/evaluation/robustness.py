@@ -185,8 +185,10 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     clean_texts = [checkpoint_text_provider(model.meta, layout.root, store, pairs,
                                             accept_stale=config.accept_stale_captions, warn=say) for model in models]
     rows: list[RobustnessRow] = []
+    records: list[dict[str, Any]] = []
     for model, clean_text in zip(models, clean_texts):
         detector = ChangeDetector.load(model, config.detector)  # a checkpoint or an exported .onnx
+        records.append(detector.record())
         meta = detector.meta
         label = model_label(Path(model.spec))
         common = dict(pairs=pairs, workers=config.detector.workers)
@@ -212,7 +214,7 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     run_dir = next_run_dir(config.project, "robustness", config.name)
     csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
     json_path = atomic_write_text(run_dir / "robustness.json", strict_json(
-        {"config": to_dict(config), "dataset": str(layout.root), "detector": detector.record(),
+        {"config": to_dict(config), "dataset": str(layout.root), "detectors": records,
          "rows": [asdict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:

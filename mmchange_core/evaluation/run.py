@@ -84,18 +84,13 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         """The result as ``mmchange eval --json`` prints it: the metrics, the settings and where things went."""
         data = dict(self.metrics())
-        data.update({"split": self.result_split, "pairs": len(self.result.per_image),
+        data.update({"split": (self.summary or {}).get("split"), "pairs": len(self.result.per_image),
                      "threshold": self.result.threshold, "tile_size": self.tile_size, "overlap": self.overlap,
                      "run_dir": str(self.run_dir), "checkpoint": self.checkpoint,
                      "detector": (self.summary or {}).get("detector"), **report_fields(self.report)})
         if self.tuned:
             data["threshold_tuning"] = self.tuned
         return data
-
-    @property
-    def result_split(self) -> str | None:
-        """The split that was evaluated."""
-        return (self.summary or {}).get("split")
 
 
 def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None = None,

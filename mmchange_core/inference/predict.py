@@ -497,7 +497,7 @@ def match_folders(dir_a: Path, dir_b: Path) -> tuple[list[tuple[Path, Path]], li
 def plan_folder_outputs(pairs: list[tuple[Path, Path]], dir_a: Path, dir_b: Path, output_dir: Path, *,
                         prob_dir: Path | None = None, overlay_dir: Path | None = None, vector_dir: Path | None = None,
                         protected: tuple[Path | None, ...] = (), stac: bool = False,
-                        colorbar: bool = False) -> list[PairOutputs]:
+                        colorbar: bool = False, report: Path | None = None) -> list[PairOutputs]:
     """Every pair's outputs, planned together before any pair runs: one error for the first collision.
 
     No output may land in an input folder or on an input (image, checkpoint, captions file), and
@@ -512,6 +512,8 @@ def plan_folder_outputs(pairs: list[tuple[Path, Path]], dir_a: Path, dir_b: Path
             plan.check_folder(folder, what)
     plan.add(output_dir / PREDICT_CAPTION_CACHE, "caption cache")
     plan.add(output_dir / MANIFEST_NAME, "run manifest")
+    if report is not None:
+        plan.add(report, "--report output")
     planned = []
     for path_a, path_b in pairs:
         outputs = pair_outputs(path_a, path_b, output_dir, prob=prob_dir, overlay=overlay_dir, vector=vector_dir,
@@ -552,9 +554,8 @@ def predict_folder(checkpoint: str | Path | ModelFile | None, dir_a: str | Path,
     with request.probabilities(_opt_path(prob_dir), folder=True) as prob_folder:
         planned = plan_folder_outputs(pairs, dir_a, dir_b, output_dir, prob_dir=prob_folder,
                                       overlay_dir=_opt_path(overlay_dir), vector_dir=_opt_path(vector_dir),
-                                      protected=protected, stac=config.stac, colorbar=config.prob_colorbar)
-        if request.report is not None:
-            OutputPlan(protected).add(request.report, "--report output")
+                                      protected=protected, stac=config.stac, colorbar=config.prob_colorbar,
+                                      report=request.report)
         with distributed_session(config.detector.device, backend="gloo", timeout=BARRIER_TIMEOUT) as ctx:
             share_cpu_threads(ctx)
             detector = load_detector(model, _rank_config(config, ctx),

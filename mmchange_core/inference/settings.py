@@ -61,8 +61,9 @@ def settings_record(settings: DetectorSettings, *, backend: str, checkpoint: str
     ``chosen`` says why this checkpoint when none was named (the most recent training run's).
     """
     values = to_dict(settings)
-    if outputs_only:
-        return {"backend": backend, **{key: values[key] for key in OUTPUT_SETTINGS}}
+    if outputs_only:  # the kind of device changes the numbers, not which one of a kind (cuda:0 or cuda:1)
+        return {"backend": backend, **{key: values[key] for key in OUTPUT_SETTINGS},
+                "device": str(values["device"]).split(":")[0]}
     record = {"checkpoint": checkpoint, "backend": backend, **values}
     if chosen is not None:
         record["checkpoint_chosen"] = chosen

@@ -232,9 +232,9 @@ def test_robustness_uses_the_latest_run_and_its_dataset(user_folder: UserFolder)
     written = json.loads((runs[0] / "robustness.json").read_text())
     assert [row["condition"] for row in written["rows"]] == ["clean", "noise", "light", "noise+light"]
     assert written["dataset"] == "levir"  # the dataset the checkpoint was trained on, recorded
-    assert written["detector"]["checkpoint"] == best
-    assert CHOSE in written["detector"].get("checkpoint_chosen", ""), written["detector"]
-    assert best in written["detector"]["checkpoint_chosen"]
+    assert written["detectors"][0]["checkpoint"] == best
+    assert CHOSE in written["detectors"][0].get("checkpoint_chosen", ""), written["detectors"][0]
+    assert best in written["detectors"][0]["checkpoint_chosen"]
 
 
 def test_predict_without_any_run_says_to_train_first(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

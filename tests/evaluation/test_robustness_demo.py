@@ -78,6 +78,17 @@ def test_robustness_severity_sweep_writes_a_plot(demo_run: dict, cli, tmp_path: 
     assert [(r["condition"], r["severity"]) for r in data["rows"]] == [("clean", 0.0), ("light", 0.5), ("light", 2.0)]
 
 
+def test_robustness_json_records_the_settings_of_every_checkpoint(demo_run: dict, cli, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(Path(demo_run["checkpoint"]).read_bytes())
+    result = cli("robustness", "--checkpoint", demo_run["checkpoint"], "--checkpoint", copy, "--dataset",
+                 demo_run["dataset"], "--light", "--project", tmp_path, "--name", "two")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "robustness" / "two" / "robustness.json").read_text())
+    assert [record["checkpoint"] for record in data["detectors"]] == [str(demo_run["checkpoint"]), str(copy)]
+    assert [r["condition"] for r in data["rows"]] == ["clean", "light", "clean", "light"]  # two models x 2
+
+
 def test_robustness_bad_input(cli, tmp_path: Path, demo_run: dict) -> None:
     missing = cli("robustness", "--checkpoint", tmp_path / "none.safetensors", "--dataset", demo_run["dataset"])
     assert missing.exit_code == 1 and "none.safetensors" in missing.output and "Traceback" not in missing.output
