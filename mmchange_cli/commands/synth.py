@@ -1,4 +1,5 @@
-"""``mmchange synth``: write a synthetic bitemporal change-detection dataset (for tests and demos)."""
+"""``mmchange synth``: write a synthetic bitemporal change-detection dataset, or series of many dates
+(``--dates N``), for tests and demos."""
 
 from __future__ import annotations
 
@@ -11,18 +12,32 @@ from mmchange_cli.console import ProgressDisplay, out, print_json, table
 
 
 def synth(
-    output: Path = typer.Argument(..., help="Folder to create (train/val/test with A, B and label)."),
-    pairs: int = typer.Option(200, "--pairs", "-n", help="Number of image pairs over all splits."),
+    output: Path = typer.Argument(..., help="Folder to create (train/val/test with A, B and label; with --dates, "
+                                            "series_NNNN folders of dated images)."),
+    pairs: int = typer.Option(200, "--pairs", "-n", help="Number of image pairs over all splits (of series with "
+                                                         "--dates)."),
     size: int = typer.Option(256, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same dataset."),
     text_signal: bool = opt.flag("--text-signal", "Couple the land-cover mix to the labelled change (new buildings "
                                                   "clear vegetation, demolitions leave bare soil), so captions carry "
                                                   "change information."),
+    dates: int | None = typer.Option(None, "--dates", help="Write series of this many dates (3 to 50, one year "
+                                                           "apart from 2015-06-01) instead of pairs, each image "
+                                                           "named by its date, with first/last change and change "
+                                                           "count ground truth."),
+    geotiff: bool = opt.flag("--geotiff", "With --dates: write the images as GeoTIFFs (UTM 32N, 0.5 m pixels, "
+                                          "each series at its own place)."),
     as_json: bool = opt.as_json(),
 ) -> None:
     """Generate pairs with buildings appearing/vanishing (labelled) and nuisance changes (not labelled)."""
+    if dates is not None:
+        _synth_series(output, pairs, size, seed, text_signal, dates, geotiff, as_json)
+        return
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
+    from mmchange_core.errors import InputError
 
+    if geotiff:
+        raise InputError("--geotiff writes series of many dates; give --dates N too (pairs are written as PNG)")
     config = SynthConfig(pairs=pairs, size=size, seed=seed, text_signal=text_signal)
     with ProgressDisplay() as display:
         report = make_synthetic_dataset(output, config, progress=display)
@@ -35,6 +50,25 @@ def synth(
     out.print(table(f"synthetic dataset {report.root}", ["split", "pairs"], rows))
     note = f", {report.skipped} already there" if report.skipped else ""
     out.print(f"wrote {report.written} pairs{note}; changed pixels {100 * report.change_fraction:.1f}%")
+
+
+def _synth_series(output: Path, series: int, size: int, seed: int, text_signal: bool, dates: int, geotiff: bool,
+                  as_json: bool) -> None:
+    """``mmchange synth --dates N``: ``series`` series of ``dates`` dates each."""
+    from mmchange_core.data.synth import SynthSeriesConfig, make_synthetic_series
+
+    config = SynthSeriesConfig(pairs=series, size=size, seed=seed, text_signal=text_signal, dates=dates,
+                               geotiff=geotiff)
+    with ProgressDisplay() as display:
+        report = make_synthetic_series(output, config, progress=display)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    rows = [(split, count) for split, count in report.counts.items()]
+    out.print(table(f"synthetic series {report.root} ({dates} dates each)", ["split", "series"], rows))
+    note = f", {report.skipped} already there" if report.skipped else ""
+    out.print(f"wrote {report.written} series{note}; pixels that change at least once "
+              f"{100 * report.change_fraction:.1f}%")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,16 @@ Without it, new buildings stand on the unchanged ground and a demolished buildin
 that was around it, so the land-cover shares hardly move except for the roofs themselves.
 
 Every pair is a pure function of ``(seed, index)``; generation can be interrupted and resumed.
+
+``SynthSeriesConfig`` (``mmchange synth --dates N``) makes series of N dates (one year apart from
+2015-06-01) of the same places instead: each new or demolished building changes at a date index k in
+1..N-1 (some new buildings are demolished again later), each date has its own nuisance, and every
+series has ground-truth maps of the first and last date index of a change and of the number of changes.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -29,10 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mmchange_core.data.series import MIN_DATES
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.geo import GeoReference, require_rasterio
 from mmchange_core.io.images import write_png
 from mmchange_core.io.jsonio import strict_json
+from mmchange_core.io.raster import write_image
 from mmchange_core.progress import ProgressCallback, report
 
 MANIFEST = "synth.json"
@@ -215,7 +224,8 @@ class _Scene:
                 building = self._place(kind)
                 if building is not None:
                     self.buildings.append(building)
-        self.lots = {kind: self._lot_mask(kind) for kind in ("new", "demolished")}
+        self.lots = {kind: self.lot_mask([b for b in self.buildings if b.kind == kind])
+                     for kind in ("new", "demolished")}
 
     def _place(self, kind: str) -> _Building | None:
         """A free spot for a building; with ``text_signal`` new buildings prefer vegetated lots."""
@@ -244,11 +254,10 @@ class _Scene:
         self.occupied |= lot
         return building
 
-    def _lot_mask(self, kind: str) -> np.ndarray:
+    def lot_mask(self, buildings: list[_Building]) -> np.ndarray:
+        """The lots around ``buildings`` (with ``text_signal``: cleared, paved or left bare by a change)."""
         polys = []
-        for b in self.buildings:
-            if b.kind != kind:
-                continue
+        for b in buildings:
             xs, ys = zip(*b.corners)
             cx, cy = sum(xs) / 4, sum(ys) / 4
             scale = _LOT_SCALE if self.text_signal else 1.5
@@ -264,7 +273,29 @@ class _Scene:
 # rendering one date
 
 
-def _render(scene: _Scene, date: str, rng: np.random.Generator, ground: dict[str, np.ndarray]) -> np.ndarray:
+@dataclass
+class _DateState:
+    """What stands on the ground at one date: the buildings present and, with ``text_signal``, the lots
+    whose vegetation is cleared, those paved and those left bare (masks of the scene's size)."""
+
+    present: list[_Building]
+    cleared: np.ndarray
+    paved: np.ndarray
+    bare: np.ndarray
+
+
+def _pair_state(scene: _Scene, date: str) -> _DateState:
+    """Date ``A`` (before every change) or ``B`` (after all of them) of a pair."""
+    empty = np.zeros((scene.size, scene.size), bool)
+    if date == "B":
+        # construction clears the lot of a new building and paves it; demolition leaves bare soil
+        present = [b for b in scene.buildings if b.kind != "demolished"]
+        return _DateState(present, scene.lots["new"], scene.lots["new"], scene.lots["demolished"])
+    present = [b for b in scene.buildings if b.kind != "new"]
+    return _DateState(present, empty, scene.lots["demolished"], empty)
+
+
+def _render(scene: _Scene, state: _DateState, rng: np.random.Generator, ground: dict[str, np.ndarray]) -> np.ndarray:
     s = scene.size
     # 0 = lush green, 0.7 = dry/autumn; with text_signal the vegetation stays green enough to be
     # described as vegetation, so that land-cover descriptions only move where the land changed
@@ -273,21 +304,16 @@ def _render(scene: _Scene, date: str, rng: np.random.Generator, ground: dict[str
     img = ground["soil"].copy()
     vegetation = scene.vegetation.copy()
     if scene.text_signal:
-        # construction clears the lot of a new building (date B) and demolition leaves bare soil
-        if date == "B":
-            vegetation &= ~scene.lots["new"]
+        vegetation &= ~state.cleared
     veg = vegetation[..., None]
     img = np.where(veg, veg_colour * (0.75 + 0.5 * ground["canopy"][..., None]), img)
     img = np.where(scene.water[..., None], ground["water"], img)
     if scene.text_signal:
-        if date == "B":
-            img = np.where(scene.lots["new"][..., None], ground["paved"], img)
-            img = np.where(scene.lots["demolished"][..., None], ground["bare"], img)
-        else:
-            img = np.where(scene.lots["demolished"][..., None], ground["paved"], img)
+        img = np.where(state.paved[..., None], ground["paved"], img)
+        img = np.where(state.bare[..., None], ground["bare"], img)
     img = np.where(scene.roads[..., None], ground["asphalt"], img)
     # buildings with cast shadows; the sun moves a little between the dates
-    present = [b for b in scene.buildings if b.kind == "static" or (b.kind == "new") == (date == "B")]
+    present = state.present
     sun = ground["sun"] + rng.normal(0, 0.25)
     shadow_img = Image.new("L", (s, s), 0)
     draw = ImageDraw.Draw(shadow_img)
@@ -379,8 +405,8 @@ def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
     no_change = bool(rng.random() < config.no_change_fraction)
     scene = _Scene(rng, config.size, config.text_signal, no_change)
     ground = _ground(scene, rng)
-    clean_a = _render(scene, "A", rng, ground)
-    clean_b = _render(scene, "B", rng, ground)
+    clean_a = _render(scene, _pair_state(scene, "A"), rng, ground)
+    clean_b = _render(scene, _pair_state(scene, "B"), rng, ground)
     max_shift = max(0.5, config.size / 256)
     shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
     # with text_signal the colour cast stays small so that it does not move the land-cover shares
@@ -448,3 +474,255 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
         report(progress, "synth", index + 1, config.pairs)
     fraction = changed_pixels / total_pixels if total_pixels else 0.0
     return SynthReport(root, config.split_counts(), written, skipped, fraction)
+
+
+# --------------------------------------------------------------------------------------------------
+# series of many dates (``mmchange synth --dates N``)
+
+#: Most dates of a synthetic series (``--dates``); the fewest is a series' :data:`MIN_DATES`.
+MAX_DATES = 50
+#: The first date of every synthetic series; the next dates follow one year apart.
+SERIES_START = datetime.date(2015, 6, 1)
+#: Each series' description (dates, files, changes), written last: a series whose files and description all
+#: exist is complete (skipped when the run is repeated).
+SERIES_FILE = "series.json"
+#: The subfolder of a series with its ground truth, so the series folder itself holds only dated images.
+TRUTH_FOLDER = "truth"
+#: The ground-truth maps of a series (uint8 PNG): first and last date index of a change, number of changes.
+TRUTH_MAPS = ("first_change", "last_change", "change_count")
+#: With ``--geotiff``: the CRS, the pixel side in metres and the origin of series 0 (UTM 32N); series
+#: ``i`` lies on its own tile of a grid of :data:`_SERIES_GRID_COLUMNS` columns, 100 m apart.
+SERIES_CRS_EPSG = 32632
+SERIES_PIXEL_M = 0.5
+_SERIES_ORIGIN = (300000.0, 5200000.0)
+_SERIES_GRID_COLUMNS = 50
+#: Share of the new buildings of a series (built before the last date) that are demolished again later.
+_TEMPORARY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class SynthSeriesConfig(SynthConfig):
+    """Settings of ``mmchange synth --dates N``: ``pairs`` series (the ``--pairs`` option) of ``dates`` dates each,
+    as PNG or, with ``geotiff``, as georeferenced GeoTIFFs."""
+
+    dates: int = 6
+    geotiff: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not MIN_DATES <= self.dates <= MAX_DATES:
+            raise InputError(f"--dates must be between {MIN_DATES} and {MAX_DATES}, got {self.dates}; "
+                             f"for pairs of two dates leave --dates out")
+
+    def date(self, k: int) -> datetime.date:
+        """The date of index ``k`` (0 = the first date of every series)."""
+        return SERIES_START.replace(year=SERIES_START.year + k)
+
+    @property
+    def suffix(self) -> str:
+        """The suffix of the image files: ``.tif`` with ``geotiff``, else ``.png``."""
+        return ".tif" if self.geotiff else ".png"
+
+
+@dataclass
+class SynthSeries:
+    """One generated series: every date's image, the building footprints standing at every date (the label
+    geometry the ground truth is made of), the ground-truth maps and the list of changes."""
+
+    dates: list[datetime.date]
+    images: list[np.ndarray]
+    """uint8 ``[H, W, 3]`` per date."""
+    footprints: list[np.ndarray]
+    """bool ``[H, W]`` per date: the roofs of every building standing at that date."""
+    first_change: np.ndarray
+    """uint8 ``[H, W]``: index ``k`` of the first date at which the pixel changed (0 = never)."""
+    last_change: np.ndarray
+    """uint8 ``[H, W]``: index ``k`` of the last date at which the pixel changed (0 = never)."""
+    change_count: np.ndarray
+    """uint8 ``[H, W]``: how many times the pixel changed."""
+    changes: list[dict]
+    """One entry per labelled change, by date: ``building`` (its number in the scene), ``kind`` (new or
+    demolished), ``index`` and ``date`` of the date it is first seen at, ``pixels`` (its footprint)."""
+
+
+@dataclass
+class SynthSeriesReport:
+    """What ``make_synthetic_series`` wrote."""
+
+    root: Path
+    counts: dict[str, int]
+    dates: int
+    written: int
+    skipped: int
+    change_fraction: float
+    """Share of the pixels of the series written now that changed at least once."""
+    geotiff: bool
+    text_signal: bool
+
+    def to_dict(self) -> dict:
+        """The summary printed by ``mmchange synth --dates N --json``."""
+        return {"root": str(self.root), "splits": self.counts, "series": sum(self.counts.values()),
+                "dates": self.dates, "written": self.written, "skipped": self.skipped,
+                "change_fraction": self.change_fraction, "geotiff": self.geotiff, "text_signal": self.text_signal}
+
+
+def _series_events(scene: _Scene, rng: np.random.Generator, dates: int) -> list[list[int]]:
+    """The date indices (1 .. dates-1) at which each building of ``scene`` appears or disappears: none for a
+    static building, one for a new or a demolished one, two for a new building that is demolished again."""
+    events: list[list[int]] = []
+    for b in scene.buildings:
+        if b.kind == "static":
+            events.append([])
+            continue
+        k = int(rng.integers(1, dates))
+        if b.kind == "new" and k < dates - 1 and rng.random() < _TEMPORARY_FRACTION:
+            events.append([k, int(rng.integers(k + 1, dates))])
+        else:
+            events.append([k])
+    return events
+
+
+def _series_state(scene: _Scene, events: list[list[int]], t: int) -> _DateState:
+    """Date ``t`` of a series: a building stands from the date it is built and is gone from the date it is
+    demolished; with ``text_signal`` its lot is cleared and paved while it stands and left bare once demolished."""
+    present, cleared, paved, bare = [], [], [], []
+    for b, toggles in zip(scene.buildings, events):
+        done = sum(k <= t for k in toggles)
+        if b.kind == "static":
+            present.append(b)
+        elif b.kind == "new":
+            if done == 1:
+                present.append(b)
+                paved.append(b)
+            elif done == 2:
+                bare.append(b)
+            if done:
+                cleared.append(b)
+        elif done:  # demolished
+            bare.append(b)
+        else:
+            present.append(b)
+            paved.append(b)
+    if not scene.text_signal:  # the lots are not drawn
+        empty = np.zeros((scene.size, scene.size), bool)
+        return _DateState(present, empty, empty, empty)
+    return _DateState(present, scene.lot_mask(cleared), scene.lot_mask(paved), scene.lot_mask(bare))
+
+
+def synthesize_series(index: int, config: SynthSeriesConfig) -> SynthSeries:
+    """Generate series ``index`` of the dataset described by ``config`` (deterministic).
+
+    The place is the one of pair ``index`` of the same seed; each of its new and demolished buildings
+    changes at a date index ``k`` in 1..N-1 (absent before ``k`` and standing from ``k`` on, or the
+    reverse), and every date has its own nuisance (season, sun, illumination, misregistration, noise).
+    """
+    rng = np.random.default_rng([config.seed, index])
+    no_change = bool(rng.random() < config.no_change_fraction)
+    scene = _Scene(rng, config.size, config.text_signal, no_change)
+    ground = _ground(scene, rng)
+    events = _series_events(scene, rng, config.dates)
+    s = config.size
+    max_shift = max(0.5, s / 256)
+    cast_range = 0.03 if config.text_signal else 0.08
+    images, footprints = [], []
+    for t in range(config.dates):
+        state = _series_state(scene, events, t)
+        clean = _render(scene, state, rng, ground)
+        # the first date is the reference grid; every later date is misregistered a little against it
+        shift = (0.0, 0.0) if t == 0 else tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
+        images.append(_acquire(clean, rng, shift, cast_range))  # type: ignore[arg-type]
+        footprints.append(_polygon_mask(s, [b.corners for b in state.present]))
+    first, last, count = (np.zeros((s, s), np.uint8) for _ in range(3))
+    changes = []
+    for number, (b, toggles) in enumerate(zip(scene.buildings, events)):
+        if not toggles:
+            continue
+        mask = _polygon_mask(s, [b.corners])
+        for j, k in enumerate(toggles):
+            first[mask & ((first == 0) | (first > k))] = k
+            last[mask] = np.maximum(last[mask], k)
+            count[mask] += 1
+            changes.append({"building": number, "kind": b.kind if j == 0 else "demolished", "index": k,
+                            "date": config.date(k).isoformat(), "pixels": int(mask.sum())})
+    changes.sort(key=lambda c: (c["index"], c["building"]))
+    dates = [config.date(t) for t in range(config.dates)]
+    return SynthSeries(dates, images, footprints, first, last, count, changes)
+
+
+def series_georeference(index: int, config: SynthSeriesConfig) -> GeoReference:
+    """The grid of series ``index`` with ``--geotiff``: UTM 32N, 0.5 m pixels, an origin of its own."""
+    require_rasterio("--geotiff (synthetic GeoTIFF series)")
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    row, column = divmod(index, _SERIES_GRID_COLUMNS)
+    step = config.size * SERIES_PIXEL_M + 100.0
+    x0, y0 = _SERIES_ORIGIN[0] + column * step, _SERIES_ORIGIN[1] - row * step
+    return GeoReference(CRS.from_epsg(SERIES_CRS_EPSG), Affine(SERIES_PIXEL_M, 0.0, x0, 0.0, -SERIES_PIXEL_M, y0))
+
+
+def _series_files(folder: Path, config: SynthSeriesConfig) -> tuple[list[Path], list[Path]]:
+    """The image of every date and the ground-truth maps of the series in ``folder``."""
+    images = [folder / f"{config.date(t).isoformat()}{config.suffix}" for t in range(config.dates)]
+    return images, [folder / TRUTH_FOLDER / f"{name}.png" for name in TRUTH_MAPS]
+
+
+def make_synthetic_series(root: str | Path, config: SynthSeriesConfig,
+                          progress: ProgressCallback | None = None) -> SynthSeriesReport:
+    """Write ``config.pairs`` series into ``root/<split>/series_NNNN/`` (see :func:`synthesize_series`).
+
+    Each series folder holds one image per date named by its ISO date (``2015-06-01.png``, ...; ``.tif``
+    GeoTIFFs with ``geotiff``), so that it can be read as a series as it is, the ground truth in
+    ``truth/`` (``first_change.png``, ``last_change.png``, ``change_count.png``) and ``series.json``
+    (dates, files, changes), written last. A folder that already holds a dataset of the same settings
+    is completed (complete series are skipped), so an interrupted run can simply be repeated.
+    """
+    root = Path(root)
+    if config.geotiff:
+        require_rasterio("--geotiff (synthetic GeoTIFF series)")
+    _check_target(root, config)
+    root.mkdir(parents=True, exist_ok=True)
+    dates = [config.date(t).isoformat() for t in range(config.dates)]
+    atomic_write_text(root / MANIFEST, strict_json({"generator": "mmchange synth", "config": asdict(config),
+                                                    "splits": config.split_counts(), "dates": dates}, indent=2))
+    width = max(4, len(str(config.pairs - 1)))
+    written = skipped = changed_pixels = total_pixels = 0
+    for index in range(config.pairs):
+        split = config.split_of(index)
+        folder = root / split / f"series_{index:0{width}d}"
+        image_paths, truth_paths = _series_files(folder, config)
+        if all(p.is_file() for p in (*image_paths, *truth_paths, folder / SERIES_FILE)):
+            skipped += 1
+        else:
+            series = _write_series(folder, index, split, config, image_paths, truth_paths)
+            written += 1
+            changed_pixels += int((series.change_count > 0).sum())
+            total_pixels += series.change_count.size
+        report(progress, "synth", index + 1, config.pairs)
+    fraction = changed_pixels / total_pixels if total_pixels else 0.0
+    return SynthSeriesReport(root, config.split_counts(), config.dates, written, skipped, fraction, config.geotiff,
+                             config.text_signal)
+
+
+def _write_series(folder: Path, index: int, split: str, config: SynthSeriesConfig, image_paths: list[Path],
+                  truth_paths: list[Path]) -> SynthSeries:
+    """Generate series ``index`` and write it into ``folder``: images, ground truth, then ``series.json``."""
+    series = synthesize_series(index, config)
+    georef = series_georeference(index, config) if config.geotiff else None
+    for path, image in zip(image_paths, series.images):
+        if georef is not None:
+            write_image(path, image, georef)
+        else:
+            write_png(path, image)
+    for path, truth in zip(truth_paths, (series.first_change, series.last_change, series.change_count)):
+        write_png(path, truth)
+    record = {"generator": "mmchange synth", "index": index, "split": split,
+              "dates": [d.isoformat() for d in series.dates], "images": [p.name for p in image_paths],
+              "truth": {name: p.relative_to(folder).as_posix() for name, p in zip(TRUTH_MAPS, truth_paths)},
+              "truth_values": "first_change/last_change: index k of the first/last date at which the pixel "
+                              "changed (its date is dates[k]), 0 = never; change_count: number of changes",
+              "crs": f"EPSG:{SERIES_CRS_EPSG}" if georef is not None else None,
+              "changes": series.changes,
+              "change_fraction": float((series.change_count > 0).mean())}
+    atomic_write_text(folder / SERIES_FILE, strict_json(record, indent=2))
+    return series

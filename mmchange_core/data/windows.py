@@ -20,7 +20,7 @@ with the image height.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,15 +151,24 @@ def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @dataclass
 class WindowBatch:
-    """A batch of windows from both dates: ``rows``/``cols`` index the grid, images are uint8 NHWC."""
+    """A batch of windows of every date: ``rows``/``cols`` index the grid, ``images`` one uint8 NHWC array per date."""
 
     rows: list[int]
     cols: list[int]
-    image_a: np.ndarray
-    image_b: np.ndarray
+    images: list[np.ndarray]
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def image_a(self) -> np.ndarray:
+        """The first date's windows."""
+        return self.images[0]
+
+    @property
+    def image_b(self) -> np.ndarray:
+        """The second date's windows."""
+        return self.images[1]
 
 
 StripReader = Callable[[int, int], np.ndarray]
@@ -174,12 +183,19 @@ def batch_span(grid: TileGrid, batch_size: int, rows: range) -> range:
 
 def iter_window_batches(grid: TileGrid, read_a: StripReader, read_b: StripReader,
                         batch_size: int, batches: range | None = None) -> Iterator[WindowBatch]:
-    """Cut both dates into the grid's windows, strip by strip, and group them into batches.
+    """The windows of a pair of dates in batches: :func:`iter_date_batches` with two readers."""
+    return iter_date_batches(grid, [read_a, read_b], batch_size, batches)
 
-    Only one strip per date (``tile_h`` full-width rows) is read at a time; batches may span two
-    strips so that narrow images still fill the batch. ``batches`` keeps only those batch indices
-    (the same groups of windows as a full pass, so the network sees identical batches) and reads
-    only the strips they need: several processes can share one image by batches.
+
+def iter_date_batches(grid: TileGrid, readers: Sequence[StripReader], batch_size: int,
+                      batches: range | None = None) -> Iterator[WindowBatch]:
+    """Cut every date into the grid's windows, strip by strip, and group them into batches.
+
+    Only one strip per date (``tile_h`` full-width rows) is read at a time, and each date once per
+    window row however many comparisons use it; batches may span two strips so that narrow images
+    still fill the batch. ``batches`` keeps only those batch indices (the same groups of windows as
+    a full pass, so the network sees identical batches) and reads only the strips they need:
+    several processes can share one image by batches.
     """
     if batch_size < 1:
         raise MMChangeError(f"--batch-size must be at least 1; got {batch_size}")
@@ -188,25 +204,23 @@ def iter_window_batches(grid: TileGrid, read_a: StripReader, read_b: StripReader
         first, last = batches.start * batch_size, min(batches.stop * batch_size, len(grid))
     rows: list[int] = []
     cols: list[int] = []
-    wins_a: list[np.ndarray] = []
-    wins_b: list[np.ndarray] = []
+    wins: list[list[np.ndarray]] = [[] for _ in readers]
     padded_w = max(grid.width, grid.tile_w)
     for r in range(first // grid.columns, -(-last // grid.columns)):
         y, h = grid.ys[r], grid.strip_height(r)
-        strip_a = pad_to(read_a(y, h), grid.tile_h, padded_w)
-        strip_b = pad_to(read_b(y, h), grid.tile_h, padded_w)
+        strips = [pad_to(read(y, h), grid.tile_h, padded_w) for read in readers]
         for c, x in enumerate(grid.xs):
             if not first <= r * grid.columns + c < last:
                 continue
             rows.append(r)
             cols.append(c)
-            wins_a.append(strip_a[:, x:x + grid.tile_w])
-            wins_b.append(strip_b[:, x:x + grid.tile_w])
+            for date, strip in enumerate(strips):
+                wins[date].append(strip[:, x:x + grid.tile_w])
             if len(rows) == batch_size:
-                yield WindowBatch(rows, cols, np.stack(wins_a), np.stack(wins_b))
-                rows, cols, wins_a, wins_b = [], [], [], []
+                yield WindowBatch(rows, cols, [np.stack(w) for w in wins])
+                rows, cols, wins = [], [], [[] for _ in readers]
     if rows:
-        yield WindowBatch(rows, cols, np.stack(wins_a), np.stack(wins_b))
+        yield WindowBatch(rows, cols, [np.stack(w) for w in wins])
 
 
 RowSink = Callable[[int, np.ndarray], None]

@@ -30,7 +30,7 @@ from mmchange_core.inference.backends import ModelFile, open_model
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.inference.settings import DEFAULT_BATCH_SIZE, DetectorSettings, settings_record
-from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_window_logits
+from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_dates_logits
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import Warn
@@ -177,28 +177,42 @@ class ChangeDetector:
     def text_embeddings(self, image_a: np.ndarray | None = None, image_b: np.ndarray | None = None,
                         captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Embeddings ``[D]`` of both dates: from ``captions`` if given, else captioning the two uint8 images."""
+        if captions is None and (image_a is None or image_b is None):
+            raise InputError("captioning on the fly needs both images")
+        embeddings, used = self.dates_embeddings(None if captions is not None else [image_a, image_b], captions)
+        return embeddings[0], embeddings[1], used
+
+    def dates_embeddings(self, images: Sequence[np.ndarray] | None = None,
+                         captions: Sequence[str] | None = None) -> tuple[list[torch.Tensor], list[str]]:
+        """Embeddings ``[D]`` of every date: from ``captions`` if given, else captioning the uint8 images in
+        one call (each date once)."""
         pipeline = self.text_pipeline()
         if captions is None:
-            if image_a is None or image_b is None:
-                raise InputError("captioning on the fly needs both images")
-            captions = pipeline.caption([image_a, image_b])
+            captions = pipeline.caption(list(images or []))
         embeddings = pipeline.encode(list(captions))
-        return embeddings[0], embeddings[1], list(captions)
+        return [embeddings[i] for i in range(len(captions))], list(captions)
 
     def source_text(self, source_a: RasterSource, source_b: RasterSource, path_a: Path | None = None,
                     path_b: Path | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str] | None]:
-        """Text embeddings of two open images: the captions file, else the caption cache, else fresh captions."""
-        if not self.uses_text:
-            return None, None, None
-        if self.captions is not None:
-            if path_a is None or path_b is None:
-                raise InputError("a captions file matches images by file name; give image paths")
-            return self.text_embeddings(captions=self.captions.pair(path_a, path_b))
-        if self.caption_cache is not None and path_a is not None and path_b is not None:
-            return self._cached_text([(path_a, source_a), (path_b, source_b)])
-        return self.text_embeddings(source_a.thumbnail(CAPTION_SIDE), source_b.thumbnail(CAPTION_SIDE))
+        """Text embeddings of two open images: the pair case of :meth:`dates_text`."""
+        texts, captions = self.dates_text([source_a, source_b], [path_a, path_b])
+        return (None, None, None) if texts is None else (texts[0], texts[1], captions)
 
-    def _cached_text(self, images: list[tuple[Path, RasterSource]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    def dates_text(self, sources: Sequence[RasterSource], paths: Sequence[Path | None]
+                   ) -> tuple[list[torch.Tensor] | None, list[str] | None]:
+        """Text embeddings of open images, each captioned and encoded once: the captions file, else the
+        caption cache, else fresh captions (``None, None`` for image-only models)."""
+        if not self.uses_text:
+            return None, None
+        if self.captions is not None:
+            if any(path is None for path in paths):
+                raise InputError("a captions file matches images by file name; give image paths")
+            return self.dates_embeddings(captions=self.captions.dates(paths))
+        if self.caption_cache is not None and all(path is not None for path in paths):
+            return self._cached_text(list(zip(paths, sources)))
+        return self.dates_embeddings([source.thumbnail(CAPTION_SIDE) for source in sources])
+
+    def _cached_text(self, images: list[tuple[Path, RasterSource]]) -> tuple[list[torch.Tensor], list[str]]:
         from mmchange_core.text import CaptionStore
         from mmchange_core.text.store import sha256_file
 
@@ -210,7 +224,7 @@ class ChangeDetector:
                  for key, (path, source) in zip(keys, images)]
         embeddings = torch.from_numpy(self._store.ensure(items, pipeline))
         captions = self._store.captions_for(keys, pipeline.describe())
-        return embeddings[0], embeddings[1], captions
+        return [embeddings[i] for i in range(len(keys))], captions
 
     # ----------------------------------------------------------------------------------------------
     # windows
@@ -219,27 +233,37 @@ class ChangeDetector:
         """The window layout of a ``height`` x ``width`` scene."""
         return TileGrid.plan(height, width, self.tile_size, self.overlap)
 
-    def stream_logits(self, read_a: StripReader, read_b: StripReader, grid: TileGrid, emit: RowSink, text_a: torch.Tensor | None = None,
-                      text_b: torch.Tensor | None = None, progress: ProgressCallback | None = None,
-                      **window_options: Any) -> WindowTimings:
-        """Run the windows of ``grid`` and hand finished rows of blended logits to ``emit`` (the streaming core).
+    def stream_logits(self, read_a: StripReader, read_b: StripReader, grid: TileGrid, emit: RowSink,
+                      text_a: torch.Tensor | None = None, text_b: torch.Tensor | None = None,
+                      progress: ProgressCallback | None = None, **window_options: Any) -> WindowTimings:
+        """Run the windows of a pair and hand finished rows of blended logits ``[h, W]`` to ``emit``: the
+        pair case of :meth:`stream_dates_logits`."""
+        return self.stream_dates_logits([read_a, read_b], grid, lambda y0, rows: emit(y0, rows[0]), [text_a, text_b],
+                                        [(0, 1)], progress, **window_options)
+
+    def stream_dates_logits(self, readers: Sequence[StripReader], grid: TileGrid, emit: RowSink,
+                            texts: Sequence[torch.Tensor | None], comparisons: Sequence[tuple[int, int]],
+                            progress: ProgressCallback | None = None, **window_options: Any) -> WindowTimings:
+        """Run the windows of ``grid`` over every date and hand finished rows of blended logits of each
+        comparison (``[comparisons, h, W]``) to ``emit`` (the streaming core of predict, eval and series).
 
         Rows with a NaN or infinite score raise an :class:`InputError` before they reach ``emit``, so no
         command ever turns an untrustworthy score into a mask. ``window_options`` go to
-        :func:`~mmchange_core.inference.sliding_window.sliding_window_logits` (``rows``, ``write_behind``).
+        :func:`~mmchange_core.inference.sliding_window.sliding_dates_logits` (``rows``, ``write_behind``).
         """
         norm = self.meta.normalization
-        network = network_for(self.runner, text_a, text_b, self.batch_size, mean=norm.mean, std=norm.std)
+        network = network_for(self.runner, texts if self.uses_text else None, comparisons, self.batch_size,
+                              mean=norm.mean, std=norm.std)
 
         def checked(y0: int, logits: np.ndarray) -> None:
             if not np.isfinite(logits).all():
-                raise InputError(f"{self.name} produced NaN or infinite change scores (rows {y0}-{y0 + len(logits) - 1}"
+                raise InputError(f"{self.name} produced NaN or infinite change scores (rows {y0}-{y0 + logits.shape[-2] - 1}"
                                  f" of a {grid.width}x{grid.height} image), so no mask was written; check the "
                                  f"checkpoint (retrain or use another) and the caption embeddings")
             emit(y0, logits)
 
-        return sliding_window_logits(network, grid, read_a, read_b, checked, batch_size=self.batch_size,
-                                     progress=progress, **window_options)
+        return sliding_dates_logits(network, grid, readers, checked, comparisons=len(comparisons),
+                                    batch_size=self.batch_size, progress=progress, **window_options)
 
     def probability_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
                         progress: ProgressCallback | None = None) -> np.ndarray:

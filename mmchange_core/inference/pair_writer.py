@@ -13,7 +13,7 @@ import bisect
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,12 +25,15 @@ from mmchange_core.distributed import DistributedContext
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.inference.detector import logits_to_probability
 from mmchange_core.inference.manifest import RunManifest, finished
+from mmchange_core.inference.summary import ChangeSummary, summarize_change
+from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.cog import StagedRaster, stage_path
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.images import is_tiff
+from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import IMAGE_OUTPUT_SUFFIXES, MASK_SUFFIXES, VECTOR_SUFFIXES, OutputPlan
 from mmchange_core.io.raster import RasterSource
-from mmchange_core.io.vector import write_change_polygons
+from mmchange_core.io.vector import polygonize, polygons_to_geojson
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.reporting.overlay import write_overlay
 
@@ -131,26 +134,7 @@ class Stages:
     @classmethod
     def open(cls, outputs: PairOutputs, height: int, width: int, *, create: bool) -> Stages:
         """Create the stages (process 0, a fresh start) or attach to them (the other processes, or a resume)."""
-        import secrets
-
-        token = secrets.token_hex(16) if create else None
-        opened: list[StagedRaster] = []
-        try:
-            for path, part, dtype in cls.layout(outputs):
-                if create:
-                    opened.append(StagedRaster.create(path, height, width, dtype, part=part, token=token))
-                else:
-                    opened.append(StagedRaster.attach(path, height, width, dtype, part=part))
-            if len({stage.token for stage in opened}) != 1:
-                raise InputError(f"the stage files of {outputs.mask} belong to different runs; "
-                                 f"run the command again with --overwrite")
-        except BaseException:
-            for stage in opened:
-                if create:
-                    stage.abort()  # created here: removed, never left behind
-                else:
-                    stage.detach()
-            raise
+        opened = open_stage_set(cls.layout(outputs), height, width, create=create, name=outputs.mask)
         return cls(opened[0], opened[2] if len(opened) > 2 else None, opened[1])
 
     def all(self) -> list[StagedRaster]:
@@ -169,41 +153,85 @@ class Stages:
             stage.abort()
 
     def finish(self, outputs: PairOutputs, georef: GeoReference | None, *, invalid: bool, source_a: RasterSource,
-               source_b: RasterSource, min_area: float) -> tuple[dict[str, str], int | None]:
-        """Write the overlay and polygons (from the staged mask), then the mask and probability files.
+               source_b: RasterSource, min_area: float, captions: Sequence[str] | None = None,
+               period: Sequence[str] | None = None,
+               generated: str | None = None) -> tuple[dict[str, str], int | None, ChangeSummary]:
+        """Summarise the staged mask and write the overlay and polygons from it, then the mask and probability
+        files; returns the written files, the polygons written (``None`` without ``--vector``) and the summary
+        (``captions``, ``period`` and ``generated`` as :func:`summarize_change` takes them).
 
         The stages are removed whether this succeeds or not (an error, a signal): a failed pair leaves none.
         """
         try:
             return self._finish(outputs, georef, invalid=invalid, source_a=source_a, source_b=source_b,
-                                min_area=min_area)
+                                min_area=min_area, captions=captions, period=period, generated=generated)
         except BaseException:
             self.abort()
             raise
 
     def _finish(self, outputs: PairOutputs, georef: GeoReference | None, *, invalid: bool, source_a: RasterSource,
-                source_b: RasterSource, min_area: float) -> tuple[dict[str, str], int | None]:
+                source_b: RasterSource, min_area: float, captions: Sequence[str] | None,
+                period: Sequence[str] | None,
+                generated: str | None) -> tuple[dict[str, str], int | None, ChangeSummary]:
         written: dict[str, str] = {}
         polygons = None
-        if outputs.overlay is not None or outputs.vector is not None:
-            changed = self.mask.read(0, self.mask.height) > 0  # the one whole-scene array: 1 byte per pixel
-            if outputs.overlay is not None:
-                written["overlay"] = str(write_overlay(outputs.overlay, source_a, source_b, changed))
-            if outputs.vector is not None:
-                polygons = write_change_polygons(outputs.vector, changed, georef, min_area)
-                written["vector"] = str(outputs.vector)
+        changed = self.mask.read(0, self.mask.height) > 0  # the one whole-scene array: 1 byte per pixel
+        traced = polygonize(changed) if changed.any() else []  # once, for the summary and --vector
+        summary = summarize_change(changed, georef, captions=captions, period=period, min_area=min_area,
+                                   generated=generated, polygons=traced)
+        if outputs.overlay is not None:
+            written["overlay"] = str(write_overlay(outputs.overlay, source_a, source_b, changed))
+        if outputs.vector is not None:
+            collection = polygons_to_geojson(traced, georef, min_area)  # as write_change_polygons writes it
+            atomic_write_text(outputs.vector, strict_json(collection, separators=(",", ":")))
+            polygons = len(collection["features"])
+            written["vector"] = str(outputs.vector)
+        del changed, traced
         bad = self.invalid if invalid else None
         written["mask"] = str(self.mask.finish(georef if is_tiff(outputs.mask) else None, invalid=bad))
         if self.prob is not None:
             written["prob"] = str(self.prob.finish(georef if is_tiff(self.prob.final_path) else None, invalid=bad))
         self.invalid.abort()
-        return {k: written[k] for k in ("mask", "prob", "overlay", "vector") if k in written}, polygons
+        return {k: written[k] for k in ("mask", "prob", "overlay", "vector") if k in written}, polygons, summary
+
+
+StageLayout = list[tuple[Path, str, type]]
+"""``(final path, part, dtype)`` of every stage of one unit of work."""
+
+
+def open_stage_set(layout: StageLayout, height: int, width: int, *, create: bool, name: Path) -> list[StagedRaster]:
+    """Create (tagged with one new token) or attach to every stage of ``layout``; the stages of one unit of work.
+
+    Stages of different creations are refused; on any error the ones created here are removed.
+    """
+    import secrets
+
+    token = secrets.token_hex(16) if create else None
+    opened: list[StagedRaster] = []
+    try:
+        for path, part, dtype in layout:
+            if create:
+                opened.append(StagedRaster.create(path, height, width, dtype, part=part, token=token))
+            else:
+                opened.append(StagedRaster.attach(path, height, width, dtype, part=part))
+        if len({stage.token for stage in opened}) != 1:
+            raise InputError(f"the stage files of {name} belong to different runs; "
+                             f"run the command again with --overwrite")
+    except BaseException:
+        for stage in opened:
+            if create:
+                stage.abort()  # created here: removed, never left behind
+            else:
+                stage.detach()
+        raise
+    return opened
 
 
 def resumable_blocks(manifest: RunManifest, unit: str, fp: str, blocks: PairBlocks,
-                     outputs: PairOutputs) -> dict[int, list] | None:
-    """Blocks recorded as finished (index -> ``[changed pixels, any invalid]``) in the stages on disk; ``None``:
-    start afresh (the stages are then created anew, clearing any stale ones).
+                     outputs: PairOutputs | StageLayout) -> dict[int, list] | None:
+    """Blocks recorded as finished (index -> ``[changed pixels, any invalid]``; changed pixels is a list, one count
+    per comparison, for a series) in the stages on disk (of a pair's ``outputs``, or any stage layout);
+    ``None``: start afresh (the stages are then created anew, clearing any stale ones).
 
     A block counts only when its record (same inputs and settings: ``fp``) names the token that every
     stage file on disk carries (:func:`~mmchange_core.io.cog.stage_token`): the record was appended
@@ -215,7 +243,7 @@ def resumable_blocks(manifest: RunManifest, unit: str, fp: str, blocks: PairBloc
 
     height, width = blocks.grid.height, blocks.grid.width
     tokens = {stage_token(stage_path(path, part), height * width * np.dtype(dtype).itemsize)
-              for path, part, dtype in Stages.layout(outputs)}
+              for path, part, dtype in (Stages.layout(outputs) if isinstance(outputs, PairOutputs) else outputs)}
     token = tokens.pop() if len(tokens) == 1 else None
     if token is None:
         return None
@@ -224,7 +252,9 @@ def resumable_blocks(manifest: RunManifest, unit: str, fp: str, blocks: PairBloc
     for record in manifest.records():
         index = units.get(record["unit"])
         if index is not None and record.get("stage") == token and finished(record, fp):
-            done[index] = [int(record.get("changed", 0)), bool(record.get("invalid", False))]
+            changed = record.get("changed", 0)
+            changed = [int(v) for v in changed] if isinstance(changed, list) else int(changed)
+            done[index] = [changed, bool(record.get("invalid", False))]
     return done or None
 
 

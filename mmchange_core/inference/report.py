@@ -1,5 +1,6 @@
 """The HTML report of ``mmchange predict --report``: per pair A | B with the change outlined, the probability
-map with its colour bar, the changed area (pixels, and m² for projected GeoTIFFs) and the polygon count.
+map with its colour bar, the changed area (pixels, and m² for projected GeoTIFFs), the polygon count and
+the summary in words (:mod:`mmchange_core.inference.summary`).
 
 The report is built from what predict wrote (the mask, the probability map) and the inputs, read as
 thumbnails, so a scene is never held whole beyond the mask that predict itself holds.
@@ -16,7 +17,7 @@ import numpy as np
 
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import refuse_unsafe
-from mmchange_core.io.geo import GeoReference
+from mmchange_core.inference.summary import changed_area_m2
 from mmchange_core.io.raster import open_source
 from mmchange_core.reporting.report import (
     Cell,
@@ -37,21 +38,6 @@ from mmchange_core.reporting.thumbnails import THUMB_SIDE, fit
 REPORT_PAIRS = 48
 #: Outline colour of the predicted change on the thumbnails.
 OUTLINE = (255, 0, 0)
-
-
-def changed_area_m2(pixels: int, georef: GeoReference | None) -> tuple[float | None, str]:
-    """``(area in m², how it is shown)``: None with the reason when the grid has no metric pixel size."""
-    if georef is None or georef.crs is None:
-        return None, "n/a (not georeferenced)"
-    crs = georef.crs
-    if getattr(crs, "is_geographic", False):
-        return None, "n/a (geographic CRS)"
-    try:
-        _unit, to_metres = crs.linear_units_factor
-    except Exception:  # noqa: BLE001 - rasterio raises CRSError for CRSs without linear units
-        return None, "n/a (CRS has no linear unit)"
-    area = pixels * georef.pixel_area() * float(to_metres) ** 2
-    return area, f"{area:,.1f}"
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -85,9 +71,14 @@ def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | N
         pictures.append((f"{label[0]} + change outline", Picture.from_array(view, f"{result.name} {label} outline",
                                                                            max_side=max_side, fmt="jpeg")))
     pictures.append(("predicted mask", Picture.from_array(small, f"{result.name} mask", max_side=max_side)))
-    polygons = result.polygons if result.polygons is not None else len(polygonize(mask))
+    summary = getattr(result, "summary", None)
+    if result.polygons is not None:
+        polygons = result.polygons
+    else:
+        polygons = summary["polygons"] if summary is not None else len(polygonize(mask))
     area, area_text = changed_area_m2(result.changed_pixels, georef)
-    blocks: list[Any] = [Gallery([GalleryItem(result.name, pictures, swipe=("A (before)", "B (after)"))],
+    blocks: list[Any] = [Text(summary["text"])] if summary is not None else []
+    blocks += [Gallery([GalleryItem(result.name, pictures, swipe=("A (before)", "B (after)"))],
                                  legend=[("predicted change (outline)", OUTLINE)])]
     prob = prob_path or (Path(result.outputs["prob"]) if "prob" in result.outputs else None)
     if prob is not None and prob.is_file():

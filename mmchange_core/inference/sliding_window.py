@@ -11,8 +11,9 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from mmchange_core.data.windows import (
     StripReader,
     TileGrid,
     batch_span,
-    iter_window_batches,
+    iter_date_batches,
 )
 from mmchange_core.errors import InputError
 from mmchange_core.progress import ProgressCallback, report
@@ -34,47 +35,57 @@ from mmchange_core.progress import ProgressCallback, report
 
 
 class WindowNetwork:
-    """Turns uint8 NHWC window batches of both dates into float32 logits ``[N, h, w]`` (numpy, CPU).
+    """Turns uint8 NHWC window batches of the dates into float32 logits of each compared pair (numpy, CPU).
 
-    The text embeddings (``[1, D]`` or ``[D]`` per date) are those of the whole image and are shared
-    by all of its windows; ``None`` for image-only models. With ``fixed_batch`` a short last batch is
-    padded to that size, so runners that capture one CUDA graph per shape capture only one.
+    ``comparisons`` lists the ``(earlier, later)`` date indices compared (a pair: ``[(0, 1)]``; a
+    series: each interval, then first to last). Each date's batch is normalised once, whatever the
+    number of comparisons it takes part in, and each comparison is one network call on the very
+    batch a pair prediction runs, so an interval of a series equals the prediction of that pair bit
+    for bit. The text embeddings (``[1, D]`` or ``[D]`` per date) are those of whole images, shared
+    by all of their windows; ``None`` for image-only models. With ``fixed_batch`` a short last batch
+    is padded to that size, so runners that capture one CUDA graph per shape capture only one.
     """
 
-    def __init__(self, runner: InferenceRunner, text_a: torch.Tensor | None = None,
-                 text_b: torch.Tensor | None = None, *, fixed_batch: int | None = None,
-                 mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD) -> None:
-        if runner.uses_text and (text_a is None or text_b is None):
-            raise InputError("this checkpoint uses text: give the text embeddings (or captions) of both dates")
+    def __init__(self, runner: InferenceRunner, texts: Sequence[torch.Tensor | None] | None = None, *,
+                 comparisons: Sequence[tuple[int, int]] = ((0, 1),), fixed_batch: int | None = None,
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+        self.comparisons = [tuple(c) for c in comparisons]
+        used = sorted({date for pair in self.comparisons for date in pair})
+        if runner.uses_text and (texts is None or any(texts[d] is None for d in used)):
+            raise InputError("this checkpoint uses text: give the text embeddings (or captions) of every date")
         self.runner = runner
         self.fixed_batch = fixed_batch
         self.mean, self.std = tuple(mean), tuple(std)
-        self.text_a = None if text_a is None else text_a.reshape(1, -1).to(runner.device)
-        self.text_b = None if text_b is None else text_b.reshape(1, -1).to(runner.device)
+        self.texts = None if texts is None else [None if t is None else t.reshape(1, -1).to(runner.device)
+                                                 for t in texts]
 
     def _images(self, batch: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(batch).to(self.runner.device, non_blocking=True)
         return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous(), self.mean, self.std)
 
-    def __call__(self, batch_a: np.ndarray, batch_b: np.ndarray) -> np.ndarray:
-        count = n = batch_a.shape[0]
+    def __call__(self, batches: Sequence[np.ndarray]) -> np.ndarray:
+        """Logits ``[comparisons, N, h, w]`` of the window batches of every date (one uint8 NHWC array each)."""
+        count = n = batches[0].shape[0]
         if self.fixed_batch is not None and n < self.fixed_batch:
             pad = [(0, self.fixed_batch - n)] + [(0, 0)] * 3
-            batch_a, batch_b = np.pad(batch_a, pad, mode="edge"), np.pad(batch_b, pad, mode="edge")
-            n = self.fixed_batch
-        text_a = text_b = None
-        if self.runner.uses_text:
-            text_a, text_b = self.text_a, self.text_b  # [1, D]: one TDE pass shared by all windows
-        logits = self.runner.logits(self._images(batch_a), self._images(batch_b), text_a, text_b)
-        return logits[:count, 0].cpu().numpy()
+            batches = [np.pad(batch, pad, mode="edge") for batch in batches]
+        images = [self._images(batch) for batch in batches]
+        out = np.empty((len(self.comparisons), count, *batches[0].shape[1:3]), dtype=np.float32)
+        for k, (i, j) in enumerate(self.comparisons):
+            text_a = text_b = None
+            if self.runner.uses_text:  # [1, D]: one TDE pass shared by all windows
+                text_a, text_b = self.texts[i], self.texts[j]
+            out[k] = self.runner.logits(images[i], images[j], text_a, text_b)[:count, 0].cpu().numpy()
+        return out
 
 
-def network_for(runner: InferenceRunner, text_a: torch.Tensor | None, text_b: torch.Tensor | None,
-                batch_size: int, **normalization: tuple[float, float, float]) -> WindowNetwork:
+def network_for(runner: InferenceRunner, texts: Sequence[torch.Tensor | None] | None,
+                comparisons: Sequence[tuple[int, int]], batch_size: int,
+                **normalization: tuple[float, ...]) -> WindowNetwork:
     """The :class:`WindowNetwork` for ``runner``: batches padded to ``batch_size`` when it replays CUDA graphs;
     ``normalization`` gives the input ``mean``/``std`` (default ImageNet's)."""
     fixed = batch_size if getattr(runner, "cuda_graphs", False) else None
-    return WindowNetwork(runner, text_a, text_b, fixed_batch=fixed, **normalization)
+    return WindowNetwork(runner, texts, comparisons=comparisons, fixed_batch=fixed, **normalization)
 
 
 @dataclass
@@ -153,17 +164,44 @@ def written_behind(emit: RowSink, depth: int = 4) -> Iterator[tuple[RowSink, Win
 
 
 def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray], grid: TileGrid,
-                          read_a: StripReader, read_b: StripReader, emit: RowSink, *, batch_size: int = 4,
-                          progress: ProgressCallback | None = None, prefetch: int = 2,
-                          rows: range | None = None, write_behind: int = 0) -> WindowTimings:
+                          read_a: StripReader, read_b: StripReader, emit: RowSink, **options: Any) -> WindowTimings:
+    """:func:`sliding_dates_logits` for one pair: ``network(batch_a, batch_b) -> [N, h, w]`` and ``emit(y0, rows)``
+    with float32 rows ``[h, W]``."""
+    return sliding_dates_logits(lambda batches: network(batches[0], batches[1])[None], grid, [read_a, read_b],
+                                lambda y0, rows: emit(y0, rows[0]), comparisons=1, **options)
+
+
+class _RowGather:
+    """Collects the rows each comparison's blender emits and hands them on together, ``[comparisons, h, W]``."""
+
+    def __init__(self, count: int, emit: RowSink) -> None:
+        self.count, self.emit = count, emit
+        self.parts: dict[int, list[np.ndarray | None]] = {}
+
+    def part(self, index: int) -> RowSink:
+        def add(y0: int, rows: np.ndarray) -> None:
+            parts = self.parts.setdefault(y0, [None] * self.count)
+            parts[index] = np.array(rows, copy=True)  # the blender reuses its buffer
+            if all(p is not None for p in parts):
+                del self.parts[y0]
+                self.emit(y0, np.stack(parts))
+        return add
+
+
+def sliding_dates_logits(network: Callable[[list[np.ndarray]], np.ndarray], grid: TileGrid,
+                         readers: Sequence[StripReader], emit: RowSink, *, comparisons: int, batch_size: int = 4,
+                         progress: ProgressCallback | None = None, prefetch: int = 2,
+                         rows: range | None = None, write_behind: int = 0) -> WindowTimings:
     """Run ``network`` over the windows of ``grid`` and hand blended logits to ``emit`` row strip by row strip.
 
-    ``read_a``/``read_b`` give full-width uint8 rows of each date; ``emit(y0, logits)`` receives
-    float32 rows that are final (it must copy them if it keeps them). The next ``prefetch`` batches
-    are read and cut in a background thread while the network runs (0: no thread), and with
-    ``write_behind`` > 0 ``emit`` runs in a writer thread (:func:`written_behind`). Peak memory is a
-    few strips of each date plus one window row of float logits, whatever the image height;
-    ``read`` in the timings is the time spent waiting for windows.
+    ``readers`` give full-width uint8 rows of each date (each is read once per window row);
+    ``network(batches) -> [comparisons, N, h, w]`` scores the window batches of all dates, and
+    ``emit(y0, logits)`` receives float32 rows ``[comparisons, h, W]`` that are final (it must copy them
+    if it keeps them). The next ``prefetch`` batches are read and cut in a background thread while the
+    network runs (0: no thread), and with ``write_behind`` > 0 ``emit`` runs in a writer thread
+    (:func:`written_behind`). Peak memory is a few strips of each date plus one window row of float
+    logits per comparison, whatever the image height; ``read`` in the timings is the time spent
+    waiting for windows.
 
     ``rows`` (window rows) emits only the image rows of those window rows, bit-identical to a full
     pass: the same batches are run (with the windows of neighbouring rows they contain) and the
@@ -182,8 +220,13 @@ def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray
             if y0 >= top:  # rows above belong to an earlier window row (another block)
                 sink(y0, logits)
 
-        blender = StripBlender(grid, own_rows if needed.start < rows.start else sink, needed)
-        with contextlib.closing(prefetched(iter_window_batches(grid, read_a, read_b, batch_size, batches_in),
+        target = own_rows if needed.start < rows.start else sink
+        if comparisons == 1:
+            blenders = [StripBlender(grid, lambda y0, logits: target(y0, logits[None]), needed)]
+        else:
+            gather = _RowGather(comparisons, target)
+            blenders = [StripBlender(grid, gather.part(k), needed) for k in range(comparisons)]
+        with contextlib.closing(prefetched(iter_date_batches(grid, readers, batch_size, batches_in),
                                            depth=prefetch)) as batches:
             while True:
                 t0 = time.perf_counter()
@@ -192,11 +235,13 @@ def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray
                 if batch is None:
                     break
                 t0 = time.perf_counter()
-                logits = network(batch.image_a, batch.image_b)
+                logits = network(batch.images)
                 timings.network += time.perf_counter() - t0
-                blender.add(batch.rows, batch.cols, logits)
+                for blender, scores in zip(blenders, logits):
+                    blender.add(batch.rows, batch.cols, scores)
                 timings.windows += len(batch)
                 report(progress, "windows", timings.windows, total)
-        blender.close()
+        for blender in blenders:
+            blender.close()
     timings.total = time.perf_counter() - start
     return timings

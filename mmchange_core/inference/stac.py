@@ -2,7 +2,7 @@
 
 The Item itself is :func:`mmchange_core.io.stac.write_stac_item`; this module picks its path, the
 model fields (checkpoint name and sha256, threshold, tile size, overlap, mmchange version), the
-georeference of the inputs and the assets a pair's result lists (written last, by predict, so it
+georeference of the inputs, the pair's summary in words and its figures, and the assets a pair's result lists (written last, by predict, so it
 never needs a rewrite).
 """
 
@@ -57,8 +57,25 @@ def write_pair_item(result: Any, path: Path, model: Mapping[str, Any],
     ``extra`` assets drawn from several pairs (the run's report)."""
     image_a, image_b = Path(result.image_a), Path(result.image_b)
     assets = {k: Path(v) for k, v in {**result.outputs, **(extra or {})}.items()}
+    properties = {"mmchange:changed_pixels": int(result.changed_pixels),
+                  "mmchange:change_fraction": float(result.change_fraction),
+                  **summary_properties(getattr(result, "summary", None))}
     return write_stac_item(path, name=result.name, inputs=[image_a, image_b], georef=pair_georef(image_a, image_b),
-                           model=model, assets=assets,
-                           properties={"mmchange:changed_pixels": int(result.changed_pixels),
-                                       "mmchange:change_fraction": float(result.change_fraction)},
-                           shape=(result.height, result.width))
+                           model=model, assets=assets, properties=properties, shape=(result.height, result.width))
+
+
+def summary_properties(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``mmchange:*`` Item properties of a pair's summary in words (a ``ChangeSummary.to_dict()``): the text,
+    the changed area in m² (projected CRS only), the change regions, the largest one and a generated sentence;
+    none for a pair finished by an older mmchange (no summary)."""
+    if summary is None:
+        return {}
+    properties = {"mmchange:summary": summary["text"], "mmchange:change_percent": float(summary["percent"]),
+                  "mmchange:polygons": int(summary["polygons"])}
+    if summary["area_unit"] == "m2" and summary["area"] is not None:
+        properties["mmchange:changed_area_m2"] = float(summary["area"])
+    if summary["largest"] is not None:
+        properties["mmchange:largest_change"] = summary["largest"]
+    if summary.get("generated"):
+        properties["mmchange:generated_description"] = summary["generated"]
+    return properties

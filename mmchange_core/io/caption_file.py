@@ -16,6 +16,7 @@ give both dates of a pair the same caption is refused.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,16 +71,23 @@ class CaptionFile:
 
     def pair(self, image_a: str | Path, image_b: str | Path) -> tuple[str, str]:
         """Captions of both dates; raises :class:`InputError` naming what is missing or ambiguous."""
-        image_a, image_b = Path(image_a), Path(image_b)
-        specific = [next((self.captions[k] for k in self._keys(p) if k in self.captions), None)
-                    for p in (image_a, image_b)]
-        if image_a.name == image_b.name and None in specific and image_a.name in self.captions:
-            raise InputError(f"captions file {self.path}: key '{image_a.name}' is ambiguous because both dates are "
-                             f"named {image_a.name}; use '{image_a.parent.name}/{image_a.name}' and "
-                             f"'{image_b.parent.name}/{image_b.name}' keys")
-        found = [self.find(p) for p in (image_a, image_b)]
-        missing = [str(p) for p, caption in zip((image_a, image_b), found) if caption is None]
+        found = self.dates([image_a, image_b])
+        return found[0], found[1]
+
+    def dates(self, images: Sequence[str | Path]) -> list[str]:
+        """Captions of every date, in order; raises :class:`InputError` naming what is missing or ambiguous."""
+        images = [Path(p) for p in images]
+        names = [p.name for p in images]
+        for p in images:
+            specific = next((self.captions[k] for k in self._keys(p) if k in self.captions), None)
+            if names.count(p.name) > 1 and specific is None and p.name in self.captions:
+                twins = [q for q in images if q.name == p.name]
+                raise InputError(f"captions file {self.path}: key '{p.name}' is ambiguous because several dates are "
+                                 f"named {p.name}; use " + " and ".join(f"'{q.parent.name}/{q.name}'" for q in twins)
+                                 + " keys")
+        found = [self.find(p) for p in images]
+        missing = [str(p) for p, caption in zip(images, found) if caption is None]
         if missing:
             raise InputError(f"captions file {self.path} has no caption for {' and '.join(missing)}; "
                              f"add a line '{Path(missing[0]).name}: \"<caption>\"'")
-        return found[0], found[1]
+        return [caption for caption in found if caption is not None]

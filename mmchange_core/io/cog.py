@@ -24,7 +24,7 @@ import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -297,13 +297,14 @@ class StagedRaster:
             os.unlink(self.path)
 
     def finish(self, georef: GeoReference | None = None, *, invalid: StagedRaster | None = None,
-               resampling: str | None = None) -> Path:
+               resampling: str | None = None, tags: Mapping[str, str] | None = None) -> Path:
         """Write the final file atomically, then delete the stage; returns the final path.
 
         ``.tif``: a Cloud-Optimized GeoTIFF with ``georef``'s CRS and transform; pixels where
         ``invalid`` (a same-sized 1-band stage) is nonzero become nodata. ``resampling`` of the
-        overviews defaults to :func:`default_resampling`. ``.png``/``.jpg`` (and ``.tif`` without
-        rasterio): written by Pillow, invalid pixels 0. The ``invalid`` stage is left in place (it
+        overviews defaults to :func:`default_resampling`; ``tags`` are written as GeoTIFF metadata (e.g. the
+        dates of a series). ``.png``/``.jpg`` (and ``.tif`` without rasterio): written by Pillow, invalid
+        pixels 0, no tags. The ``invalid`` stage is left in place (it
         may serve several outputs): abort it when done.
         """
         if invalid is not None and (invalid.height, invalid.width, invalid.bands) != (self.height, self.width, 1):
@@ -312,7 +313,7 @@ class StagedRaster:
         if self.final_path.suffix.lower() in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
             write_cog(self.final_path, self._strips(invalid), self.height, self.width, self.bands, self._out_dtype,
                       georef, masked=invalid is not None,
-                      resampling=resampling or default_resampling(self.dtype, self.bands))
+                      resampling=resampling or default_resampling(self.dtype, self.bands), tags=tags)
         else:
             write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]))
         self.abort()
@@ -344,7 +345,8 @@ def write_with_pillow(path: Path, array: np.ndarray) -> Path:
 
 
 def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | None]], height: int, width: int,
-              bands: int, dtype: np.dtype, georef: GeoReference | None, *, masked: bool, resampling: str) -> Path:
+              bands: int, dtype: np.dtype, georef: GeoReference | None, *, masked: bool, resampling: str,
+              tags: Mapping[str, str] | None = None) -> Path:
     """Stream ``(y0, rows, invalid)`` strips into a COG at ``path`` (atomically), through a temporary tiled TIFF.
 
     Float data gets NaN as its nodata value; other data with ``masked`` gets an internal per-dataset mask.
@@ -373,6 +375,8 @@ def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | N
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF is intended
             with rasterio.open(tiled, "w", **profile) as dst:
+                if tags:
+                    dst.update_tags(**tags)
                 for y0, rows, bad in strips:
                     window = Window(0, y0, width, len(rows))
                     dst.write(rows[None] if rows.ndim == 2 else np.moveaxis(rows, -1, 0), window=window)

@@ -189,7 +189,9 @@ def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path]
         item_properties["end_datetime"] = pystac.utils.datetime_to_str(max(known))
     item_properties.update({f"{PREFIX}{key}": value for key, value in model.items()})
     item_properties.update(properties or {})
-    if datetime is None and not (item_properties.get("start_datetime") and item_properties.get("end_datetime")):
+    if item_properties.get("start_datetime") and item_properties.get("end_datetime"):
+        datetime = None  # a period: STAC's datetime is null when start and end are given
+    elif datetime is None:
         datetime = created
     item = pystac.Item(id=name, geometry=geometry, bbox=bbox, datetime=datetime, properties=item_properties)
 

@@ -230,3 +230,34 @@ def write_probability_figure(prob_path: str | Path, out: str | Path | None = Non
     """The colour-bar figure of the probability map written at ``prob_path`` (default ``<stem>.colorbar.png``)."""
     preview, size = read_probability_preview(prob_path)
     return probability_figure(preview, out or colorbar_path(prob_path), title=title, size=size)
+
+
+def series_area_figure(labels: Sequence[str], values: Sequence[float], out: str | Path, *, unit: str,
+                       title: str = "", colours: Sequence[tuple[int, int, int]] | None = None,
+                       reference: tuple[str, float] | None = None) -> Path:
+    """Changed area per interval of a time series as bars (one per ``labels[i]``, e.g. ``'d0 → d1'``), each
+    labelled with its value; ``reference`` (label, value) is drawn as a dashed line (the first-to-last change)."""
+    plt = _pyplot()
+    if len(labels) != len(values):
+        raise InputError(f"{len(labels)} interval labels for {len(values)} areas")
+    count = len(values)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * count + 2.5), 4.4), layout="constrained")
+    positions = np.arange(count)
+    colour = [tuple(c / 255 for c in colours[i % len(colours)]) for i in range(count)] if colours else "tab:blue"
+    bars = ax.bar(positions, [float(v) for v in values], color=colour, edgecolor="black", linewidth=0.6,
+                  label="change in the interval")
+    digits = 0 if unit == "pixels" else 2
+    ax.bar_label(bars, labels=[f"{float(v):,.{digits}f}" for v in values], fontsize="small", padding=2)
+    if reference is not None:
+        ax.axhline(float(reference[1]), color="grey", linestyle="--", linewidth=1.2,
+                   label=f"{reference[0]}: {float(reference[1]):,.{digits}f} {unit}")
+    slanted = sum(len(label) for label in labels) > 60  # long labels side by side would overlap
+    ax.set_xticks(positions, list(labels), rotation=25 if slanted else 0, ha="right" if slanted else "center",
+                  rotation_mode="anchor")
+    ax.set(xlabel="interval (from date → to date)", ylabel=f"changed area ({unit})",
+           title=title or "changed area per interval")
+    top = max([float(v) for v in values] + [float(reference[1]) if reference else 0.0, 0.0])
+    ax.set_ylim(0, top * 1.3 if top > 0 else 1.0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return _save(fig, out)
