@@ -14,7 +14,6 @@ give a one-line :class:`InputError` naming the list file, the row and the value.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import check_regular_file
+from mmchange_core.io.jsonio import read_json_file
 
 #: Suffixes of the files read as pair lists.
 PAIR_LIST_SUFFIXES = (".csv", ".json")
@@ -115,13 +115,7 @@ def _csv_records(path: Path) -> list[tuple[str, dict[str, str]]]:
 
 
 def _json_records(path: Path) -> list[tuple[str, dict[str, str]]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"pair list {path} is not UTF-8 text ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"pair list {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
-                         f"{exc.colno})") from None
+    data = read_json_file(path, "pair list")
     if isinstance(data, Mapping) and set(data) == {"pairs"}:
         data = data["pairs"]
     if not isinstance(data, list):
@@ -144,7 +138,7 @@ def _json_records(path: Path) -> list[tuple[str, dict[str, str]]]:
     return records
 
 
-def _file(list_path: Path, where: str, column: str, text: str) -> Path:
+def listed_file(list_path: Path, where: str, column: str, text: str) -> Path:
     """The file named by ``text`` (relative to the list's folder), which must exist."""
     path = Path(os.path.expanduser(text))
     if not path.is_absolute():
@@ -166,9 +160,9 @@ def _row(list_path: Path, at: str, record: Mapping[str, str]) -> PairRow:
     if "split" in record and not values["split"]:
         raise InputError(f"{where}: split is empty; give every pair a split (train, val, test) or leave the "
                          f"split column out")
-    image_a = _file(list_path, where, "image_a", values["image_a"])
-    image_b = _file(list_path, where, "image_b", values["image_b"])
-    label = _file(list_path, where, "label", values["label"]) if values["label"] else None
+    image_a = listed_file(list_path, where, "image_a", values["image_a"])
+    image_b = listed_file(list_path, where, "image_b", values["image_b"])
+    label = listed_file(list_path, where, "label", values["label"]) if values["label"] else None
     return PairRow(at, values["name"] or image_a.name, values["split"] or UNSPLIT, image_a, image_b, label,
                    "label" in record)
 

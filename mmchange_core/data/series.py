@@ -25,7 +25,6 @@ predict A B``). Every refusal is one :class:`InputError` line naming the file (a
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +33,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from mmchange_core.data.pair_list import PAIR_LIST_SUFFIXES, _file
+from mmchange_core.data.pair_list import PAIR_LIST_SUFFIXES, listed_file
 from mmchange_core.errors import InputError
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import IMAGE_SUFFIXES, check_regular_file
+from mmchange_core.io.jsonio import read_json_file
 from mmchange_core.io.raster import RasterSource
-from mmchange_core.io.stac import _parse_date
+from mmchange_core.io.stac import parse_datetime
 
 #: Fewest images of a series.
 MIN_DATES = 3
@@ -210,8 +210,8 @@ def _dated(list_path: Path, at: str, column: str, text: Any, date_text: Any) -> 
     where = f"{list_path} {at}"
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"{where}: {column} is empty; every row needs the path of its image")
-    image = _file(list_path, where, column, text.strip())
-    date = _parse_date(date_text) if isinstance(date_text, str) and date_text.strip() else None
+    image = listed_file(list_path, where, column, text.strip())
+    date = parse_datetime(date_text) if isinstance(date_text, str) and date_text.strip() else None
     if date is None:
         shown = "is missing" if date_text in (None, "") else f"{date_text!r} is not an ISO date"
         raise InputError(f"{where}: the date of {image} {shown}; give it as YYYY-MM-DD or an ISO datetime "
@@ -220,13 +220,7 @@ def _dated(list_path: Path, at: str, column: str, text: Any, date_text: Any) -> 
 
 
 def _json_rows(path: Path) -> list[DatedImage]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"series list {path} is not UTF-8 text ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"series list {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
-                         f"{exc.colno})") from None
+    data = read_json_file(path, "series list")
     if isinstance(data, Mapping) and data.get("type") == "FeatureCollection":
         data = data.get("features")
     if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):

@@ -125,6 +125,7 @@ class IntervalResult:
 class SeriesResult:
     """What :func:`predict_series` did."""
 
+    # duplicates (deliberate): field declarations, alike in shape only to other result dataclasses
     name: str
     dates: list[str]
     images: list[str]

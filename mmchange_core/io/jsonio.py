@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mmchange_core.errors import InputError
 
 
 def finite_or_none(data: Any) -> Any:
@@ -30,3 +33,14 @@ def finite_or_none(data: Any) -> Any:
 def strict_json(data: Any, **kwargs: Any) -> str:
     """``json.dumps`` of ``data`` with non-finite floats as ``null`` and ``allow_nan=False`` (``kwargs``: json's)."""
     return json.dumps(finite_or_none(data), allow_nan=False, **kwargs)
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON document in ``path`` (UTF-8, a BOM allowed), or an :class:`InputError` naming ``what`` and ``path``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                         f"{exc.colno})") from None

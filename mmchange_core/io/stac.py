@@ -100,7 +100,7 @@ def output_asset(kind: str, path: str | Path, base: Path, georeferenced: bool) -
     return asset
 
 
-def _parse_date(text: str) -> dt.datetime | None:
+def parse_datetime(text: str) -> dt.datetime | None:
     """A datetime from a TIFF/ISO date string (``2021:06:01 10:00:00``, ``2021-06-01T10:00:00Z``); naive = UTC."""
     text = text.strip().rstrip("\x00")
     if len(text) >= 10 and text[4] == ":" and text[7] == ":":  # TIFF: YYYY:MM:DD HH:MM:SS
@@ -122,7 +122,7 @@ def input_datetime(path: str | Path) -> dt.datetime | None:
         with rasterio.Env(), rasterio.open(path) as ds:
             for domain, key in _DATE_TAGS:
                 value = ds.tags(ns=domain or None).get(key)
-                if value and (parsed := _parse_date(value)) is not None:
+                if value and (parsed := parse_datetime(value)) is not None:
                     return parsed
     except rasterio.errors.RasterioError:
         return None

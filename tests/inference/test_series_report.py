@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from mmchange_core.errors import InputError
+from mmchange_core.inference.series import IntervalResult, SeriesResult
 from mmchange_core.inference.series_report import (
     DIM,
     interval_colours,
@@ -26,39 +27,6 @@ from mmchange_core.io.images import write_png
 from mmchange_core.io.raster import write_image
 from mmchange_core.reporting.plots import series_area_figure
 from mmchange_core.reporting.report import render_html
-
-
-@dataclass
-class IntervalResult:  # the engine's result (inference/series.py), copied: the report reads it by duck typing
-    index: int
-    kind: str
-    date_a: str
-    date_b: str
-    image_a: str
-    image_b: str
-    mask: str
-    changed_pixels: int
-    change_fraction: float
-    polygons: int
-    summary: dict | None
-
-
-@dataclass
-class SeriesResult:
-    name: str
-    dates: list[str]
-    images: list[str]
-    width: int
-    height: int
-    windows: int
-    threshold: float
-    intervals: list[IntervalResult]
-    first_to_last: IntervalResult
-    outputs: dict[str, str]
-    crs: str | None
-    captions: list[str] | None
-    seconds: dict[str, float] = field(default_factory=dict)
-
 
 DATES = ["2016-06-01", "2017-06-01", "2018-06-01", "2019-06-01"]
 SIZE = 64
