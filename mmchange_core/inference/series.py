@@ -226,10 +226,10 @@ class SeriesBlockWriter:
 
     def write(self, y0: int, logits: np.ndarray) -> None:
         """Rows ``y0 ..`` of every comparison (``[comparisons, h, W]`` logits)."""
-        prob = logits_to_probability(logits)
-        masks = np.empty(prob.shape, dtype=np.uint8)
-        np.greater(prob, self.threshold, out=masks, casting="unsafe")  # as predict's BlockWriter: 0/1 then 0/255
-        height = prob.shape[1]
+        masks = np.empty(logits.shape, dtype=np.uint8)
+        for c in range(self.comparisons):  # one comparison's probabilities at a time: as predict's BlockWriter
+            np.greater(logits_to_probability(logits[c]), self.threshold, out=masks[c], casting="unsafe")
+        height = logits.shape[1]
         index = self.blocks.index_of(y0)
         counts = self.changed.setdefault(index, [[0] * self.comparisons, False])
         valid = self.validity(y0, height)

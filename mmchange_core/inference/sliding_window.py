@@ -113,13 +113,14 @@ def contributing_rows(grid: TileGrid, rows: range) -> range:
 
 
 @contextlib.contextmanager
-def written_behind(emit: RowSink, depth: int = 4) -> Iterator[tuple[RowSink, WindowTimings]]:
+def written_behind(emit: RowSink, depth: int = 4, *, copy: bool = True) -> Iterator[tuple[RowSink, WindowTimings]]:
     """A :data:`RowSink` that copies rows and hands them to ``emit`` in a background thread, in order.
 
     Writing (probability, threshold, files) then overlaps the network. At most ``depth`` strips wait
     in the queue; an error raised by ``emit`` is raised at the next call or when the block ends, and
-    the block waits for every queued strip. ``depth`` 0 calls ``emit`` directly. The yielded timings'
-    ``write`` is the time spent waiting for a free slot or for the last strips.
+    the block waits for every queued strip. ``depth`` 0 calls ``emit`` directly. ``copy=False``: the caller
+    hands over rows it no longer touches, queued as they are. The yielded timings' ``write`` is the time
+    spent waiting for a free slot or for the last strips.
     """
     timings = WindowTimings()
     if depth <= 0:
@@ -143,7 +144,7 @@ def written_behind(emit: RowSink, depth: int = 4) -> Iterator[tuple[RowSink, Win
         if failure:
             raise failure[0]
         t0 = time.perf_counter()
-        slots.put((y0, np.array(rows, copy=True)))
+        slots.put((y0, np.array(rows, copy=True) if copy else rows))
         timings.write += time.perf_counter() - t0
 
     thread = threading.Thread(target=work, name="mmchange-writer", daemon=True)
@@ -172,19 +173,21 @@ def sliding_window_logits(network: Callable[[np.ndarray, np.ndarray], np.ndarray
 
 
 class _RowGather:
-    """Collects the rows each comparison's blender emits and hands them on together, ``[comparisons, h, W]``."""
+    """Collects the rows each comparison's blender emits into one new array ``[comparisons, h, W]`` and hands it on
+    when every comparison has given its rows (the blenders emit the same rows, one after the other)."""
 
     def __init__(self, count: int, emit: RowSink) -> None:
         self.count, self.emit = count, emit
-        self.parts: dict[int, list[np.ndarray | None]] = {}
+        self.rows: dict[int, tuple[np.ndarray, set[int]]] = {}
 
     def part(self, index: int) -> RowSink:
         def add(y0: int, rows: np.ndarray) -> None:
-            parts = self.parts.setdefault(y0, [None] * self.count)
-            parts[index] = np.array(rows, copy=True)  # the blender reuses its buffer
-            if all(p is not None for p in parts):
-                del self.parts[y0]
-                self.emit(y0, np.stack(parts))
+            gathered, given = self.rows.setdefault(y0, (np.empty((self.count, *rows.shape), rows.dtype), set()))
+            gathered[index] = rows  # copied: the blender reuses its buffer
+            given.add(index)
+            if len(given) == self.count:
+                del self.rows[y0]
+                self.emit(y0, gathered)
         return add
 
 
@@ -199,9 +202,10 @@ def sliding_dates_logits(network: Callable[[list[np.ndarray]], np.ndarray], grid
     ``emit(y0, logits)`` receives float32 rows ``[comparisons, h, W]`` that are final (it must copy them
     if it keeps them). The next ``prefetch`` batches are read and cut in a background thread while the
     network runs (0: no thread), and with ``write_behind`` > 0 ``emit`` runs in a writer thread
-    (:func:`written_behind`). Peak memory is a few strips of each date plus one window row of float
-    logits per comparison, whatever the image height; ``read`` in the timings is the time spent
-    waiting for windows.
+    (:func:`written_behind`) with up to ``write_behind`` strips of one comparison waiting (a strip of
+    several comparisons counts for each, at least one waits). Peak memory is a few strips of each date
+    plus about two window rows of float logits per comparison, whatever the image height; ``read`` in
+    the timings is the time spent waiting for windows.
 
     ``rows`` (window rows) emits only the image rows of those window rows, bit-identical to a full
     pass: the same batches are run (with the windows of neighbouring rows they contain) and the
@@ -214,7 +218,8 @@ def sliding_dates_logits(network: Callable[[list[np.ndarray]], np.ndarray], grid
     start = time.perf_counter()
     batches_in = batch_span(grid, batch_size, needed)
     total = sum(min(len(grid), (k + 1) * batch_size) - k * batch_size for k in batches_in)
-    with written_behind(emit, write_behind) as (sink, timings):
+    depth = max(1, write_behind // comparisons) if write_behind > 0 else 0
+    with written_behind(emit, depth, copy=comparisons == 1) as (sink, timings):  # gathered rows are new arrays
 
         def own_rows(y0: int, logits: np.ndarray) -> None:
             if y0 >= top:  # rows above belong to an earlier window row (another block)
