@@ -42,6 +42,17 @@ from mmchange_core.io.images import (
 
 #: Largest side of the decimated read used for statistics (bit-depth stretch) and thumbnails.
 OVERVIEW_SIDE = 1024
+#: GDAL's block cache while reading (MiB). GDAL's default (5% of the RAM) keeps every decoded block of every
+#: input, so reading a scene by strips held it whole, once per date; strips need only the block row they
+#: share with the next strip.
+READ_CACHE_MB = 128
+
+
+def bounded_block_cache() -> Any:
+    """A rasterio environment whose GDAL block cache holds at most :data:`READ_CACHE_MB`."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB)
 
 
 class RasterSource:
@@ -185,7 +196,8 @@ class RasterioSource(RasterSource):
         if out_shape is not None:
             kwargs.update(out_shape=(len(unique), *out_shape), resampling=Resampling.average)
         try:
-            data = self.dataset.read(unique, masked=self.masked, **kwargs)
+            with bounded_block_cache():
+                data = self.dataset.read(unique, masked=self.masked, **kwargs)
         except Exception as exc:  # rasterio raises several types for corrupt blocks
             raise InputError(f"cannot read pixels of {self.path} ({exc}); "
                              f"the file may be truncated or corrupt") from exc
@@ -226,9 +238,10 @@ class RasterioSource(RasterSource):
         window = Window(0, y0, self.width, height)
         bands = sorted(set(self.bands))
         try:
-            valid = self.dataset.read_masks(bands, window=window).any(axis=0)
-            if self.dtype.kind == "f":
-                valid &= ~np.isnan(self.dataset.read(bands, window=window)).any(axis=0)
+            with bounded_block_cache():
+                valid = self.dataset.read_masks(bands, window=window).any(axis=0)
+                if self.dtype.kind == "f":
+                    valid &= ~np.isnan(self.dataset.read(bands, window=window)).any(axis=0)
         except Exception as exc:  # rasterio raises several types for corrupt blocks
             raise InputError(f"cannot read pixels of {self.path} ({exc}); "
                              f"the file may be truncated or corrupt") from exc
