@@ -11,7 +11,7 @@ from mmchange_cli.app import app
 
 #: Every command the README documents, written out (not read from the app under test).
 COMMANDS = ("benchmark", "caption", "convert", "demo", "eval", "export", "info", "predict", "push", "robustness",
-            "synth", "train")
+            "series", "synth", "train")
 
 
 def _command_names() -> list[str]:
