@@ -26,14 +26,12 @@ from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.inference.detector import logits_to_probability
 from mmchange_core.inference.manifest import RunManifest, finished
 from mmchange_core.inference.summary import ChangeSummary, summarize_change
-from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.cog import StagedRaster, stage_path
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.images import is_tiff
-from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import IMAGE_OUTPUT_SUFFIXES, MASK_SUFFIXES, VECTOR_SUFFIXES, OutputPlan
 from mmchange_core.io.raster import RasterSource
-from mmchange_core.io.vector import polygonize, polygons_to_geojson
+from mmchange_core.io.vector import polygonize, write_polygons
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.reporting.overlay import write_overlay
 
@@ -108,20 +106,40 @@ class PairBlocks:
         return f"{name}#rows{block.start}-{block.stop}"
 
 
-class Stages:
-    """The staged mask, probability map and invalid-pixel rows of one pair's outputs (see io/cog.py).
+class StageSet:
+    """The on-disk stages of one unit of work (see io/cog.py), created together and tagged with one token.
 
     One creation tags every stage with one random token, which each block record repeats: a resumed
     run trusts only the blocks recorded for the very stages on disk (:func:`resumable_blocks`).
     """
 
-    def __init__(self, mask: StagedRaster, prob: StagedRaster | None, invalid: StagedRaster) -> None:
-        self.mask, self.prob, self.invalid = mask, prob, invalid
+    def __init__(self, stages: Sequence[StagedRaster]) -> None:
+        self.stages = list(stages)
 
     @property
     def token(self) -> str | None:
         """The token of these stages (``None``: untagged stages)."""
-        return self.mask.token
+        return self.stages[0].token
+
+    def flush(self) -> None:
+        for stage in self.stages:
+            stage.flush()
+
+    def detach(self) -> None:
+        for stage in self.stages:
+            stage.detach()
+
+    def abort(self) -> None:
+        for stage in self.stages:
+            stage.abort()
+
+
+class Stages(StageSet):
+    """The staged mask, probability map and invalid-pixel rows of one pair's outputs."""
+
+    def __init__(self, mask: StagedRaster, prob: StagedRaster | None, invalid: StagedRaster) -> None:
+        super().__init__([s for s in (mask, prob, invalid) if s is not None])
+        self.mask, self.prob, self.invalid = mask, prob, invalid
 
     @staticmethod
     def layout(outputs: PairOutputs) -> list[tuple[Path, str, type]]:
@@ -136,21 +154,6 @@ class Stages:
         """Create the stages (process 0, a fresh start) or attach to them (the other processes, or a resume)."""
         opened = open_stage_set(cls.layout(outputs), height, width, create=create, name=outputs.mask)
         return cls(opened[0], opened[2] if len(opened) > 2 else None, opened[1])
-
-    def all(self) -> list[StagedRaster]:
-        return [s for s in (self.mask, self.prob, self.invalid) if s is not None]
-
-    def flush(self) -> None:
-        for stage in self.all():
-            stage.flush()
-
-    def detach(self) -> None:
-        for stage in self.all():
-            stage.detach()
-
-    def abort(self) -> None:
-        for stage in self.all():
-            stage.abort()
 
     def finish(self, outputs: PairOutputs, georef: GeoReference | None, *, invalid: bool, source_a: RasterSource,
                source_b: RasterSource, min_area: float, captions: Sequence[str] | None = None,
@@ -182,9 +185,7 @@ class Stages:
         if outputs.overlay is not None:
             written["overlay"] = str(write_overlay(outputs.overlay, source_a, source_b, changed))
         if outputs.vector is not None:
-            collection = polygons_to_geojson(traced, georef, min_area)  # as write_change_polygons writes it
-            atomic_write_text(outputs.vector, strict_json(collection, separators=(",", ":")))
-            polygons = len(collection["features"])
+            polygons = write_polygons(outputs.vector, traced, georef, min_area)
             written["vector"] = str(outputs.vector)
         del changed, traced
         bad = self.invalid if invalid else None
@@ -258,15 +259,42 @@ def resumable_blocks(manifest: RunManifest, unit: str, fp: str, blocks: PairBloc
     return done or None
 
 
-class BlockWriter:
-    """Turns finished logit rows into mask/probability rows in the stages and records each finished block."""
+class BlockRecorder:
+    """Writes finished rows into a unit's stages and records each block once its last rows are durable, so a
+    killed run resumes from it; ``changed`` holds ``[changed pixels, any invalid]`` per block of this process."""
+
+    def __init__(self, stages: StageSet, blocks: PairBlocks, manifest: RunManifest | None, unit: str,
+                 fp: str | None, counter: UnitProgress) -> None:
+        self.stages, self.blocks = stages, blocks
+        self.manifest, self.unit, self.fp, self.counter = manifest, unit, fp, counter
+        self.changed: dict[int, list] = {}
+
+    def write(self, y0: int, logits: np.ndarray) -> None:
+        """Rows ``y0 ..`` of blended logits."""
+        raise NotImplementedError
+
+    def rows_written(self, y0: int, height: int, index: int) -> None:
+        """After rows ``y0 .. y0 + height`` of block ``index``: the block's last rows are flushed, then recorded."""
+        if y0 + height != self.blocks.image_rows(index)[1]:
+            return
+        self.stages.flush()
+        if self.manifest is not None and self.fp is not None:
+            changed, invalid = self.changed[index]
+            self.manifest.append(self.blocks.unit(self.unit, index), self.fp, changed=changed, invalid=invalid,
+                                 stage=self.stages.token)
+            unit_recorded()
+        self.counter.poll()
+
+
+class BlockWriter(BlockRecorder):
+    """Turns finished logit rows into mask/probability rows in a pair's stages and records each finished block."""
 
     def __init__(self, stages: Stages, blocks: PairBlocks, threshold: float,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, unit: str,
                  fp: str | None, counter: UnitProgress) -> None:
-        self.stages, self.blocks, self.threshold, self.validity = stages, blocks, threshold, validity
-        self.manifest, self.unit, self.fp, self.counter = manifest, unit, fp, counter
-        self.changed: dict[int, list] = {}
+        super().__init__(stages, blocks, manifest, unit, fp, counter)
+        self.stages: Stages = stages
+        self.threshold, self.validity = threshold, validity
 
     def write(self, y0: int, logits: np.ndarray) -> None:
         prob = logits_to_probability(logits)
@@ -285,24 +313,19 @@ class BlockWriter:
             as_float = self.stages.prob.dtype == np.float32
             self.stages.prob.write(y0, prob if as_float else np.rint(prob * 255.0).astype(np.uint8))
         counts[0] += int(np.count_nonzero(mask))
-        if y0 + len(prob) == self.blocks.image_rows(index)[1]:  # the block's last rows: durable, then recorded
-            self.stages.flush()
-            if self.manifest is not None and self.fp is not None:
-                self.manifest.append(self.blocks.unit(self.unit, index), self.fp, changed=counts[0],
-                                     invalid=counts[1], stage=self.stages.token)
-                unit_recorded()
-            self.counter.poll()
+        self.rows_written(y0, len(prob), index)
 
 
-def validity_reader(source_a: RasterSource, source_b: RasterSource,
-              lock: threading.Lock) -> Callable[[int, int], np.ndarray | None]:
-    """Valid pixels of both dates' rows (``None``: all valid), read under ``lock``."""
+def validity_reader(sources: Sequence[RasterSource],
+                    lock: threading.Lock) -> Callable[[int, int], np.ndarray | None]:
+    """Pixels valid on every date's rows (``None``: all valid), read under ``lock``."""
     def valid(y0: int, height: int) -> np.ndarray | None:
         with lock:
-            va, vb = source_a.read_valid(y0, height), source_b.read_valid(y0, height)
-        if va is None or vb is None:
-            return vb if va is None else va
-        return va & vb
+            masks = [source.read_valid(y0, height) for source in sources]
+        known = [m for m in masks if m is not None]
+        if not known:
+            return None
+        return np.logical_and.reduce(known) if len(known) > 1 else known[0]
     return valid
 
 
@@ -322,6 +345,60 @@ def consecutive_runs(indices: list[int]) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
+
+
+def run_blocks(ctx: DistributedContext, blocks: PairBlocks, unit: str, *,
+               open_stages: Callable[[bool], StageSet], resume: Callable[[], dict[int, list] | None],
+               writer_for: Callable[[StageSet, UnitProgress], BlockRecorder],
+               stream: Callable[[Callable[[int, np.ndarray], None], range, ProgressCallback | None], Any],
+               manifest: RunManifest | None, track: bool, progress: ProgressCallback | None
+               ) -> tuple[StageSet, dict[int, list], list[int], dict[str, float]]:
+    """Compute the blocks of one unit of work (a pair, a series) not finished before, shared between processes.
+
+    Process 0 finds the blocks a resumed run may trust (``resume``; ``None``: start afresh) and creates or
+    attaches to the stages (``open_stages(create)``); the others attach. Each process streams its share of
+    the pending blocks, in runs of consecutive blocks (``stream(write, window_rows, progress)`` returns
+    its timings), through the writer ``writer_for`` makes. Every process reaches the gather, so an error
+    in one is raised in all, after process 0 removed the stages. Returns the stages, every finished block
+    (``[changed, any invalid]`` by index, from all processes and earlier runs), the blocks computed now
+    and the summed timings (``windows``, ``read``, ``network``, ``write``).
+    """
+    def first_open() -> tuple[StageSet, dict[int, list]]:
+        done = resume()
+        return open_stages(done is None), done or {}
+
+    opened = on_main(ctx, first_open, share=lambda both: (None, both[1]))
+    done = opened[1]
+    stages = opened[0] if ctx.is_main else open_stages(False)
+    pending = [i for i in range(len(blocks)) if i not in done]
+    mine = pending[ctx.rank * len(pending) // ctx.world_size:(ctx.rank + 1) * len(pending) // ctx.world_size]
+    show_blocks = progress if (track and (ctx.enabled or len(blocks) > 1)) else None
+    counter = UnitProgress(show_blocks, "blocks", {blocks.unit(unit, i) for i in pending}, len(done), manifest, ctx)
+    writer = writer_for(stages, counter)
+    timings = dict.fromkeys(("windows", "read", "network", "write"), 0.0)
+    error: MMChangeError | None = None
+    try:
+        with counter:
+            for run in consecutive_runs(mine):
+                rows = range(blocks.blocks[run[0]].start, blocks.blocks[run[-1]].stop)
+                part = stream(writer.write, rows, None if ctx.enabled else progress)
+                for name in timings:
+                    timings[name] += getattr(part, name)
+    except MMChangeError as exc:  # every process must reach the gather below; the error is raised after it
+        error = exc
+    finally:
+        if not ctx.is_main:
+            stages.detach()
+    reports = ctx.gather({"changed": writer.changed, "error": str(error) if error else None})
+    counter.poll()  # the other processes' last blocks
+    errors = [r["error"] for r in reports if r["error"]]
+    if errors:
+        if ctx.is_main:
+            stages.abort()
+        raise error if error is not None else MMChangeError(errors[0])
+    for report_ in reports:
+        done.update({int(k): v for k, v in report_["changed"].items()})
+    return stages, done, pending, timings
 
 
 T = TypeVar("T")

@@ -31,10 +31,10 @@ from mmchange_core.inference.pair_writer import (
     PairOutputs,
     Stages,
     UnitProgress,
-    consecutive_runs,
     locked_reader,
     on_main,
     resumable_blocks,
+    run_blocks,
     unit_recorded,
     validity_reader,
 )
@@ -195,47 +195,23 @@ def predict_sources(detector: ChangeDetector, source_a: RasterSource, source_b: 
     track = manifest is not None and unit_fingerprint is not None
     unit = outputs.mask.name
 
-    def open_stages() -> tuple[Stages, dict[int, list]]:
-        done = None if (restart or not track) else resumable_blocks(manifest, unit, unit_fingerprint, blocks, outputs)
-        return Stages.open(outputs, height, width, create=done is None), done or {}
-
-    opened = on_main(ctx, open_stages, share=lambda both: (None, both[1]))
-    done = opened[1]
-    stages = opened[0] if ctx.is_main else Stages.open(outputs, height, width, create=False)
-    pending = [i for i in range(len(blocks)) if i not in done]
-    mine = pending[ctx.rank * len(pending) // ctx.world_size:(ctx.rank + 1) * len(pending) // ctx.world_size]
-    show_blocks = progress if (track and (ctx.enabled or len(blocks) > 1)) else None
-    counter = UnitProgress(show_blocks, "blocks", {blocks.unit(unit, i) for i in pending}, len(done), manifest, ctx)
     lock = threading.Lock()  # rasterio datasets are read by the prefetch and the writer threads
-    writer = BlockWriter(stages, blocks, detector.threshold, validity_reader(source_a, source_b, lock),
-                          manifest if track else None, unit, unit_fingerprint, counter)
-    timings = WindowTimings()
-    error: MMChangeError | None = None
-    try:
-        with counter:
-            for run in consecutive_runs(mine):
-                rows = range(blocks.blocks[run[0]].start, blocks.blocks[run[-1]].stop)
-                part = detector.stream_logits(locked_reader(source_a, lock), locked_reader(source_b, lock), grid,
-                                              writer.write, text_a, text_b, None if ctx.enabled else progress,
-                                              rows=rows, write_behind=WRITE_BEHIND)
-                for name in ("windows", "read", "network", "write"):
-                    setattr(timings, name, getattr(timings, name) + getattr(part, name))
-    except MMChangeError as exc:  # every process must reach the gather below; the error is raised after it
-        error = exc
-    finally:
-        if not ctx.is_main:
-            stages.detach()
-    reports = ctx.gather({"changed": writer.changed, "error": str(error) if error else None})
-    counter.poll()  # the other processes' last blocks
-    errors = [r["error"] for r in reports if r["error"]]
-    if errors:
-        if ctx.is_main:
-            stages.abort()
-        raise error if error is not None else MMChangeError(errors[0])
+
+    def stream(write: Any, rows: range, shown: ProgressCallback | None) -> WindowTimings:
+        return detector.stream_logits(locked_reader(source_a, lock), locked_reader(source_b, lock), grid, write,
+                                      text_a, text_b, shown, rows=rows, write_behind=WRITE_BEHIND)
+
+    stages, done, pending, timings = run_blocks(
+        ctx, blocks, unit, manifest=manifest, track=track, progress=progress, stream=stream,
+        open_stages=lambda create: Stages.open(outputs, height, width, create=create),
+        resume=lambda: None if (restart or not track) else resumable_blocks(manifest, unit, unit_fingerprint,
+                                                                            blocks, outputs),
+        writer_for=lambda stages_, counter: BlockWriter(stages_, blocks, detector.threshold,
+                                                        validity_reader([source_a, source_b], lock),
+                                                        manifest if track else None, unit, unit_fingerprint,
+                                                        counter))
 
     def finish() -> PairResult:
-        for report_ in reports:
-            done.update({int(k): v for k, v in report_["changed"].items()})
         t0 = time.perf_counter()
         try:
             period = pair_period(path_a or Path(source_a.name), path_b or Path(source_b.name))
@@ -256,8 +232,8 @@ def predict_sources(detector: ChangeDetector, source_a: RasterSource, source_b: 
             changed_pixels=changed_pixels, change_fraction=changed_pixels / (width * height),
             outputs=written, crs=georef.crs_name() if georef is not None else None, polygons=polygons,
             captions=captions, summary=summary.to_dict(),
-            seconds={"total": time.perf_counter() - start, "network": timings.network, "read": timings.read,
-                     "text": text_seconds + describe_seconds, "write": timings.write + time.perf_counter() - t0},
+            seconds={"total": time.perf_counter() - start, "network": timings["network"], "read": timings["read"],
+                     "text": text_seconds + describe_seconds, "write": timings["write"] + time.perf_counter() - t0},
             units={"total": len(blocks), "done": len(pending), "skipped": len(blocks) - len(pending)},
             processes=ctx.world_size, checkpoint=detector.name, settings=detector.record(),
         )

@@ -40,20 +40,23 @@ import numpy as np
 from mmchange_core.config import to_dict, validate
 from mmchange_core.data.series import DatedImage, check_coregistered, read_series
 from mmchange_core.distributed import DistributedContext, distributed_session, share_cpu_threads
-from mmchange_core.errors import InputError, MMChangeError
+from mmchange_core.errors import InputError
 from mmchange_core.inference.backends import ModelFile
 from mmchange_core.inference.detector import ChangeDetector, logits_to_probability
 from mmchange_core.inference.manifest import RunManifest, file_stamp, fingerprint, finished
 from mmchange_core.inference.pair_writer import (
+    BlockRecorder,
     PairBlocks,
     StageLayout,
+    StageSet,
     UnitProgress,
-    consecutive_runs,
     locked_reader,
     on_main,
     open_stage_set,
     resumable_blocks,
+    run_blocks,
     unit_recorded,
+    validity_reader,
 )
 from mmchange_core.inference.predict import (
     BARRIER_TIMEOUT,
@@ -209,23 +212,22 @@ class SeriesOutputs:
             plan.add(self.stac, "--stac item", (".json",))
 
 
-class SeriesBlockWriter:
-    """Turns finished logit rows of every comparison into masks and date-index rows, and records finished blocks."""
+class SeriesBlockWriter(BlockRecorder):
+    """Turns finished logit rows of every comparison into masks and date-index rows, and records finished blocks.
 
-    def __init__(self, stages: list[StagedRaster], blocks: PairBlocks, threshold: float,
+    The stages are one mask per comparison, then ``first_change``, ``last_change``, ``change_count`` and the
+    invalid pixels (:meth:`SeriesOutputs.layout`); ``changed`` holds one count per comparison."""
+
+    def __init__(self, stages: StageSet, blocks: PairBlocks, threshold: float,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, fp: str | None,
                  counter: UnitProgress) -> None:
-        self.stages, self.blocks, self.threshold, self.validity = stages, blocks, threshold, validity
-        self.manifest, self.fp, self.counter = manifest, fp, counter
-        self.comparisons = len(stages) - 4
-        self.changed: dict[int, list] = {}
-
-    @property
-    def token(self) -> str | None:
-        return self.stages[0].token
+        super().__init__(stages, blocks, manifest, SERIES_UNIT, fp, counter)
+        self.threshold, self.validity = threshold, validity
+        self.comparisons = len(stages.stages) - 4
 
     def write(self, y0: int, logits: np.ndarray) -> None:
         """Rows ``y0 ..`` of every comparison (``[comparisons, h, W]`` logits)."""
+        stages = self.stages.stages
         masks = np.empty(logits.shape, dtype=np.uint8)
         for c in range(self.comparisons):  # one comparison's probabilities at a time: as predict's BlockWriter
             np.greater(logits_to_probability(logits[c]), self.threshold, out=masks[c], casting="unsafe")
@@ -235,7 +237,7 @@ class SeriesBlockWriter:
         valid = self.validity(y0, height)
         if valid is not None:
             masks[:, ~valid] = 0
-            self.stages[-1].write(y0, (~valid).view(np.uint8))
+            stages[-1].write(y0, (~valid).view(np.uint8))
             counts[1] = True
         intervals = masks[:-1].astype(bool)
         count = intervals.sum(axis=0, dtype=np.uint8)
@@ -244,30 +246,11 @@ class SeriesBlockWriter:
         last = np.where(changed, len(intervals) - intervals[::-1].argmax(axis=0), 0).astype(np.uint8)
         masks *= 255
         for c in range(self.comparisons):
-            self.stages[c].write(y0, masks[c])
+            stages[c].write(y0, masks[c])
             counts[0][c] += int(np.count_nonzero(masks[c]))
-        for stage, rows in zip(self.stages[self.comparisons:self.comparisons + 3], (first, last, count)):
+        for stage, rows in zip(stages[self.comparisons:self.comparisons + 3], (first, last, count)):
             stage.write(y0, rows)
-        if y0 + height == self.blocks.image_rows(index)[1]:  # the block's last rows: durable, then recorded
-            for stage in self.stages:
-                stage.flush()
-            if self.manifest is not None and self.fp is not None:
-                self.manifest.append(self.blocks.unit(SERIES_UNIT, index), self.fp, changed=counts[0],
-                                     invalid=counts[1], stage=self.token)
-                unit_recorded()
-            self.counter.poll()
-
-
-def dates_validity(sources: Sequence[RasterSource], lock: threading.Lock) -> Callable[[int, int], np.ndarray | None]:
-    """Pixels valid on every date (``None``: all valid), read under ``lock``."""
-    def valid(y0: int, height: int) -> np.ndarray | None:
-        with lock:
-            masks = [source.read_valid(y0, height) for source in sources]
-        known = [m for m in masks if m is not None]
-        if not known:
-            return None
-        return np.logical_and.reduce(known) if len(known) > 1 else known[0]
-    return valid
+        self.rows_written(y0, height, index)
 
 
 def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources: Sequence[RasterSource],
@@ -293,62 +276,33 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
     blocks = PairBlocks(grid, block_rows)
     track = manifest is not None and unit_fingerprint is not None
     layout = outputs.layout()
-
-    def open_stages() -> tuple[list[StagedRaster], dict[int, list]]:
-        done = None if (restart or not track) else resumable_blocks(manifest, SERIES_UNIT, unit_fingerprint, blocks,
-                                                                    layout)
-        stages = open_stage_set(layout, height, width, create=done is None, name=outputs.folder)
-        return stages, done or {}
-
-    opened = on_main(ctx, open_stages, share=lambda both: (None, both[1]))
-    done = opened[1]
-    stages = opened[0] if ctx.is_main else open_stage_set(layout, height, width, create=False, name=outputs.folder)
-    pending = [i for i in range(len(blocks)) if i not in done]
-    mine = pending[ctx.rank * len(pending) // ctx.world_size:(ctx.rank + 1) * len(pending) // ctx.world_size]
-    show_blocks = progress if (track and (ctx.enabled or len(blocks) > 1)) else None
-    counter = UnitProgress(show_blocks, "blocks", {blocks.unit(SERIES_UNIT, i) for i in pending}, len(done),
-                           manifest, ctx)
     lock = threading.Lock()  # rasterio datasets are read by the prefetch and the writer threads
-    writer = SeriesBlockWriter(stages, blocks, detector.threshold, dates_validity(sources, lock),
-                               manifest if track else None, unit_fingerprint, counter)
     readers = [locked_reader(source, lock) for source in sources]
-    timings = WindowTimings()
-    error: MMChangeError | None = None
-    try:
-        with counter:
-            for run in consecutive_runs(mine):
-                rows = range(blocks.blocks[run[0]].start, blocks.blocks[run[-1]].stop)
-                part = detector.stream_dates_logits(readers, grid, writer.write, texts or [None] * len(dates),
-                                                    comparisons, None if ctx.enabled else progress, rows=rows,
-                                                    write_behind=WRITE_BEHIND)
-                for name in ("windows", "read", "network", "write"):
-                    setattr(timings, name, getattr(timings, name) + getattr(part, name))
-    except MMChangeError as exc:  # every process must reach the gather below; the error is raised after it
-        error = exc
-    finally:
-        if not ctx.is_main:
-            for stage in stages:
-                stage.detach()
-    reports = ctx.gather({"changed": writer.changed, "error": str(error) if error else None})
-    counter.poll()
-    errors = [r["error"] for r in reports if r["error"]]
-    if errors:
-        if ctx.is_main:
-            for stage in stages:
-                stage.abort()
-        raise error if error is not None else MMChangeError(errors[0])
+
+    def stream(write: Any, rows: range, shown: ProgressCallback | None) -> WindowTimings:
+        return detector.stream_dates_logits(readers, grid, write, texts or [None] * len(dates), comparisons, shown,
+                                            rows=rows, write_behind=WRITE_BEHIND)
+
+    stage_set, done, pending, timings = run_blocks(
+        ctx, blocks, SERIES_UNIT, manifest=manifest, track=track, progress=progress, stream=stream,
+        open_stages=lambda create: StageSet(open_stage_set(layout, height, width, create=create,
+                                                           name=outputs.folder)),
+        resume=lambda: None if (restart or not track) else resumable_blocks(manifest, SERIES_UNIT,
+                                                                            unit_fingerprint, blocks, layout),
+        writer_for=lambda stages_, counter: SeriesBlockWriter(stages_, blocks, detector.threshold,
+                                                              validity_reader(sources, lock),
+                                                              manifest if track else None, unit_fingerprint,
+                                                              counter))
+    stages = stage_set.stages
 
     def finish() -> SeriesResult:
-        for report_ in reports:
-            done.update({int(k): v for k, v in report_["changed"].items()})
         t0 = time.perf_counter()
         try:
             generate = (lambda i, j: describe_pair(detector, sources[i], sources[j])) if describe else None
             intervals = _finish_stages(stages, outputs, dates, georef, captions, min_area,
                                        invalid=any(v[1] for v in done.values()), describe=generate)
         except BaseException:
-            for stage in stages:
-                stage.abort()
+            stage_set.abort()
             raise
         iso = [d.date.isoformat() for d in dates]
         rasters = outputs.rasters()
@@ -357,8 +311,8 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
             windows=len(grid), threshold=detector.threshold, intervals=intervals[:-1], first_to_last=intervals[-1],
             outputs={name: str(rasters[name]) for name in ("first_change", "last_change", "change_count")},
             crs=georef.crs_name() if georef is not None else None, captions=captions,
-            seconds={"total": time.perf_counter() - start, "network": timings.network, "read": timings.read,
-                     "text": text_seconds, "write": timings.write + time.perf_counter() - t0},
+            seconds={"total": time.perf_counter() - start, "network": timings["network"], "read": timings["read"],
+                     "text": text_seconds, "write": timings["write"] + time.perf_counter() - t0},
             units={"total": len(blocks), "done": len(pending), "skipped": len(blocks) - len(pending)},
             processes=ctx.world_size, checkpoint=detector.name, settings=detector.record())
 
@@ -376,7 +330,7 @@ def _finish_stages(stages: list[StagedRaster], outputs: SeriesOutputs, dates: Se
     for c, (i, j) in enumerate(comparisons):
         stage = stages[c]
         mask = stage.read(0, stage.height) > 0
-        polygons = polygonize(mask)
+        polygons = polygonize(mask) if mask.any() else []  # as a pair's finish traces it
         summary = summarize_change(mask, georef, captions=[captions[i], captions[j]] if captions else None,
                                    period=(iso[i], iso[j]), min_area=min_area, polygons=polygons,
                                    generated=describe(i, j) if describe is not None else None)

@@ -260,6 +260,12 @@ def polygons_to_geojson(polygons: Sequence[ChangePolygon], georef: GeoReference 
 def write_change_polygons(path: str | Path, mask: np.ndarray, georef: GeoReference | None = None,
                           min_area: float = 0.0, backend: str = "auto") -> int:
     """Polygonize ``mask`` and write the GeoJSON atomically; returns the number of polygons written."""
-    collection = polygons_to_geojson(polygonize(mask, backend), georef, min_area)
+    return write_polygons(path, polygonize(mask, backend), georef, min_area)
+
+
+def write_polygons(path: str | Path, polygons: Sequence[ChangePolygon], georef: GeoReference | None = None,
+                   min_area: float = 0.0) -> int:
+    """Write traced ``polygons`` (those of at least ``min_area``) as GeoJSON atomically; returns how many."""
+    collection = polygons_to_geojson(polygons, georef, min_area)
     atomic_write_text(path, strict_json(collection, separators=(",", ":")))
     return len(collection["features"])

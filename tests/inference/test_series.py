@@ -173,6 +173,7 @@ def test_geotiff_series_writes_cogs_with_dates_and_a_stac_item_with_the_period(t
     assert item["properties"]["end_datetime"].startswith(DATES[2]) and item["properties"]["datetime"] is None
     assert [i["start"] for i in item["properties"]["mmchange:intervals"]] == DATES[:2]
     assert {"interval_1", "interval_2", "first_to_last", "first_change", "image_c"} <= set(item["assets"])
+    assert [item["assets"][f"image_{c}"]["href"].rsplit("/", 1)[-1] for c in "abc"] == [p.name for p in images]
     assert result.intervals[0].summary["area_unit"] == "m2"  # 2 m pixels in a projected CRS
 
 
