@@ -22,6 +22,25 @@ Every pair is a pure function of ``(seed, index)``; generation can be interrupte
 2015-06-01) of the same places instead: each new or demolished building changes at a date index k in
 1..N-1 (some new buildings are demolished again later), each date has its own nuisance, and every
 series has ground-truth maps of the first and last date index of a change and of the number of changes.
+
+``SynthConfig.bands`` (``mmchange synth --bands 4`` or ``--bands 13``) renders the same scenes as multispectral
+pairs: uint16 GeoTIFFs of surface reflectance x 10000 (red, green, blue, nir; or Sentinel-2 B01..B12), each
+pixel's spectrum taken from its material (:mod:`mmchange_core.data.spectra`) with the RGB pairs' textures
+and noise. Surface reflectance has no colour cast, gamma or haze left: the radiometric nuisance is one
+brightness gain of date B per pair (``gain_range``), both dates are of the same season, and the sun,
+the misregistration and the noise change as in RGB pairs. A share (``nir_only_fraction``) of the changed
+objects are NIR-only: at date B the vegetation of their footprint is stressed and its bare soil greens, so
+the visible bands stay as they were while the red edge, near-infrared and short-wave infrared change:
+changes a model with a near-infrared band can see and an RGB model cannot. Each multispectral pair's gain,
+noise, shift and changes are recorded in ``<split>/meta/<name>.json``.
+
+``SynthConfig.style`` (``mmchange synth --style NAME``) picks the look of the places from :data:`STYLES`, one
+configuration of the same renderer each: ``suburb`` (the default, unchanged: green vegetation with tree crowns,
+brown soil, gabled rectangular houses) and ``desert`` (an arid town: sand with coarse, low-contrast dune streaks,
+sparse scrub, grey-brown roads, smaller and denser flat-roofed white, concrete and terracotta buildings that are
+L-shaped, courtyard or round compounds), so that a model trained on one style can be fine-tuned on a few pairs of
+the other. The labels mean the same in every style (new and demolished roofs; courtyards are not roof), and each
+style works for RGB, multispectral pairs (its soil a material of :mod:`~mmchange_core.data.spectra`) and series.
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,8 +56,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from mmchange_core.data.series import MIN_DATES
+from mmchange_core.data.spectra import (
+    BAND_COUNTS,
+    REFLECTANCE_SCALE,
+    ROOFS,
+    BandSet,
+    band_set,
+)
 from mmchange_core.errors import InputError
-from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.atomic import atomic_path, atomic_write_text
 from mmchange_core.io.geo import GeoReference, require_rasterio
 from mmchange_core.io.images import write_png
 from mmchange_core.io.jsonio import strict_json
@@ -55,9 +82,29 @@ _ROOF_COLOURS = np.array([
 ], dtype=np.float32)
 
 
+#: The thinnest wall (pixels) of a courtyard house; a spot too small for it and a court holds a plain building.
+_MIN_WALL = 1.5
+
+#: The default range of the brightness gain of date B of a multispectral pair (``gain_range``).
+DEFAULT_GAIN_RANGE = (0.8, 1.25)
+#: The widest gain accepted: beyond it the gain is no longer a radiometric nuisance but saturation.
+_MAX_GAIN = 4.0
+#: The folder of each split that holds one JSON per multispectral pair (gain, noise, shift, changes).
+PAIR_META_FOLDER = "meta"
+#: The pixel side (m) of each multispectral band count: aerial-like 4-band and Sentinel-2's 10 m grid.
+PAIR_PIXEL_M = {4: 0.5, 13: 10.0}
+#: The config keys that only multispectral pairs use; left out of the manifest of 3-band (RGB) datasets,
+#: so that those stay as they were and older ones can still be completed.
+_MULTISPECTRAL_KEYS = ("bands", "gain_range", "nir_only_fraction")
+#: The look of the scenes when ``--style`` is not given (left out of the manifest, so older datasets still match).
+DEFAULT_STYLE = "suburb"
+
+
 @dataclass(frozen=True)
 class SynthConfig:
-    """Settings of ``mmchange synth``: number and size of pairs, seed, and the text-signal option."""
+    """Settings of ``mmchange synth``: number and size of pairs, seed, the text-signal option and, for
+    multispectral pairs (``bands`` 4 or 13), the range of the brightness gain of date B and the share of
+    changes seen only outside the visible bands."""
 
     pairs: int = 200
     size: int = 256
@@ -66,8 +113,33 @@ class SynthConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     no_change_fraction: float = 0.15
+    bands: int = 3
+    """3: uint8 RGB PNG pairs; 4 (red, green, blue, nir) or 13 (Sentinel-2 B01..B12): uint16 reflectance GeoTIFFs."""
+    gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE
+    """Multispectral pairs: date B's reflectance is date A's times a gain drawn uniformly from this range per
+    pair (not a change; ``(1.0, 1.0)`` disables it)."""
+    nir_only_fraction: float = 0.3
+    """Multispectral pairs: the probability that a changed object is a NIR-only change of its footprint (vegetation
+    stressed, soil greening: nothing in the visible bands) instead of a new or demolished building; ignored with 3
+    bands."""
+    style: str = DEFAULT_STYLE
+    """The look of the places: a name of :data:`STYLES` (palette, ground texture, building shapes and density)."""
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise InputError(f"--style {self.style!r} is unknown; choose one of: {', '.join(STYLES)}")
+        if self.bands not in BAND_COUNTS:
+            raise InputError(f"--bands must be 3 (RGB PNG), 4 (red, green, blue, nir GeoTIFF) or 13 (Sentinel-2 "
+                             f"B01-B12 GeoTIFF), got {self.bands}")
+        lo, hi = (float(v) for v in self.gain_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= _MAX_GAIN):
+            raise InputError(f"--gain-range {lo:g},{hi:g} must satisfy 0 < LO <= HI <= {_MAX_GAIN:g} "
+                             f"(e.g. 0.8,1.25; 1,1 for no gain)")
+        if self.bands == 3 and (lo, hi) != DEFAULT_GAIN_RANGE:
+            raise InputError("--gain-range applies to multispectral pairs; give --bands 4 or 13 too "
+                             "(RGB pairs keep their illumination, colour-cast and gamma nuisance)")
+        if not 0 <= self.nir_only_fraction <= 1:
+            raise InputError(f"nir_only_fraction must be between 0 and 1, got {self.nir_only_fraction}")
         if self.pairs < 3:
             raise InputError(f"--pairs must be at least 3 (one per split), got {self.pairs}")
         if self.size < 32:
@@ -89,10 +161,43 @@ class SynthConfig:
             return "train"
         return "val" if index < counts["train"] + counts["val"] else "test"
 
+    @property
+    def multispectral(self) -> bool:
+        """Whether pairs are uint16 reflectance GeoTIFFs (4 or 13 bands) rather than RGB PNGs."""
+        return self.bands != 3
+
+    def record(self) -> dict:
+        """The settings as written to (and compared with) the manifest; a 3-band dataset's record lists only the
+        settings RGB pairs use, and a default-style one no style, as before multispectral pairs and styles existed."""
+        record = asdict(self)
+        if self.style == DEFAULT_STYLE:
+            record.pop("style")
+        if self.multispectral:
+            record["gain_range"] = [float(v) for v in self.gain_range]
+        else:
+            for key in _MULTISPECTRAL_KEYS:
+                record.pop(key)
+        return record
+
+
+def parse_gain_range(text: str) -> tuple[float, float]:
+    """``"LO,HI"`` (``--gain-range``) as two floats; bad text raises one line."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise InputError(f"--gain-range {text!r} is not LO,HI; give two numbers, e.g. --gain-range 0.8,1.25 "
+                         f"(1,1 for no gain)") from None
+    return (lo, hi)
+
 
 @dataclass
 class SynthPair:
-    """One generated pair: both dates (uint8 RGB), the change label (bool) and what changed."""
+    """One generated pair: both dates (uint8 RGB ``[H, W, 3]``, or with ``bands`` 4/13 uint16 reflectance x 10000
+    ``[H, W, bands]``), the change label (bool) and what changed (for multispectral pairs also the gain, the
+    noise, the shift and every changed object: see :func:`synthesize_pair`)."""
 
     image_a: np.ndarray
     image_b: np.ndarray
@@ -109,6 +214,20 @@ class SynthReport:
     written: int
     skipped: int
     change_fraction: float
+    text_signal: bool = False
+    bands: int = 3
+    gain_range: tuple[float, float] | None = None
+    """The range of date B's gain (multispectral pairs only)."""
+    style: str = DEFAULT_STYLE
+
+    def to_dict(self) -> dict:
+        """The summary printed by ``mmchange synth --json``."""
+        summary = {"root": str(self.root), "splits": self.counts, "written": self.written, "skipped": self.skipped,
+                   "change_fraction": self.change_fraction, "text_signal": self.text_signal, "bands": self.bands,
+                   "style": self.style}
+        if self.gain_range is not None:
+            summary["gain_range"] = list(self.gain_range)
+        return summary
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,6 +258,25 @@ def _fractal(rng: np.random.Generator, size: int, base_cell: float, octaves: int
     return (total - lo) / (hi - lo + 1e-6)
 
 
+def _dunes(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Sand in [0, 1]: coarse mottling and wind-aligned dune streaks with sharp crests, bent by a smooth warp."""
+    coarse = _fractal(rng, size, size / 3, octaves=2)
+    warp = _smooth_noise(rng, size, size / 3)
+    wind = float(rng.uniform(0, math.pi))
+    period = size * float(rng.uniform(0.08, 0.14))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = (xx * math.cos(wind) + yy * math.sin(wind)) * (2 * math.pi / period) + 5.0 * warp
+    streaks = (0.5 + 0.5 * np.sin(phase)) ** 3
+    total = 0.55 * coarse + 0.45 * streaks
+    lo, hi = float(total.min()), float(total.max())
+    return ((total - lo) / (hi - lo + 1e-6)).astype(np.float32)
+
+
+def _mottling(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Soil in [0, 1]: fractal mottling with features about a sixth of the scene wide."""
+    return _fractal(rng, size, size / 6)
+
+
 def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
     img = Image.fromarray((mask * 255).astype(np.uint8))
     return np.asarray(img.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
@@ -156,44 +294,207 @@ def _polygon_mask(size: int, polygons: list[list[tuple[float, float]]]) -> np.nd
 # scene layout
 
 
+_Polygon = list[tuple[float, float]]
+
+
 @dataclass
 class _Building:
-    corners: list[tuple[float, float]]
-    halves: tuple[list[tuple[float, float]], list[tuple[float, float]]]
+    """One building of a scene: its outline, roof faces and courtyards, roof colour and material, height and fate."""
+
+    corners: _Polygon
+    """The outline (a simple polygon, ``(x, y)`` in pixels): with :attr:`holes` the footprint that is labelled."""
+    facets: list[tuple[_Polygon, float]]
+    """The roof's faces, drawn in order, each with its shading factor (two slopes of a gable, one flat face, ...)."""
     colour: np.ndarray
     height: float
-    kind: str  # "static", "new", "demolished"
+    kind: str  # "static", "new", "demolished"; multispectral pairs also "nir_only" (a change outside the visible)
+    roof: int = 0
+    """Index of the roof colour (and of the roof material in :data:`~mmchange_core.data.spectra.ROOFS`)."""
+    brightness: float = 1.0
+    """The building's factor on its roof colour or spectrum."""
+    holes: list[_Polygon] = field(default_factory=list)
+    """Open courtyards inside the outline: ground, not roof (not labelled, lit and shadowed as ground)."""
 
 
-def _rectangle(cx: float, cy: float, length: float, width: float, angle: float) -> _Building:
+def _footprints(size: int, buildings: list[_Building]) -> np.ndarray:
+    """The roofs of ``buildings`` (outlines less courtyards) as one mask: the label geometry."""
+    mask = _polygon_mask(size, [b.corners for b in buildings])
+    holes = [h for b in buildings for h in b.holes]
+    return mask & ~_polygon_mask(size, holes) if holes else mask
+
+
+def _frame(cx: float, cy: float, angle: float) -> Callable[[float, float], tuple[float, float]]:
+    """The point at ``a`` along and ``b`` across a building turned by ``angle`` about ``(cx, cy)``."""
     ux, uy = math.cos(angle), math.sin(angle)
     vx, vy = -uy, ux
-    hl, hw = length / 2, width / 2
 
     def pt(a: float, b: float) -> tuple[float, float]:
         return (cx + a * ux + b * vx, cy + a * uy + b * vy)
 
+    return pt
+
+
+def _rectangle(cx: float, cy: float, length: float, width: float, angle: float) -> _Building:
+    """A rectangular house with a gable roof (two slopes, the lit one brighter)."""
+    pt = _frame(cx, cy, angle)
+    hl, hw = length / 2, width / 2
     corners = [pt(-hl, -hw), pt(hl, -hw), pt(hl, hw), pt(-hl, hw)]
-    halves = ([pt(-hl, -hw), pt(hl, -hw), pt(hl, 0), pt(-hl, 0)],
-              [pt(-hl, 0), pt(hl, 0), pt(hl, hw), pt(-hl, hw)])
-    return _Building(corners, halves, np.zeros(3, np.float32), 0.0, "static")
+    facets = [([pt(-hl, -hw), pt(hl, -hw), pt(hl, 0), pt(-hl, 0)], 1.08),
+              ([pt(-hl, 0), pt(hl, 0), pt(hl, hw), pt(-hl, hw)], 0.9)]
+    return _Building(corners, facets, np.zeros(3, np.float32), 0.0, "static")
+
+
+def _house(rng: np.random.Generator, cx: float, cy: float, length: float, width: float, angle: float) -> _Building:
+    """The suburb's shape: a gabled rectangle filling the spot (draws nothing from ``rng``)."""
+    return _rectangle(cx, cy, length, width, angle)
+
+
+def _box(pt: Callable[[float, float], tuple[float, float]], hl: float, hw: float) -> _Polygon:
+    """The rectangle of half-sides ``hl`` x ``hw`` in the frame ``pt``."""
+    return [pt(-hl, -hw), pt(hl, -hw), pt(hl, hw), pt(-hl, hw)]
+
+
+def _flat(corners: _Polygon, holes: list[_Polygon] | None = None) -> _Building:
+    """A flat-roofed building (one face) of outline ``corners`` around open ``holes``."""
+    return _Building(corners, [(corners, 1.0)], np.zeros(3, np.float32), 0.0, "static", holes=holes or [])
+
+
+def _compound(rng: np.random.Generator, cx: float, cy: float, length: float, width: float,
+              angle: float) -> _Building:
+    """The desert's shapes, all inside the ``length`` x ``width`` spot: an L-shaped block, a courtyard house (a
+    ring around an open court), a round irregular compound with a domed roof, or a small flat box."""
+    pt = _frame(cx, cy, angle)
+    hl, hw = length / 2, width / 2
+    pick = float(rng.random())
+    if pick < 0.35:  # L: the spot less one corner notch of 40-60% of each side
+        ca, cb = (float(v) for v in rng.uniform(0.4, 0.6, 2))
+        sa, sb = (1.0 if v else -1.0 for v in rng.integers(0, 2, 2))
+        na, nb = hl - ca * length, hw - cb * width
+        local = [(-hl, -hw), (hl, -hw), (hl, nb), (na, nb), (na, hw), (-hl, hw)]
+        return _flat([pt(sa * a, sb * b) for a, b in local])
+    if pick < 0.65:  # courtyard: a ring around a court of 40-55% of each side, a little off centre
+        fa, fb = (float(v) for v in rng.uniform(0.4, 0.55, 2))
+        oa, ob = (float(v) * length for v in rng.uniform(-0.08, 0.08, 2))
+        # walls at least _MIN_WALL pixels thick, so that the ring stays one piece; too small for a court: a box
+        ia, ib = min(fa * hl, hl - abs(oa) - _MIN_WALL), min(fb * hw, hw - abs(ob) - _MIN_WALL)
+        if min(ia, ib) < _MIN_WALL / 2:
+            return _flat(_box(pt, hl, hw))
+        court = [pt(oa + a, ob + b) for a, b in ((-ia, -ib), (ia, -ib), (ia, ib), (-ia, ib))]
+        return _flat(_box(pt, hl, hw), [court])
+    if pick < 0.85:  # round compound: an irregular ellipse, its dome lit on one side
+        n = 16
+        radii = rng.uniform(0.85, 1.0, n)
+        ring = [pt(hl * r * math.cos(2 * math.pi * k / n), hw * r * math.sin(2 * math.pi * k / n))
+                for k, r in enumerate(radii)]
+        lit = ring[n // 2:] + ring[:1]
+        return _Building(ring, [(ring, 0.9), (lit, 1.08)], np.zeros(3, np.float32), 0.0, "static")
+    return _flat(_box(pt, 0.7 * hl, 0.7 * hw))
+
+
+_Shape = Callable[[np.random.Generator, float, float, float, float, float], _Building]
+_Colour = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class _Style:
+    """One look of the synthetic places (``--style``): the palette, ground texture, building shapes and density the
+    one renderer is configured with; every style keeps the same label semantics and nuisance."""
+
+    # land cover
+    veg_share: tuple[float, float]
+    """Range of the vegetated share of the ground."""
+    veg_cell: float
+    """The vegetation field's features are the scene's side over this wide."""
+    water_chance: float
+    lush: _Colour
+    """Vegetation colour in the green season (RGB)."""
+    dry: _Colour
+    """Vegetation colour in the dry season (RGB)."""
+    soil: _Colour
+    soil_material: str
+    """The soil's spectrum in :data:`~mmchange_core.data.spectra.MATERIALS` (multispectral pairs)."""
+    texture: Callable[[np.random.Generator, int], np.ndarray]
+    """The soil's texture in [0, 1] (also shading bare lots)."""
+    tint: tuple[float, float]
+    """Range of the per-scene, per-channel tint of the soil."""
+    soil_base: float
+    soil_contrast: float
+    """Soil = colour x tint x (``soil_base`` + ``soil_contrast`` x texture) + fine grain."""
+    grain: float
+    """Amplitude of the soil's fine grain, RGB levels."""
+    grain_reflectance: float
+    """Amplitude of the soil's fine grain, reflectance (multispectral pairs)."""
+    asphalt_level: tuple[float, float]
+    """Range of the roads' grey level."""
+    asphalt_tint: _Colour
+    paved: _Colour
+    """Paved ground of a new building's lot (``text_signal``)."""
+    bare: _Colour
+    """Bare ground a demolition leaves (``text_signal``)."""
+    # buildings
+    shape: _Shape
+    static: tuple[int, int]
+    new: tuple[int, int]
+    demolished: tuple[int, int]
+    """Ranges (``rng.integers``: high excluded) of the number of static, new and demolished buildings."""
+    side: tuple[float, float]
+    """Range of a building's long side, as a share of the scene's side."""
+    aspect: tuple[float, float]
+    """Range of its short side over its long side."""
+    angle_jitter: float
+    """Standard deviation (rad) of a building's turn against the street grid."""
+    spacing: float
+    """A building's free lot as a multiple of its sides (without ``text_signal``)..."""
+    gap: float
+    """... plus this many pixels."""
+    height: tuple[float, float]
+    """Range of a building's height (its shadow's length), as a share of the scene's side."""
+    roofs: tuple[int, ...]
+    """The roof colours (and materials of :data:`~mmchange_core.data.spectra.ROOFS`) drawn from, by index; an
+    index given twice is twice as likely."""
+    roof_brightness: tuple[float, float]
+    shadow: float
+    """How much a cast shadow darkens the ground (0 none, 1 black)."""
+
+
+#: The looks of ``mmchange synth --style``; ``suburb`` is the one every pair had before styles existed.
+STYLES: dict[str, _Style] = {
+    "suburb": _Style(  # a green suburb: vegetation with tree crowns, brown soil, gabled rectangular houses
+        veg_share=(0.25, 0.75), veg_cell=2.5, water_chance=0.3, lush=(62, 104, 48), dry=(140, 128, 70),
+        soil=(168, 140, 104), soil_material="soil", texture=_mottling, tint=(0.85, 1.1), soil_base=0.8,
+        soil_contrast=0.35, grain=10.0, grain_reflectance=0.07, asphalt_level=(95, 130),
+        asphalt_tint=(0.97, 0.99, 1.04), paved=(170, 173, 180), bare=(150, 118, 84),
+        shape=_house, static=(2, 7), new=(0, 4), demolished=(0, 3), side=(0.10, 0.24), aspect=(0.5, 1.0),
+        angle_jitter=0.05, spacing=1.5, gap=4.0, height=(0.04, 0.1), roofs=tuple(range(len(_ROOF_COLOURS))),
+        roof_brightness=(0.9, 1.1), shadow=0.55),
+    "desert": _Style(  # an arid town: sand with dune streaks, sparse scrub, dense flat-roofed compounds
+        veg_share=(0.02, 0.1), veg_cell=10.0, water_chance=0.05, lush=(104, 112, 66), dry=(152, 140, 98),
+        soil=(188, 158, 112), soil_material="sand", texture=_dunes, tint=(0.95, 1.04), soil_base=0.9,
+        soil_contrast=0.18, grain=5.0, grain_reflectance=0.03, asphalt_level=(105, 135),
+        asphalt_tint=(1.06, 1.0, 0.9), paved=(188, 188, 186), bare=(176, 142, 100),
+        shape=_compound, static=(5, 12), new=(0, 5), demolished=(0, 3), side=(0.08, 0.2), aspect=(0.6, 1.0),
+        angle_jitter=0.3, spacing=1.25, gap=2.0, height=(0.03, 0.07), roofs=(2, 2, 2, 1, 1, 4, 4, 7, 0),
+        roof_brightness=(1.0, 1.15), shadow=0.62),
+}
 
 
 class _Scene:
-    """Land cover, roads and buildings of one place (shared by both dates)."""
+    """Land cover, roads and buildings of one place (shared by both dates), laid out in ``style``."""
 
-    def __init__(self, rng: np.random.Generator, size: int, text_signal: bool, no_change: bool) -> None:
+    def __init__(self, rng: np.random.Generator, size: int, text_signal: bool, no_change: bool,
+                 style: _Style) -> None:
         self.rng = rng
         self.size = size
         self.text_signal = text_signal
+        self.style = style
         s = size
         self.angle = float(rng.uniform(0, math.pi / 2))
         # land cover: vegetation vs bare soil from a fractal field, optional water body
-        veg_share = float(rng.uniform(0.25, 0.75))
-        field_ = _fractal(rng, s, s / 2.5)
+        veg_share = float(rng.uniform(*style.veg_share))
+        field_ = _fractal(rng, s, s / style.veg_cell)
         self.vegetation = field_ < np.quantile(field_, veg_share)
         self.water = np.zeros((s, s), bool)
-        if rng.random() < 0.3:
+        if rng.random() < style.water_chance:
             wfield = _fractal(rng, s, s / 2)
             self.water = wfield > np.quantile(wfield, float(rng.uniform(0.85, 0.95)))
             self.vegetation &= ~self.water
@@ -214,9 +515,9 @@ class _Scene:
         # buildings
         self.occupied = self.roads | self.water
         self.buildings: list[_Building] = []
-        n_static = int(rng.integers(2, 7))
-        n_new = 0 if no_change else int(rng.integers(0, 4))
-        n_demolished = 0 if no_change else int(rng.integers(0, 3))
+        n_static = int(rng.integers(*style.static))
+        n_new = 0 if no_change else int(rng.integers(*style.new))
+        n_demolished = 0 if no_change else int(rng.integers(*style.demolished))
         if not no_change and n_new + n_demolished == 0:
             n_new = 1
         for kind, count in (("demolished", n_demolished), ("new", n_new), ("static", n_static)):
@@ -229,27 +530,30 @@ class _Scene:
 
     def _place(self, kind: str) -> _Building | None:
         """A free spot for a building; with ``text_signal`` new buildings prefer vegetated lots."""
-        rng, s = self.rng, self.size
+        rng, s, style = self.rng, self.size, self.style
         wanted = 12 if (self.text_signal and kind == "new") else 1
         candidates: list[tuple[float, _Building, np.ndarray]] = []
         for _ in range(40):
-            length = s * rng.uniform(0.10, 0.24)
-            width = length * rng.uniform(0.5, 1.0)
-            angle = self.angle + rng.normal(0, 0.05)
+            length = s * rng.uniform(*style.side)
+            width = length * rng.uniform(*style.aspect)
+            angle = self.angle + rng.normal(0, style.angle_jitter)
             cx, cy = rng.uniform(length / 2 + 1, s - length / 2 - 1, 2)
-            margin = (_LOT_SCALE if self.text_signal else 1.5) + 0.1
-            lot = _polygon_mask(s, [_rectangle(cx, cy, length * margin + 4, width * margin + 4, angle).corners])
+            margin = (_LOT_SCALE if self.text_signal else style.spacing) + 0.1
+            lot = _polygon_mask(s, [_box(_frame(cx, cy, angle), (length * margin + style.gap) / 2,
+                                         (width * margin + style.gap) / 2)])
             if (lot & self.occupied).any():
                 continue
             score = float(self.vegetation[lot].mean())
-            candidates.append((score, _rectangle(cx, cy, length, width, angle), lot))
+            candidates.append((score, style.shape(rng, cx, cy, length, width, angle), lot))
             if len(candidates) >= wanted:
                 break
         if not candidates:
             return None
         _, building, lot = max(candidates, key=lambda c: c[0])
-        building.colour = _ROOF_COLOURS[rng.integers(len(_ROOF_COLOURS))] * rng.uniform(0.9, 1.1)
-        building.height = float(rng.uniform(0.04, 0.1) * s)
+        building.roof = style.roofs[int(rng.integers(len(style.roofs)))]
+        building.brightness = float(rng.uniform(*style.roof_brightness))
+        building.colour = _ROOF_COLOURS[building.roof] * building.brightness
+        building.height = float(rng.uniform(*style.height) * s)
         building.kind = kind
         self.occupied |= lot
         return building
@@ -259,14 +563,14 @@ class _Scene:
         polys = []
         for b in buildings:
             xs, ys = zip(*b.corners)
-            cx, cy = sum(xs) / 4, sum(ys) / 4
+            cx, cy = sum(xs) / len(xs), sum(ys) / len(ys)
             scale = _LOT_SCALE if self.text_signal else 1.5
             polys.append([(cx + scale * (x - cx), cy + scale * (y - cy)) for x, y in b.corners])
         return _polygon_mask(self.size, polys) if polys else np.zeros((self.size, self.size), bool)
 
     def label(self) -> np.ndarray:
-        changed = [b.corners for b in self.buildings if b.kind != "static"]
-        return _polygon_mask(self.size, changed) if changed else np.zeros((self.size, self.size), bool)
+        """The change label: the roofs of the new and demolished buildings (courtyards and shadows excluded)."""
+        return _footprints(self.size, [b for b in self.buildings if b.kind != "static"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,11 +600,11 @@ def _pair_state(scene: _Scene, date: str) -> _DateState:
 
 
 def _render(scene: _Scene, state: _DateState, rng: np.random.Generator, ground: dict[str, np.ndarray]) -> np.ndarray:
-    s = scene.size
     # 0 = lush green, 0.7 = dry/autumn; with text_signal the vegetation stays green enough to be
     # described as vegetation, so that land-cover descriptions only move where the land changed
     season = float(rng.uniform(0.0, 0.2 if scene.text_signal else 0.7))
-    veg_colour = (1 - season) * np.array([62, 104, 48], np.float32) + season * np.array([140, 128, 70], np.float32)
+    veg_colour = ((1 - season) * np.array(scene.style.lush, np.float32)
+                  + season * np.array(scene.style.dry, np.float32))
     img = ground["soil"].copy()
     vegetation = scene.vegetation.copy()
     if scene.text_signal:
@@ -313,35 +617,51 @@ def _render(scene: _Scene, state: _DateState, rng: np.random.Generator, ground: 
         img = np.where(state.bare[..., None], ground["bare"], img)
     img = np.where(scene.roads[..., None], ground["asphalt"], img)
     # buildings with cast shadows; the sun moves a little between the dates
-    present = state.present
     sun = ground["sun"] + rng.normal(0, 0.25)
+    return _buildings(img, state.present, sun, ground, [b.colour for b in state.present], scene.style.shadow)
+
+
+def _buildings(img: np.ndarray, present: list[_Building], sun: float, ground: dict[str, np.ndarray],
+               roofs: list[np.ndarray], darkness: float) -> np.ndarray:
+    """``img`` (``[H, W, C]``) with the cast shadows of the ``present`` buildings (``darkness``: how much they darken
+    the ground) and their roofs (``roofs``: one colour or spectrum each), for the sun at azimuth ``sun``; shared by
+    RGB and multispectral rendering. A courtyard is ground: the walls around it shade part of it."""
+    s = img.shape[0]
     shadow_img = Image.new("L", (s, s), 0)
     draw = ImageDraw.Draw(shadow_img)
+    rings = np.zeros((s, s), bool)  # the shadows of buildings around a courtyard, swept as rings
     for b in present:
         dx, dy = math.cos(sun) * b.height, math.sin(sun) * b.height
         for t in np.linspace(0, 1, 6):
-            draw.polygon([(x + t * dx, y + t * dy) for x, y in b.corners], fill=255)
-    shadow = _blur(np.asarray(shadow_img) > 0, 0.6)[..., None]
-    img = img * (1 - 0.55 * shadow)
-    roof_img = np.zeros((s, s, 3), np.float32)
+            moved = [[(x + t * dx, y + t * dy) for x, y in poly] for poly in (b.corners, *b.holes)]
+            if b.holes:
+                rings |= _polygon_mask(s, moved[:1]) & ~_polygon_mask(s, moved[1:])
+            else:
+                draw.polygon(moved[0], fill=255)
+    shadow = _blur((np.asarray(shadow_img) > 0) | rings, 0.6)[..., None]
+    img = img * (1 - darkness * shadow)
+    roof_img = np.zeros((s, s, img.shape[2]), np.float32)
     roof_mask = np.zeros((s, s), bool)
-    for b in present:
-        for k, half in enumerate(b.halves):
-            m = _polygon_mask(s, [half])
-            shade = 1.08 if k == 0 else 0.9
-            roof_img[m] = b.colour * shade
+    for b, roof in zip(present, roofs):
+        courts = _polygon_mask(s, b.holes) if b.holes else None
+        for facet, shade in b.facets:
+            m = _polygon_mask(s, [facet])
+            if courts is not None:
+                m &= ~courts
+            roof_img[m] = roof * shade
             roof_mask |= m
     roof_texture = 0.94 + 0.12 * ground["fine"][..., None]
-    img = np.where(roof_mask[..., None], roof_img * roof_texture, img)
-    return img
+    return np.where(roof_mask[..., None], roof_img * roof_texture, img)
 
 
 def _ground(scene: _Scene, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    s = scene.size
-    soil_tint = np.array([168, 140, 104], np.float32) * rng.uniform(0.85, 1.1, 3).astype(np.float32)
-    mottling = _fractal(rng, s, s / 6)[..., None]
+    """The colours and textures of the ground of ``scene`` in its style (shared by both dates)."""
+    s, style = scene.size, scene.style
+    tint = rng.uniform(*style.tint, 3).astype(np.float32)
+    soil_tint = np.array(style.soil, np.float32) * tint
+    mottling = style.texture(rng, s)[..., None]
     fine = _smooth_noise(rng, s, 2.0)
-    soil = soil_tint * (0.8 + 0.35 * mottling) + 10 * (fine[..., None] - 0.5)
+    soil = soil_tint * (style.soil_base + style.soil_contrast * mottling) + style.grain * (fine[..., None] - 0.5)
     # tree crowns: many small blobs on a coarser canopy field
     canopy_img = Image.fromarray((_smooth_noise(rng, s, 4.0) * 140).astype(np.uint8))
     draw = ImageDraw.Draw(canopy_img)
@@ -350,13 +670,17 @@ def _ground(scene: _Scene, rng: np.random.Generator) -> dict[str, np.ndarray]:
         r = rng.uniform(1.0, max(1.5, s / 40))
         draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(120, 256)))
     canopy = np.asarray(canopy_img.filter(ImageFilter.GaussianBlur(0.7)), np.float32) / 255.0
-    water = np.array([46, 74, 96], np.float32) * (0.9 + 0.2 * _smooth_noise(rng, s, s / 4)[..., None])
-    asphalt = np.float32(rng.uniform(95, 130)) * (0.95 + 0.1 * fine[..., None]) * np.array([0.97, 0.99, 1.04],
-                                                                                          np.float32)
-    paved = np.array([170, 173, 180], np.float32) * (0.92 + 0.12 * fine[..., None])
-    bare = np.array([150, 118, 84], np.float32) * (0.85 + 0.3 * mottling)
+    ripple = _smooth_noise(rng, s, s / 4)
+    water = np.array([46, 74, 96], np.float32) * (0.9 + 0.2 * ripple[..., None])
+    asphalt_level = np.float32(rng.uniform(*style.asphalt_level))
+    asphalt = asphalt_level * (0.95 + 0.1 * fine[..., None]) * np.array(style.asphalt_tint, np.float32)
+    paved = np.array(style.paved, np.float32) * (0.92 + 0.12 * fine[..., None])
+    bare = np.array(style.bare, np.float32) * (0.85 + 0.3 * mottling)
+    # the colours above, and the textures and draws they are made of (for multispectral rendering)
     return {"soil": soil, "canopy": canopy, "water": water, "asphalt": asphalt, "paved": paved,
-            "bare": bare, "fine": fine, "sun": np.float32(rng.uniform(0, 2 * math.pi))}
+            "bare": bare, "fine": fine, "sun": np.float32(rng.uniform(0, 2 * math.pi)),
+            "tint": tint, "mottling": mottling[..., 0], "ripple": ripple,
+            "asphalt_level": np.float32(asphalt_level / 112.5)}
 
 
 def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -400,10 +724,16 @@ def _acquire(img: np.ndarray, rng: np.random.Generator, shift: tuple[float, floa
 
 
 def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
-    """Generate pair ``index`` of the dataset described by ``config`` (deterministic)."""
+    """Generate pair ``index`` of the dataset described by ``config`` (deterministic).
+
+    With ``config.bands`` 4 or 13 the pair is multispectral (see :func:`_synthesize_multispectral`): the same
+    place as the RGB pair of that index and seed, as uint16 reflectance x 10000.
+    """
+    if config.multispectral:
+        return _synthesize_multispectral(index, config)
     rng = np.random.default_rng([config.seed, index])
     no_change = bool(rng.random() < config.no_change_fraction)
-    scene = _Scene(rng, config.size, config.text_signal, no_change)
+    scene = _Scene(rng, config.size, config.text_signal, no_change, STYLES[config.style])
     ground = _ground(scene, rng)
     clean_a = _render(scene, _pair_state(scene, "A"), rng, ground)
     clean_b = _render(scene, _pair_state(scene, "B"), rng, ground)
@@ -424,6 +754,186 @@ def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
 
 
 # --------------------------------------------------------------------------------------------------
+# multispectral pairs (``mmchange synth --bands 4`` or ``--bands 13``)
+
+#: Sensor noise of a multispectral date: a standard deviation (reflectance) drawn from this range per date.
+_SPECTRAL_NOISE = (0.002, 0.005)
+#: What a NIR-only change is, in the pair's metadata.
+_NIR_ONLY_WHAT = ("outside the visible bands only: at date B its vegetation is stressed (red edge and near-infrared "
+                  "down, short-wave infrared up) and its bare soil greens (red edge and near-infrared up); the "
+                  "visible bands stay as at date A")
+
+
+def _render_spectral(scene: _Scene, state: _DateState, rng: np.random.Generator, ground: dict[str, np.ndarray],
+                     sensor: BandSet, season: float, patches: np.ndarray, changed: bool) -> np.ndarray:
+    """Surface reflectance ``[H, W, bands]`` (float32, 0..1) of one date: each material's spectrum with the
+    textures of the RGB rendering; where ``patches`` (NIR-only objects) lie, ``changed`` stresses the vegetation
+    and greens the soil (their visible bands stay as they are)."""
+    spectra = sensor.materials
+    fine, mottling = ground["fine"][..., None], ground["mottling"][..., None]
+    tint, style = float(ground["tint"].mean()), scene.style
+    img = spectra[style.soil_material] * (tint * (style.soil_base + style.soil_contrast * mottling)
+                                          + style.grain_reflectance * (fine - 0.5))
+    vegetation = scene.vegetation & ~state.cleared if scene.text_signal else scene.vegetation
+    canopy = (1 - season) * spectra["vegetation"] + season * spectra["dry_vegetation"]
+    canopy = canopy * (0.75 + 0.5 * ground["canopy"][..., None])
+    img = np.where(vegetation[..., None], canopy, img)
+    img = np.where(scene.water[..., None], spectra["water"] * (0.9 + 0.2 * ground["ripple"][..., None]), img)
+    if scene.text_signal:
+        img = np.where(state.paved[..., None], spectra["concrete"] * (0.92 + 0.12 * fine), img)
+        img = np.where(state.bare[..., None], spectra["bare_lot"] * (0.85 + 0.3 * mottling), img)
+    if changed:  # the patches lie on vegetation or soil only (a building's lot is clear of water and roads)
+        greened = img + sensor.greening
+        img = np.where(patches[..., None], np.where(vegetation[..., None], img * sensor.stress, greened), img)
+    img = np.where(scene.roads[..., None], spectra["asphalt"] * ground["asphalt_level"] * (0.95 + 0.1 * fine), img)
+    sun = ground["sun"] + rng.normal(0, 0.25)
+    roofs = [sensor.roofs[b.roof] * b.brightness for b in state.present]
+    return _buildings(img.astype(np.float32), state.present, sun, ground, roofs, style.shadow)
+
+
+def _acquire_spectral(refl: np.ndarray, rng: np.random.Generator, shift: tuple[float, float],
+                      gain: float) -> tuple[np.ndarray, float]:
+    """Surface reflectance as a sensor delivers it: ``gain``, misregistration, noise, uint16 x 10000 (and the
+    noise's standard deviation in reflectance)."""
+    x = refl * np.float32(gain)
+    if shift != (0.0, 0.0):
+        x = _shift(x, *shift)
+    sigma = float(rng.uniform(*_SPECTRAL_NOISE))
+    x = x + np.float32(sigma) * rng.standard_normal(x.shape, dtype=np.float32)
+    return np.clip(np.round(x * REFLECTANCE_SCALE), 0, REFLECTANCE_SCALE).astype(np.uint16), sigma
+
+
+def _synthesize_multispectral(index: int, config: SynthConfig) -> SynthPair:
+    """Multispectral pair ``index``: the place of the RGB pair of that index (same scene draws), each changed
+    building turned with probability ``nir_only_fraction`` into a NIR-only change of its footprint (vegetation
+    stressed, soil greening at date B: see :data:`~mmchange_core.data.spectra.STRESS`), both dates
+    of one season, date B times a gain drawn from ``gain_range``; ``info`` records it all (see
+    :func:`pair_metadata`)."""
+    rng = np.random.default_rng([config.seed, index])
+    no_change = bool(rng.random() < config.no_change_fraction)
+    scene = _Scene(rng, config.size, config.text_signal, no_change, STYLES[config.style])
+    ground = _ground(scene, rng)
+    sensor = band_set(config.bands)
+    for b in scene.buildings:
+        if b.kind != "static" and rng.random() < config.nir_only_fraction:
+            b.kind = "nir_only"
+    scene.lots = {kind: scene.lot_mask([b for b in scene.buildings if b.kind == kind])
+                  for kind in ("new", "demolished")}
+    nir_only = [b for b in scene.buildings if b.kind == "nir_only"]
+    patches = _footprints(scene.size, nir_only)
+    season = float(rng.uniform(0.0, 0.2 if config.text_signal else 0.7))
+    refl = []
+    for date in ("A", "B"):
+        state = _pair_state(scene, date)
+        state.present = [b for b in state.present if b.kind != "nir_only"]
+        refl.append(_render_spectral(scene, state, rng, ground, sensor, season, patches, changed=date == "B"))
+    max_shift = max(0.5, config.size / 256)
+    shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
+    gain = float(rng.uniform(*config.gain_range))
+    image_a, noise_a = _acquire_spectral(refl[0], rng, (0.0, 0.0), 1.0)
+    image_b, noise_b = _acquire_spectral(refl[1], rng, shift, gain)  # type: ignore[arg-type]
+    label = scene.label()
+    changes = []
+    for number, b in enumerate(scene.buildings):
+        if b.kind == "static":
+            continue
+        change = {"object": number, "kind": b.kind, "pixels": int(_footprints(scene.size, [b]).sum()),
+                  "polygon": [[float(x), float(y)] for x, y in b.corners]}
+        if b.holes:  # a courtyard house: its court is not part of the footprint
+            change["holes"] = [[[float(x), float(y)] for x, y in hole] for hole in b.holes]
+        if b.kind == "nir_only":
+            change.update(what=_NIR_ONLY_WHAT, changed_bands=list(sensor.changed_by_stress()),
+                          unchanged_bands=list(sensor.unchanged_by_stress()))
+        else:
+            change["roof"] = ROOFS[b.roof][0]
+        changes.append(change)
+    info = {
+        "new": sum(b.kind == "new" for b in scene.buildings),
+        "demolished": sum(b.kind == "demolished" for b in scene.buildings),
+        "nir_only": len(nir_only),
+        "static": sum(b.kind == "static" for b in scene.buildings),
+        "change_fraction": float(label.mean()),
+        "gain": gain,
+        "noise": {"A": noise_a, "B": noise_b},
+        "shift": list(shift),
+        "season": season,
+        "changes": changes,
+    }
+    return SynthPair(image_a, image_b, label, info)
+
+
+def pair_metadata(pair: SynthPair, index: int, split: str, config: SynthConfig, images: dict[str, str]) -> dict:
+    """The JSON record of multispectral pair ``index`` (``<split>/meta/<name>.json``): its files, bands, gain,
+    noise, misregistration and every changed object.
+
+    Each entry of ``changes`` has ``object`` (its number in the scene), ``kind`` (``new``, ``demolished`` or
+    ``nir_only``), ``pixels`` (its labelled footprint) and ``polygon`` (the footprint's corners, ``[x, y]`` in
+    pixels, as the label is drawn; a courtyard house also ``holes``, its open courts, not labelled); a building has
+    its ``roof`` material, a NIR-only change ``what`` it is and the ``changed_bands`` and ``unchanged_bands`` (by
+    name). A style other than the default is named in ``style``."""
+    sensor = band_set(config.bands)
+    styled = {} if config.style == DEFAULT_STYLE else {"style": config.style}
+    return {
+        "generator": "mmchange synth", "index": index, "split": split, **styled, "images": images,
+        "bands": sensor.count, "band_names": list(sensor.names), "wavelengths_nm": list(sensor.wavelengths_nm),
+        "scale": REFLECTANCE_SCALE,
+        "values": f"uint16 surface reflectance x {REFLECTANCE_SCALE}",
+        "gain": pair.info["gain"],
+        "gain_note": "date B's reflectance is date A's times gain (a radiometric difference, not a change)",
+        "noise": pair.info["noise"],
+        "noise_note": "standard deviation of each date's sensor noise, in reflectance (x scale for the values)",
+        "shift": pair.info["shift"],
+        "shift_note": "sub-pixel misregistration of date B against date A (dx, dy in pixels)",
+        "season": pair.info["season"],
+        "season_note": "the vegetation's season at both dates: 0 lush green, 0.7 dry (not a change)",
+        "crs": f"EPSG:{SERIES_CRS_EPSG}", "pixel_m": PAIR_PIXEL_M[config.bands],
+        "new": pair.info["new"], "demolished": pair.info["demolished"], "nir_only": pair.info["nir_only"],
+        "static": pair.info["static"],
+        "changes": pair.info["changes"],
+        "change_fraction": pair.info["change_fraction"],
+    }
+
+
+def pair_georeference(index: int, config: SynthConfig) -> GeoReference:
+    """The grid of multispectral pair ``index``: UTM 32N, 0.5 m (4 bands) or 10 m (13 bands) pixels, an origin
+    of its own."""
+    require_rasterio("--bands 4 or 13 (multispectral GeoTIFF pairs)")
+    return _tile_georeference(index, config.size, PAIR_PIXEL_M[config.bands])
+
+
+def _tile_georeference(index: int, size: int, pixel_m: float) -> GeoReference:
+    """Tile ``index`` of a grid of :data:`_SERIES_GRID_COLUMNS` columns 100 m apart in UTM 32N, ``size`` pixels of
+    ``pixel_m`` metres."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    row, column = divmod(index, _SERIES_GRID_COLUMNS)
+    step = size * pixel_m + 100.0
+    x0, y0 = _SERIES_ORIGIN[0] + column * step, _SERIES_ORIGIN[1] - row * step
+    return GeoReference(CRS.from_epsg(SERIES_CRS_EPSG), Affine(pixel_m, 0.0, x0, 0.0, -pixel_m, y0))
+
+
+def write_reflectance(path: Path, image: np.ndarray, georef: GeoReference, sensor: BandSet) -> Path:
+    """Write a uint16 reflectance image ``[H, W, bands]`` as a GeoTIFF with its bands' colour interpretation,
+    descriptions and centre wavelengths (which the staged COG writer does not carry), atomically."""
+    rasterio = require_rasterio("--bands 4 or 13 (multispectral GeoTIFF pairs)")
+    from rasterio.enums import ColorInterp
+
+    height, width, count = image.shape
+    profile = {"driver": "GTiff", "height": height, "width": width, "count": count, "dtype": "uint16",
+               "crs": georef.crs, "transform": georef.transform, "compress": "deflate", "predictor": 2,
+               "interleave": "pixel"}
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
+        ds.write(np.moveaxis(image, 2, 0))
+        ds.colorinterp = [ColorInterp[c] for c in sensor.colorinterp]
+        for band, (name, nm) in enumerate(zip(sensor.names, sensor.wavelengths_nm), start=1):
+            ds.set_band_description(band, name)
+            ds.update_tags(band, CENTRAL_WAVELENGTH_NM=str(nm))
+        ds.update_tags(REFLECTANCE_SCALE=str(REFLECTANCE_SCALE), SOURCE="mmchange synth")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
 # writing a dataset
 
 
@@ -433,7 +943,7 @@ def _check_target(root: Path, config: SynthConfig) -> None:
     manifest = root / MANIFEST
     if manifest.is_file():
         stored = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})
-        if stored != asdict(config):
+        if stored != config.record():
             raise InputError(f"{root} holds a synthetic dataset made with other settings ({stored}); "
                              f"choose a new folder or repeat the same settings to complete it")
         return
@@ -441,39 +951,69 @@ def _check_target(root: Path, config: SynthConfig) -> None:
         raise InputError(f"{root} exists and is not empty; choose a new folder for the synthetic dataset")
 
 
+def _pair_files(folder: Path, stem: str, config: SynthConfig) -> dict[str, Path]:
+    """The files of one pair in the split ``folder``: ``A``, ``B`` (and ``meta`` for multispectral pairs), then
+    ``label``, in the order they are written."""
+    suffix = ".tif" if config.multispectral else ".png"
+    paths = {"A": folder / "A" / f"{stem}{suffix}", "B": folder / "B" / f"{stem}{suffix}"}
+    if config.multispectral:
+        paths["meta"] = folder / PAIR_META_FOLDER / f"{stem}.json"
+    paths["label"] = folder / "label" / f"{stem}.png"
+    return paths
+
+
+def _write_pair(pair: SynthPair, index: int, split: str, paths: dict[str, Path], config: SynthConfig) -> None:
+    """Write one pair's files; the label goes last: a pair counts as written once its label exists."""
+    if config.multispectral:
+        sensor, georef = band_set(config.bands), pair_georeference(index, config)
+        write_reflectance(paths["A"], pair.image_a, georef, sensor)
+        write_reflectance(paths["B"], pair.image_b, georef, sensor)
+        folder = paths["label"].parent.parent
+        images = {k: paths[k].relative_to(folder).as_posix() for k in ("A", "B", "label")}
+        atomic_write_text(paths["meta"], strict_json(pair_metadata(pair, index, split, config, images), indent=2))
+    else:
+        write_png(paths["A"], pair.image_a)
+        write_png(paths["B"], pair.image_b)
+    write_png(paths["label"], pair.label)
+
+
 def make_synthetic_dataset(root: str | Path, config: SynthConfig,
                            progress: ProgressCallback | None = None) -> SynthReport:
     """Write ``config.pairs`` pairs into ``root/{train,val,test}/{A,B,label}/NNNN.png``.
 
-    A folder that already holds a dataset of the same settings is completed (pairs already
-    written are skipped), so an interrupted run can simply be repeated.
+    Multispectral pairs (``bands`` 4 or 13, which need rasterio: the ``geo`` extra) write ``A`` and ``B`` as
+    ``NNNN.tif`` (uint16 reflectance x 10000, UTM 32N) and each pair's record in ``meta/NNNN.json``
+    (:func:`pair_metadata`). A folder that already holds a dataset of the same settings is completed (pairs
+    already written are skipped), so an interrupted run can simply be repeated.
     """
     root = Path(root)
+    if config.multispectral:
+        require_rasterio("--bands 4 or 13 (multispectral GeoTIFF pairs)")
     _check_target(root, config)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / MANIFEST, strict_json({"generator": "mmchange synth", "config": asdict(config),
-                                                    "splits": config.split_counts()}, indent=2))
+    manifest = {"generator": "mmchange synth", "config": config.record(), "splits": config.split_counts()}
+    if config.multispectral:
+        manifest.update(band_names=list(band_set(config.bands).names), scale=REFLECTANCE_SCALE,
+                        metadata=f"<split>/{PAIR_META_FOLDER}/<name>.json")
+    atomic_write_text(root / MANIFEST, strict_json(manifest, indent=2))
     width = max(4, len(str(config.pairs - 1)))
     written = skipped = 0
     changed_pixels = total_pixels = 0
     for index in range(config.pairs):
         split = config.split_of(index)
-        name = f"{index:0{width}d}.png"
-        paths = [root / split / d / name for d in ("A", "B", "label")]
-        if all(p.is_file() for p in paths):
+        paths = _pair_files(root / split, f"{index:0{width}d}", config)
+        if all(p.is_file() for p in paths.values()):
             skipped += 1
         else:
             pair = synthesize_pair(index, config)
-            # the label goes last: a pair counts as written once its label exists
-            write_png(paths[0], pair.image_a)
-            write_png(paths[1], pair.image_b)
-            write_png(paths[2], pair.label)
+            _write_pair(pair, index, split, paths, config)
             written += 1
             changed_pixels += int(pair.label.sum())
             total_pixels += pair.label.size
         report(progress, "synth", index + 1, config.pairs)
     fraction = changed_pixels / total_pixels if total_pixels else 0.0
-    return SynthReport(root, config.split_counts(), written, skipped, fraction)
+    return SynthReport(root, config.split_counts(), written, skipped, fraction, config.text_signal, config.bands,
+                       tuple(config.gain_range) if config.multispectral else None, config.style)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -510,6 +1050,8 @@ class SynthSeriesConfig(SynthConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.bands != 3:
+            raise InputError(f"--bands {self.bands} makes pairs; series (--dates) are RGB only, leave --bands out")
         if not MIN_DATES <= self.dates <= MAX_DATES:
             raise InputError(f"--dates must be between {MIN_DATES} and {MAX_DATES}, got {self.dates}; "
                              f"for pairs of two dates leave --dates out")
@@ -558,12 +1100,17 @@ class SynthSeriesReport:
     """Share of the pixels of the series written now that changed at least once."""
     geotiff: bool
     text_signal: bool
+    style: str = DEFAULT_STYLE
 
     def to_dict(self) -> dict:
-        """The summary printed by ``mmchange synth --dates N --json``."""
-        return {"root": str(self.root), "splits": self.counts, "series": sum(self.counts.values()),
-                "dates": self.dates, "written": self.written, "skipped": self.skipped,
-                "change_fraction": self.change_fraction, "geotiff": self.geotiff, "text_signal": self.text_signal}
+        """The summary printed by ``mmchange synth --dates N --json`` (``style`` only when not the default, so the
+        default summary stays as it was)."""
+        summary = {"root": str(self.root), "splits": self.counts, "series": sum(self.counts.values()),
+                   "dates": self.dates, "written": self.written, "skipped": self.skipped,
+                   "change_fraction": self.change_fraction, "geotiff": self.geotiff, "text_signal": self.text_signal}
+        if self.style != DEFAULT_STYLE:
+            summary["style"] = self.style
+        return summary
 
 
 def _series_events(scene: _Scene, rng: np.random.Generator, dates: int) -> list[list[int]]:
@@ -618,7 +1165,7 @@ def synthesize_series(index: int, config: SynthSeriesConfig) -> SynthSeries:
     """
     rng = np.random.default_rng([config.seed, index])
     no_change = bool(rng.random() < config.no_change_fraction)
-    scene = _Scene(rng, config.size, config.text_signal, no_change)
+    scene = _Scene(rng, config.size, config.text_signal, no_change, STYLES[config.style])
     ground = _ground(scene, rng)
     events = _series_events(scene, rng, config.dates)
     s = config.size
@@ -631,13 +1178,13 @@ def synthesize_series(index: int, config: SynthSeriesConfig) -> SynthSeries:
         # the first date is the reference grid; every later date is misregistered a little against it
         shift = (0.0, 0.0) if t == 0 else tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
         images.append(_acquire(clean, rng, shift, cast_range))  # type: ignore[arg-type]
-        footprints.append(_polygon_mask(s, [b.corners for b in state.present]))
+        footprints.append(_footprints(s, state.present))
     first, last, count = (np.zeros((s, s), np.uint8) for _ in range(3))
     changes = []
     for number, (b, toggles) in enumerate(zip(scene.buildings, events)):
         if not toggles:
             continue
-        mask = _polygon_mask(s, [b.corners])
+        mask = _footprints(s, [b])
         for j, k in enumerate(toggles):
             first[mask & ((first == 0) | (first > k))] = k
             last[mask] = np.maximum(last[mask], k)
@@ -652,13 +1199,7 @@ def synthesize_series(index: int, config: SynthSeriesConfig) -> SynthSeries:
 def series_georeference(index: int, config: SynthSeriesConfig) -> GeoReference:
     """The grid of series ``index`` with ``--geotiff``: UTM 32N, 0.5 m pixels, an origin of its own."""
     require_rasterio("--geotiff (synthetic GeoTIFF series)")
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    row, column = divmod(index, _SERIES_GRID_COLUMNS)
-    step = config.size * SERIES_PIXEL_M + 100.0
-    x0, y0 = _SERIES_ORIGIN[0] + column * step, _SERIES_ORIGIN[1] - row * step
-    return GeoReference(CRS.from_epsg(SERIES_CRS_EPSG), Affine(SERIES_PIXEL_M, 0.0, x0, 0.0, -SERIES_PIXEL_M, y0))
+    return _tile_georeference(index, config.size, SERIES_PIXEL_M)
 
 
 def _series_files(folder: Path, config: SynthSeriesConfig) -> tuple[list[Path], list[Path]]:
@@ -683,7 +1224,7 @@ def make_synthetic_series(root: str | Path, config: SynthSeriesConfig,
     _check_target(root, config)
     root.mkdir(parents=True, exist_ok=True)
     dates = [config.date(t).isoformat() for t in range(config.dates)]
-    atomic_write_text(root / MANIFEST, strict_json({"generator": "mmchange synth", "config": asdict(config),
+    atomic_write_text(root / MANIFEST, strict_json({"generator": "mmchange synth", "config": config.record(),
                                                     "splits": config.split_counts(), "dates": dates}, indent=2))
     width = max(4, len(str(config.pairs - 1)))
     written = skipped = changed_pixels = total_pixels = 0
@@ -701,7 +1242,7 @@ def make_synthetic_series(root: str | Path, config: SynthSeriesConfig,
         report(progress, "synth", index + 1, config.pairs)
     fraction = changed_pixels / total_pixels if total_pixels else 0.0
     return SynthSeriesReport(root, config.split_counts(), config.dates, written, skipped, fraction, config.geotiff,
-                             config.text_signal)
+                             config.text_signal, config.style)
 
 
 def _write_series(folder: Path, index: int, split: str, config: SynthSeriesConfig, image_paths: list[Path],
@@ -716,7 +1257,8 @@ def _write_series(folder: Path, index: int, split: str, config: SynthSeriesConfi
             write_png(path, image)
     for path, truth in zip(truth_paths, (series.first_change, series.last_change, series.change_count)):
         write_png(path, truth)
-    record = {"generator": "mmchange synth", "index": index, "split": split,
+    styled = {} if config.style == DEFAULT_STYLE else {"style": config.style}
+    record = {"generator": "mmchange synth", "index": index, "split": split, **styled,
               "dates": [d.isoformat() for d in series.dates], "images": [p.name for p in image_paths],
               "truth": {name: p.relative_to(folder).as_posix() for name, p in zip(TRUTH_MAPS, truth_paths)},
               "truth_values": "first_change/last_change: index k of the first/last date at which the pixel "
