@@ -106,6 +106,13 @@ def tile_size() -> Any:
                                                   "(default: the checkpoint's training crop).")
 
 
+def bands() -> Any:
+    """--bands"""
+    return typer.Option(None, "--bands", help="File bands to read, 1-based as GDAL counts, e.g. 4,3,2 (true colour "
+                                              "from Sentinel-2) or 4,3,2,8 (default: the checkpoint's; for RGB "
+                                              "models the bands coloured red, green, blue).")
+
+
 def overlap() -> Any:
     """--overlap"""
     return typer.Option(None, "--overlap", help="Minimum overlap of neighbouring windows in pixels (default 32).")
@@ -188,6 +195,7 @@ def _detector_options(captions_help: str) -> dict[str, tuple[Any, Any]]:
         "precision": (str | None, precision()),
         "compile": (bool, compile()),
         "captions": (str | None, captions(captions_help)),
+        "bands": (str | None, bands()),
     }
     for _tp, option in declared.values():
         option.rich_help_panel = DETECTOR_PANEL

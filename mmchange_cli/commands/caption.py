@@ -40,6 +40,7 @@ def caption(
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="VLM caption length limit."),
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
     device: str | None = opt.device(),
+    bands: str | None = opt.bands(),
     trust_remote_code: bool = opt.flag("--trust-remote-code", "Allow a hub model's own Python code "
                                                               "(off by default)."),
     config: Path | None = opt.config(),
@@ -61,14 +62,15 @@ def caption(
         "captioner.prompt": prompt, "captioner.batch_size": batch_size, "captioner.max_new_tokens": max_new_tokens,
         "captioner.seed": seed, "captioner.trust_remote_code": trust_remote_code or None,
         "encoder.name": text_encoder, "encoder.model": text_model, "encoder.pretrained": text_pretrained,
-        "splits": splits, "captions": captions, "overwrite": overwrite or None, "device": device})
+        "splits": splits, "captions": captions, "overwrite": overwrite or None, "device": device,
+        "imagery.bands": bands})
 
     rank, world_size = launch_position()
     main_rank = rank == 0
     with ProgressDisplay() as display:
         report = caption_dataset(dataset, captioner=cfg.captioner, encoder=cfg.encoder, splits=cfg.splits,
                                  store=cfg.captions, overwrite=cfg.overwrite, device=cfg.device,
-                                 progress=display if main_rank else None, warn=warn)
+                                 progress=display if main_rank else None, warn=warn, imagery=cfg.imagery)
     if world_size > 1 and main_rank:
         err.print(f"progress shown for rank 0 of {world_size}")
     if not main_rank:

@@ -18,6 +18,7 @@ copy; the samples are bit-identical to the uncached ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,11 +29,13 @@ from torch.utils.data import Dataset, DistributedSampler
 from mmchange_core.config import SIZE, SIZE_MULTIPLE, check_value
 from mmchange_core.data.decoded_cache import CacheError, CacheSettings, DecodedCache, size_text, split_pixels
 from mmchange_core.data.layouts import DatasetLayout, ImagePair
-from mmchange_core.data.normalize import to_tensor
+from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD, to_tensor
 from mmchange_core.data.windows import TileGrid, Window
 from mmchange_core.data.transforms import Sample, SampleTransform
 from mmchange_core.errors import InputError
-from mmchange_core.io.images import image_size, read_mask, read_rgb
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.images import image_size, read_mask
+from mmchange_core.io.raster import read_images
 
 
 def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
@@ -48,15 +51,16 @@ def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
     return size_a
 
 
-def read_labelled_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A and B as uint8 RGB ``[H, W, 3]`` and the bool change label ``[H, W]``.
+def read_labelled_pair(pair: ImagePair, imagery: Imagery | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A and B as uint8 ``[H, W, C]`` (the bands and radiometric rule of ``imagery``, one scale for both dates,
+    as prediction reads them) and the bool change label ``[H, W]``.
 
     Sizes are compared on the headers before any pixel is decoded; a mismatch names the odd file.
     """
     if pair.label is None:
         raise InputError(f"{pair.image_a} has no label; training and evaluation need a label for every pair")
     size = check_pair_sizes(pair)
-    image_a, image_b = read_rgb(pair.image_a), read_rgb(pair.image_b)
+    image_a, image_b = read_images([pair.image_a, pair.image_b], None, imagery)
     label = read_mask(pair.label, pair.change_value)
     for path, array in ((pair.image_a, image_a), (pair.image_b, image_b), (pair.label, label)):
         if array.shape[:2] != size:
@@ -90,12 +94,20 @@ class ChangeDetectionDataset(Dataset):
         transform: augmentation (see :mod:`mmchange_core.data.transforms`), or None.
         seed: base seed of the augmentation draws.
         cache: where and whether pairs are cached decoded (None: never; see :class:`CacheSettings`).
+        imagery: the bands read and the radiometric rule (default: RGB, 8-bit as is, joint stretch otherwise).
+        normalization: per-band ``(mean, std)`` on [0, 1] pixels (default: ImageNet's RGB statistics).
     """
 
     def __init__(self, layout: DatasetLayout, split: str, crop_size: int = 256, *,
                  text: tuple[np.ndarray, np.ndarray] | None = None, transform: SampleTransform | None = None,
-                 seed: int = 0, cache: CacheSettings | None = None) -> None:
+                 seed: int = 0, cache: CacheSettings | None = None, imagery: Imagery | None = None,
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)) -> None:
         check_value("crop_size", crop_size, SIZE)
+        self.imagery = imagery or Imagery()
+        self.mean, self.std = (tuple(v) for v in normalization)
+        if len(self.mean) != self.imagery.channels:
+            raise ValueError(f"normalization has {len(self.mean)} bands, the imagery settings read "
+                             f"{self.imagery.channels}")
         self.root = layout.root
         self.split = split
         self.crop_size = crop_size
@@ -124,13 +136,15 @@ class ChangeDetectionDataset(Dataset):
             self._use_cache(cache)
 
     def _cache_key(self, pair: ImagePair) -> str | None:
-        return DecodedCache.key((pair.image_a, pair.image_b, pair.label), f"change_value={pair.change_value}")
+        imagery = json.dumps(self.imagery.to_dict(), sort_keys=True)
+        return DecodedCache.key((pair.image_a, pair.image_b, pair.label),
+                                f"change_value={pair.change_value}|imagery={imagery}")
 
     def _use_cache(self, settings: CacheSettings) -> None:
         """Plan the decoded cache (room, recency); off with a note when ``enabled`` is None and it cannot be used."""
         if not (self.tiled if settings.enabled is None else settings.enabled):
             return
-        cache = settings.open()
+        cache = settings.open(self.imagery.channels)
         keys = [self._cache_key(pair) for pair in self.pairs]
         try:
             size = cache.prepare([(key, shape) for key, shape in zip(keys, self.sizes) if key is not None])
@@ -167,9 +181,9 @@ class ChangeDetectionDataset(Dataset):
         """A, B and label of ``window`` of ``pair``: from the decoded cache, or decoded now."""
         key = self._cache_key(pair) if self.cache is not None else None  # stat: a changed file gets a new entry
         if self.cache is not None and key is not None:
-            pixels = self.cache.pixels(key, size, lambda: read_labelled_pair(pair))
+            pixels = self.cache.pixels(key, size, lambda: read_labelled_pair(pair, self.imagery))
             return split_pixels(pixels[window])
-        image_a, image_b, label = read_labelled_pair(pair)  # checked again: the files may have changed
+        image_a, image_b, label = read_labelled_pair(pair, self.imagery)  # checked again: the files may have changed
         return image_a[window], image_b[window], label[window]
 
     def load(self, index: int) -> Sample:
@@ -178,8 +192,8 @@ class ChangeDetectionDataset(Dataset):
         pair = self.pairs[ref.pair]
         image_a, image_b, label = self._crop(pair, self.sizes[ref.pair], ref.window.slices())
         sample: Sample = {
-            "image_a": to_tensor(image_a),
-            "image_b": to_tensor(image_b),
+            "image_a": to_tensor(image_a, self.mean, self.std),
+            "image_b": to_tensor(image_b, self.mean, self.std),
             "label": torch.from_numpy(np.ascontiguousarray(label)).float().unsqueeze(0),
         }
         if self.text is not None:

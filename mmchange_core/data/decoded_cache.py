@@ -44,7 +44,6 @@ DEFAULT_LIMIT_GB = 20.0
 #: Bump when the stored pixels change for the same sources (decoder or layout changes).
 CACHE_FORMAT = 1
 #: Channels of an entry: A (RGB), B (RGB), label (0/1).
-CHANNELS = 7
 #: Bytes of an entry's ``.npy`` header (numpy pads it to 128 bytes for these shapes).
 HEADER_BYTES = 128
 #: Open entries each process keeps mapped (each holds one file descriptor).
@@ -67,9 +66,9 @@ def default_cache_dir() -> Path:
     return cache_home() / "decoded"
 
 
-def entry_bytes(height: int, width: int) -> int:
-    """Bytes one entry of a ``width`` x ``height`` pair takes on disk."""
-    return HEADER_BYTES + CHANNELS * height * width
+def entry_bytes(height: int, width: int, bands: int = 3) -> int:
+    """Bytes one entry of a ``width`` x ``height`` pair of ``bands`` bands takes on disk."""
+    return HEADER_BYTES + (2 * bands + 1) * height * width
 
 
 @dataclass(frozen=True)
@@ -84,11 +83,11 @@ class CacheSettings:
     folder: str | Path | None = None
     limit_gb: float | None = None
 
-    def open(self) -> DecodedCache:
-        """The cache these settings describe."""
+    def open(self, bands: int = 3) -> DecodedCache:
+        """The cache these settings describe, for pairs of ``bands`` bands per date."""
         folder = Path(self.folder).expanduser() if self.folder else default_cache_dir()
         limit = DEFAULT_LIMIT_GB if self.limit_gb is None else self.limit_gb
-        return DecodedCache(folder, int(limit * 1e9))
+        return DecodedCache(folder, int(limit * 1e9), bands)
 
 
 def size_text(n: int) -> str:
@@ -99,13 +98,15 @@ def size_text(n: int) -> str:
 class DecodedCache:
     """Decoded pairs as memory-mapped ``.npy`` entries in ``folder``, at most ``limit`` bytes in all."""
 
-    def __init__(self, folder: Path, limit: int) -> None:
+    def __init__(self, folder: Path, limit: int, bands: int = 3) -> None:
         self.folder = Path(folder)
         self.limit = int(limit)
+        #: Bands per date: an entry is ``[H, W, 2 * bands + 1]`` (A, B, label).
+        self.bands = int(bands)
         self._open: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __reduce__(self) -> tuple:
-        return (DecodedCache, (self.folder, self.limit))  # mapped entries stay in their process
+        return (DecodedCache, (self.folder, self.limit, self.bands))  # mapped entries stay in their process
 
     # ------------------------------------------------------------------------------------ keys
     @staticmethod
@@ -161,7 +162,7 @@ class DecodedCache:
         limit. Returns the bytes of the needed entries; raises :class:`CacheError` when they do not
         fit in the limit or in the free disk space, or the folder cannot be written.
         """
-        sizes = {key: entry_bytes(*shape) for key, shape in needed}
+        sizes = {key: entry_bytes(*shape, self.bands) for key, shape in needed}
         total_needed = sum(sizes.values())
         if total_needed > self.limit:
             raise CacheError(f"the decoded cache needs {size_text(total_needed)} for this dataset, more than its "
@@ -201,14 +202,14 @@ class DecodedCache:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
-        if array.shape != (*shape, CHANNELS) or array.dtype != np.uint8:
+        if array.shape != (*shape, 2 * self.bands + 1) or array.dtype != np.uint8:
             return None
         return array
 
     def pixels(self, key: str, shape: tuple[int, int], decode: Callable[[], Decoded]) -> np.ndarray:
-        """The ``[H, W, 7]`` pixels of entry ``key``: mapped from disk, or decoded by ``decode()`` once and stored.
+        """The ``[H, W, 2C + 1]`` pixels of entry ``key``: mapped from disk, or decoded by ``decode()`` once and stored.
 
-        ``decode`` returns A, B (uint8 ``[H, W, 3]``) and the bool label (``[H, W]``) of ``shape``.
+        ``decode`` returns A, B (uint8 ``[H, W, C]``) and the bool label (``[H, W]``) of ``shape``.
         """
         array = self._open.get(key)
         if array is not None:
@@ -228,21 +229,22 @@ class DecodedCache:
 
     def _store(self, path: Path, shape: tuple[int, int], decoded: Decoded) -> np.ndarray:
         image_a, image_b, label = decoded
+        c = self.bands
         for array in decoded:
             if array.shape[:2] != shape:
                 raise InputError(f"an image of the pair changed size while training read it (now "
                                  f"{array.shape[1]}x{array.shape[0]}, was {shape[1]}x{shape[0]}); run again")
         try:
             with atomic_path(path) as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(*shape, CHANNELS))
-                out[..., 0:3] = image_a
-                out[..., 3:6] = image_b
-                out[..., 6] = label
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(*shape, 2 * c + 1))
+                out[..., 0:c] = image_a
+                out[..., c:2 * c] = image_b
+                out[..., 2 * c] = label
                 out.flush()
                 del out
         except (OSError, OutputError):  # a full or read-only disk, a link planted: serve from memory, uncached
-            packed = np.empty((*shape, CHANNELS), np.uint8)
-            packed[..., 0:3], packed[..., 3:6], packed[..., 6] = image_a, image_b, label
+            packed = np.empty((*shape, 2 * c + 1), np.uint8)
+            packed[..., 0:c], packed[..., c:2 * c], packed[..., 2 * c] = image_a, image_b, label
             return packed
         loaded = self._load(path, shape)
         assert loaded is not None, path
@@ -250,5 +252,6 @@ class DecodedCache:
 
 
 def split_pixels(crop: np.ndarray) -> Decoded:
-    """A, B (uint8 ``[h, w, 3]`` views) and the bool label of a crop of an entry."""
-    return crop[..., 0:3], crop[..., 3:6], crop[..., 6] != 0
+    """A, B (uint8 ``[h, w, C]`` views) and the bool label of a crop of an entry (``[h, w, 2C + 1]``)."""
+    c = (crop.shape[-1] - 1) // 2
+    return crop[..., 0:c], crop[..., c:2 * c], crop[..., 2 * c] != 0

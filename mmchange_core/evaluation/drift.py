@@ -94,7 +94,7 @@ def measure_drift(checkpoint: str | Path, dataset: str | Path, split: str = "tes
     times_ref: list[float] = []
     times_fast: list[float] = []
     for i, pair in enumerate(pairs):
-        image_a, image_b, label = read_labelled_pair(pair)
+        image_a, image_b, label = read_labelled_pair(pair, reference.imagery)
         text_a = None if emb_a is None else emb_a[i]
         text_b = None if emb_b is None else emb_b[i]
         t0 = time.perf_counter()

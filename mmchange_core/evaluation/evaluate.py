@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mmchange_core.data.dataset import read_labelled_pair
+from mmchange_core.io.imagery import Imagery
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.errors import InputError, MMChangeError
@@ -38,7 +39,7 @@ from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, mask_thu
 from mmchange_core.reporting.visualize import error_overlay
 from mmchange_core.text.features import TextProvider
 
-#: ``transform(image_a, image_b, index) -> (image_a, image_b)`` on uint8 ``[H, W, 3]`` arrays, applied
+#: ``transform(image_a, image_b, index) -> (image_a, image_b)`` on uint8 ``[H, W, C]`` arrays, applied
 #: before normalisation; ``index`` is the pair's position in the split (for reproducible randomness).
 #: Must be picklable when ``num_workers > 0``.
 ImageTransform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -136,15 +137,17 @@ class EvaluationResult:
 class _EvalPairs(Dataset):
     """Pairs of a split as uint8 arrays, read and transformed in DataLoader workers."""
 
-    def __init__(self, pairs: Sequence[ImagePair], image_transform: ImageTransform | None) -> None:
+    def __init__(self, pairs: Sequence[ImagePair], image_transform: ImageTransform | None,
+                 imagery: Imagery | None = None) -> None:
         self.pairs = list(pairs)
         self.image_transform = image_transform
+        self.imagery = imagery
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        image_a, image_b, label = read_labelled_pair(self.pairs[index])
+        image_a, image_b, label = read_labelled_pair(self.pairs[index], self.imagery)
         if self.image_transform is not None:
             image_a, image_b = self.image_transform(image_a, image_b, index)
         return index, image_a, image_b, label
@@ -209,7 +212,7 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
     vis_path = Path(vis_dir) if vis_dir is not None else None
     pred_path = Path(pred_dir) if pred_dir is not None else None
     histogram = ProbabilityHistogram() if collect_histogram else None
-    loader = DataLoader(_EvalPairs(pairs, image_transform), batch_size=None, shuffle=False, num_workers=workers,
+    loader = DataLoader(_EvalPairs(pairs, image_transform, detector.imagery), batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is)
     results: list[ImageResult] = []
     worst = WorstPairs(gallery)
@@ -226,6 +229,9 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
                 histogram.update(torch.from_numpy(prob), label)
             pair = pairs[index]
             results.append(ImageResult(index, pair, stats))
+            if image_a.shape[-1] != 3 or detector.imagery.rgb_positions() != (0, 1, 2):  # pictures show RGB
+                rgb = list(detector.imagery.rgb_positions())
+                image_a, image_b = image_a[..., rgb], image_b[..., rgb]
             worst.offer(index, pair, stats, image_a, image_b, label, pred)
             if vis_path is not None:
                 write_png(vis_path / f"{pair_name(pair.image_a, pair.image_b)}.png",

@@ -19,6 +19,7 @@ import torch
 
 from mmchange_core.config import choice, non_negative, positive, required, setting, validate
 from mmchange_core.data.dataset import read_labelled_pair
+from mmchange_core.io.raster import read_images
 from mmchange_core.data.layouts import detect_layout, resolve_dataset_root
 from mmchange_core.data.normalize import normalize_batch
 from mmchange_core.data.windows import TileGrid, iter_window_batches
@@ -99,7 +100,8 @@ def calibration_batches(meta: CheckpointMeta, dataset: str | Path, split: str = 
     norm = meta.normalization
     feeds: list[dict[str, np.ndarray]] = []
     for i, pair in enumerate(pairs):
-        image_a, image_b, _ = read_labelled_pair(pair) if pair.label is not None else (*_read_pair(pair), None)
+        image_a, image_b, _ = read_labelled_pair(pair, meta.imagery) if pair.label is not None else \
+            (*read_images([pair.image_a, pair.image_b], None, meta.imagery), None)
         grid = TileGrid.plan(image_a.shape[0], image_a.shape[1], meta.tile_size, 0)
         step = max(1, len(grid) // per_pair)
         taken = 0
@@ -117,12 +119,6 @@ def calibration_batches(meta: CheckpointMeta, dataset: str | Path, split: str = 
         if len(feeds) >= windows:
             break
     return feeds[:windows], min(len(pairs), i + 1)
-
-
-def _read_pair(pair: Any) -> tuple[np.ndarray, np.ndarray]:
-    from mmchange_core.io.images import read_rgb
-
-    return read_rgb(pair.image_a), read_rgb(pair.image_b)
 
 
 def calibration_reader(feeds: list[dict[str, np.ndarray]]) -> Any:

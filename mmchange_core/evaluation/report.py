@@ -10,11 +10,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmchange_core.data.layouts import ImagePair
 from mmchange_core.evaluation.evaluate import EvaluationResult, gallery_score
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
 from mmchange_core.evaluation.perturbations import Perturbation
-from mmchange_core.io.images import read_rgb
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.raster import read_images
 from mmchange_core.reporting.report import (
     Cell,
     Figure,
@@ -95,9 +98,12 @@ def eval_report(header: RunHeader, summary: Mapping[str, Any], result: Evaluatio
 
 
 def perturbation_examples(pair: ImagePair, key: tuple[str, str], perturbations: Sequence[Perturbation],
-                          max_side: int = 192) -> Gallery:
-    """One card per perturbation and severity: the first pair's A and B as the network sees them."""
-    image_a, image_b = read_rgb(pair.image_a), read_rgb(pair.image_b)
+                          max_side: int = 192, imagery: Imagery | None = None) -> Gallery:
+    """One card per perturbation and severity: the first pair's A and B as the network sees them (in RGB)."""
+    imagery = imagery or Imagery()
+    rgb = list(imagery.rgb_positions())
+    image_a, image_b = (np.ascontiguousarray(image[..., rgb])
+                        for image in read_images([pair.image_a, pair.image_b], None, imagery))
     items = []
     for p in perturbations:
         pictures = [(date, Picture.from_array(p.apply(image, date, k), f"{p.tag()} {date}", max_side=max_side,
@@ -147,7 +153,7 @@ def robustness_report(header: RunHeader, rows: Sequence[Mapping[str, Any]],
 def write_robustness_report(run_dir: Path, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                             series: Mapping[str, list[tuple[float, float]]], pair: ImagePair, key: tuple[str, str],
                             perturbations: Sequence[Perturbation], *, plot: Path | None, device: str,
-                            seconds: float, warn: Any = None) -> Path | None:
+                            seconds: float, warn: Any = None, imagery: Imagery | None = None) -> Path | None:
     """Write ``<run>/report.html`` of a robustness run (a failure only warns: the csv/json are written)."""
     from mmchange_core.reporting.report import REPORT_FILE, run_header, try_write_report
 
@@ -155,4 +161,4 @@ def write_robustness_report(run_dir: Path, config: Mapping[str, Any], rows: Sequ
     header = run_header("robustness", checkpoint=", ".join(map(str, checkpoints)), dataset=config.get("dataset"),
                         config=config, device=device, seconds=seconds)
     return try_write_report(run_dir / REPORT_FILE, lambda: robustness_report(
-        header, rows, series, perturbation_examples(pair, key, perturbations), plot), warn=warn)
+        header, rows, series, perturbation_examples(pair, key, perturbations, imagery=imagery), plot), warn=warn)

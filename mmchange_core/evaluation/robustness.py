@@ -34,7 +34,8 @@ from mmchange_core.text.features import TextProvider
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
-from mmchange_core.io.images import read_rgb
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.raster import read_composite
 from mmchange_core.evaluation.metrics import f1, iou, precision, recall
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
@@ -120,7 +121,7 @@ def _image_sha256(image: np.ndarray) -> str:
 
 
 def perturbed_text_provider(pipeline: Any, layout: DatasetLayout, perturbation: Perturbation,
-                            store_path: Path) -> TextProvider:
+                            store_path: Path, imagery: Imagery | None = None) -> TextProvider:
     """Embeddings of perturbed pairs: captioned again with ``pipeline`` (the checkpoint's), cached in ``store_path``."""
     from mmchange_core.text import CaptionStore
 
@@ -132,7 +133,7 @@ def perturbed_text_provider(pipeline: Any, layout: DatasetLayout, perturbation: 
             items = []
             for pair in pairs[start:start + CAPTION_CHUNK]:
                 for date, path, key in zip("AB", (pair.image_a, pair.image_b), pair.relative(layout.root)):
-                    image = perturbation.apply(read_rgb(path), date, key)
+                    image = perturbation.apply(read_composite(path, None, imagery), date, key)
                     items.append((key, _image_sha256(image), lambda image=image: image))
             embeddings = store.ensure(items, pipeline)
             chunks_a.append(embeddings[0::2])
@@ -205,7 +206,7 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
                 perturbed = perturbed_store_path(layout, store, perturbation.tag())
                 say(f"{label}: captions of {perturbation.tag()} images with the checkpoint's captioner "
                     f"({perturbed.name})")
-                text = perturbed_text_provider(pipeline, layout, perturbation, perturbed)
+                text = perturbed_text_provider(pipeline, layout, perturbation, perturbed, detector.imagery)
             result = evaluate(detector, layout, config.split, text_provider=text,
                               image_transform=_image_transform(perturbation, layout, pairs),
                               progress=report(perturbation.tag()), **common)
@@ -225,7 +226,8 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     examples = [Perturbation(seed=config.seed), *(p for p, _ in plans)]
     report = write_robustness_report(run_dir, to_dict(config), [asdict(r) for r in rows], severity_series(rows),
                                      pairs[0], pairs[0].relative(layout.root), examples, plot=plot_path,
-                                     device=str(detector.device), seconds=time.perf_counter() - started, warn=say)
+                                     device=str(detector.device), seconds=time.perf_counter() - started, warn=say,
+                                     imagery=detector.imagery)
     return RobustnessReport(run_dir, rows, csv_path, json_path, plot_path, report, str(layout.root))
 
 

@@ -34,12 +34,14 @@ from mmchange_core.inference.sliding_window import WindowTimings, network_for, s
 from mmchange_core.io.caption_file import CaptionFile
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import Warn
-from mmchange_core.io.raster import ArraySource, RasterSource, open_source
+from mmchange_core.io.imagery import Imagery, parse_bands
+from mmchange_core.io.raster import ArraySource, RasterSource, open_sources
 from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressCallback
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ChangeDetector", "Prediction", "check_pair", "logits_to_probability"]
+__all__ = ["DEFAULT_BATCH_SIZE", "ChangeDetector", "Prediction", "check_pair", "detector_imagery",
+           "logits_to_probability"]
 
 #: Longest side of the image handed to the captioner (larger scenes are area-downsampled first).
 CAPTION_SIDE = 1024
@@ -102,6 +104,8 @@ class ChangeDetector:
         self.overlap = settings.overlap
         self.batch_size = settings.batch_size
         self.threshold = self.meta.resolve_threshold(settings.threshold)
+        #: The bands read from each file and the radiometric rule: the checkpoint's, with ``--bands`` applied.
+        self.imagery = detector_imagery(self.meta, settings)
         TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, self.overlap)  # validate before any work
         if isinstance(model, MMChange):
             self.runner: InferenceRunner | OnnxRunner = InferenceRunner(
@@ -112,7 +116,8 @@ class ChangeDetector:
         #: The settings it runs with: the given ones, with the checkpoint's tile size and threshold and the
         #: device and precision actually used filled in (what :meth:`record` writes out).
         self.settings = dataclasses.replace(settings, tile_size=self.tile_size, threshold=self.threshold,
-                                            device=str(self.device), precision=str(self.runner.precision))
+                                            device=str(self.device), precision=str(self.runner.precision),
+                                            bands=self.imagery.bands)
         self.captions = captions
         self.caption_cache = None if caption_cache is None else Path(caption_cache)
         self._pipeline: Any = None
@@ -143,6 +148,10 @@ class ChangeDetector:
                         captions: str | Path | CaptionFile | None = None, **options: Any) -> ChangeDetector:
         """:meth:`load` with settings as keyword arguments: ``from_checkpoint("best.safetensors", device="cpu")``."""
         return cls.load(path, captions=captions, device=str(device), **options)
+
+    def open_dates(self, paths: Sequence[str | Path]) -> list[RasterSource]:
+        """The image files of one place opened with this model's bands and one radiometric scale for all."""
+        return open_sources(list(paths), self.warn, self.imagery)
 
     @property
     def backend(self) -> str:
@@ -306,7 +315,8 @@ class ChangeDetector:
         dates), else the detector's captions file, else caption the images on the fly.
         """
         path_a, path_b = _path_of(image_a), _path_of(image_b)
-        with _as_source(image_a, "image A", self.warn) as source_a, _as_source(image_b, "image B", self.warn) as source_b:
+        sources = _as_sources([image_a, image_b], self.warn, self.imagery, self.meta.model.in_channels)
+        with sources[0] as source_a, sources[1] as source_b:
             georef = check_pair(source_a, source_b, path_a, path_b)
             if captions is not None and self.uses_text:
                 text_a, text_b, used = self.text_embeddings(captions=captions)
@@ -321,6 +331,11 @@ class ChangeDetector:
             self.stream_logits(source_a.read_rows, source_b.read_rows, self.grid(height, width), emit, text_a, text_b,
                                progress)
         return Prediction(probs, probs > self.threshold, self.threshold, georef, used)
+
+
+def detector_imagery(meta: CheckpointMeta, settings: DetectorSettings) -> Imagery:
+    """The bands and radiometric rule a model reads files with: its checkpoint's, with ``settings.bands`` applied."""
+    return meta.imagery.with_bands(parse_bands(settings.bands))
 
 
 def check_pair(source_a: RasterSource, source_b: RasterSource, path_a: Path | None = None,
@@ -338,17 +353,27 @@ def _path_of(image: ImageInput) -> Path | None:
     return Path(image) if isinstance(image, (str, Path)) else None
 
 
-def _as_source(image: ImageInput, name: str, warn: Warn) -> RasterSource:
-    """An open :class:`RasterSource` for a path, a PIL image or a uint8 ``[H, W, 3]`` (or ``[H, W]``) array."""
-    if isinstance(image, (str, Path)):
-        return open_source(Path(image), warn)
+def _as_sources(images: Sequence[ImageInput], warn: Warn, imagery: Imagery, channels: int) -> list[RasterSource]:
+    """Open sources for the dates: paths together (one radiometric scale), arrays and PIL images as they are."""
+    if all(isinstance(image, (str, Path)) for image in images):
+        return open_sources([Path(image) for image in images], warn, imagery)  # type: ignore[arg-type]
+    if any(isinstance(image, (str, Path)) for image in images):
+        raise InputError("give both dates as paths or both as arrays/PIL images, so that one radiometric rule "
+                         "reads them")
+    names = ["image A", "image B"]
+    return [_as_source(image, name, channels) for image, name in zip(images, names)]
+
+
+def _as_source(image: ImageInput, name: str, channels: int = 3) -> RasterSource:
+    """An open :class:`RasterSource` for a PIL image or a uint8 ``[H, W, C]`` (or ``[H, W]``) array."""
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise InputError(f"{name} is a {array.dtype} array; give uint8 RGB pixels (0-255)")
-    if array.ndim == 2:
+    if array.ndim == 2 and channels == 3:
         array = np.repeat(array[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise InputError(f"{name} has shape {array.shape}; give an [H, W, 3] RGB array")
+    if array.ndim != 3 or array.shape[2] != channels:
+        raise InputError(f"{name} has shape {array.shape}; this model reads {channels} bands: give an "
+                         f"[H, W, {channels}] array" + (" (RGB)" if channels == 3 else " scaled to 0-255"))
     return ArraySource(np.ascontiguousarray(array), name)

@@ -26,7 +26,7 @@ from mmchange_core.models.export import QUANTIZATION_KEY, meta_from_properties, 
 #: The element type and shapes ``mmchange export`` writes (an int: a fixed axis; a letter: a dynamic one;
 #: ``D``: the model's text width). Text inputs exist only for models that use text.
 _FLOAT = "tensor(float)"
-_IMAGE_SHAPE = ("N", 3, "H", "W")
+_IMAGE_SHAPE = ("N", "C", "H", "W")  # C: the model's input bands
 _OUTPUT_SHAPE = ("N", 1, "H", "W")
 _TEXT_SHAPE = (1, "D")
 
@@ -83,7 +83,8 @@ class OnnxRunner:
         self.precision = "fp32" if self.quantization == "none" else self.quantization
         self.device = torch.device("cpu")
         self.input_names = [i.name for i in self.session.get_inputs()]
-        problem = signature_problem(self.session, self.config.uses_text, self.config.text_dim)
+        problem = signature_problem(self.session, self.config.uses_text, self.config.text_dim,
+                                    self.config.in_channels)
         if problem is not None:
             raise CheckpointError(f"{path} {problem}; export it with 'mmchange export'")
         #: Seconds spent in the first call of each new input shape (onnxruntime's lazy allocations).
@@ -113,7 +114,7 @@ class OnnxRunner:
     @torch.no_grad()
     def logits(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
                text_b: torch.Tensor | None = None) -> torch.Tensor:
-        """Main change logits ``[B, 1, H, W]`` (float32, CPU) of normalised image batches ``[B, 3, H, W]``."""
+        """Main change logits ``[B, 1, H, W]`` (float32, CPU) of normalised image batches ``[B, C, H, W]``."""
         feed = self._feed(img_a, img_b, text_a, text_b)
         key = tuple(array.shape for array in feed.values())
         start = time.perf_counter()
@@ -151,7 +152,7 @@ def _io_problem(kind: str, value: Any, expected: Sequence[Any]) -> str | None:
     return None
 
 
-def signature_problem(session: Any, uses_text: bool, text_dim: int) -> str | None:
+def signature_problem(session: Any, uses_text: bool, text_dim: int, in_channels: int = 3) -> str | None:
     """What in ``session``'s inputs and outputs differs from what ``mmchange export`` writes (None: nothing).
 
     Checked: the input names (``image_a``, ``image_b`` and, for text models, ``text_a``, ``text_b``; no
@@ -174,7 +175,7 @@ def signature_problem(session: Any, uses_text: bool, text_dim: int) -> str | Non
     if "logits" not in outputs:
         return f"has no output 'logits' (outputs: {', '.join(outputs) or 'none'})"
     for name, shape in expected_inputs.items():
-        shape = tuple(text_dim if axis == "D" else axis for axis in shape)
+        shape = tuple(text_dim if axis == "D" else in_channels if axis == "C" else axis for axis in shape)
         if (problem := _io_problem("input", inputs[name], shape)) is not None:
             return problem
     for name in ("logits", "probability"):

@@ -23,7 +23,7 @@ from mmchange_core.config import group, non_negative, positive, setting, to_dict
 from mmchange_core.distributed import DistributedContext, distributed_session, launch_position, share_cpu_threads
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.inference.backends import ModelFile, open_model
-from mmchange_core.inference.detector import ChangeDetector, check_pair
+from mmchange_core.inference.detector import ChangeDetector, check_pair, detector_imagery
 from mmchange_core.inference.manifest import MANIFEST_NAME, RunManifest, file_stamp, fingerprint, finished
 from mmchange_core.inference.pair_writer import (
     BlockWriter,
@@ -46,7 +46,7 @@ from mmchange_core.io.stac import input_datetime
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.io.images import IMAGE_SUFFIXES, Warn, image_size, is_tiff
 from mmchange_core.io.outputs import OutputPlan
-from mmchange_core.io.raster import RasterSource, open_source
+from mmchange_core.io.raster import RasterSource, open_sources
 from mmchange_core.reporting.plots import colorbar_path, write_probability_figure
 from mmchange_core.reporting.report import report_fields
 from mmchange_core.io.hashing import cached_sha256_file
@@ -120,6 +120,8 @@ class PairResult:
     summary: dict[str, Any] | None = None
     """The change in words and figures (:meth:`ChangeSummary.to_dict`); ``None`` only for a pair finished by an
     older mmchange."""
+    imagery: dict[str, Any] | None = None
+    """The bands read and the radiometric rule (:meth:`Imagery.to_dict`); reports draw the dates with them."""
 
     def to_dict(self) -> dict[str, Any]:
         """The result as ``mmchange predict --json`` prints it and the run manifest records it."""
@@ -236,6 +238,7 @@ def predict_sources(detector: ChangeDetector, source_a: RasterSource, source_b: 
                      "text": text_seconds + describe_seconds, "write": timings["write"] + time.perf_counter() - t0},
             units={"total": len(blocks), "done": len(pending), "skipped": len(blocks) - len(pending)},
             processes=ctx.world_size, checkpoint=detector.name, settings=detector.record(),
+            imagery=detector.imagery.to_dict(),
         )
 
     return on_main(ctx, finish)
@@ -247,7 +250,8 @@ def predict_files(detector: ChangeDetector, path_a: str | Path, path_b: str | Pa
     """Predict the pair of image files ``path_a`` (first date) and ``path_b`` (second date)."""
     path_a, path_b = Path(path_a), Path(path_b)
     outputs.validate(path_a, path_b)
-    with open_source(path_a, detector.warn) as source_a, open_source(path_b, detector.warn) as source_b:
+    source_a, source_b = detector.open_dates([path_a, path_b])
+    with source_a, source_b:
         check_pair(source_a, source_b, path_a, path_b)
         return predict_sources(detector, source_a, source_b, outputs, path_a=path_a, path_b=path_b,
                                min_area=min_area, progress=progress, describe=describe)
@@ -442,7 +446,8 @@ def predict_pair(checkpoint: str | Path | ModelFile | None, image_a: str | Path,
         plan.add(manifest.path, "run manifest")
         if request.report is not None:
             plan.add(request.report, "--report output")
-        with open_source(image_a, warn) as source_a, open_source(image_b, warn) as source_b:
+        source_a, source_b = open_sources([image_a, image_b], warn, detector_imagery(model.meta, config.detector))
+        with source_a, source_b:
             check_pair(source_a, source_b, image_a, image_b)  # fail before loading the model
             with distributed_session(config.detector.device, backend="gloo", timeout=BARRIER_TIMEOUT) as ctx:
                 share_cpu_threads(ctx)

@@ -18,7 +18,8 @@ import numpy as np
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import refuse_unsafe
 from mmchange_core.inference.summary import changed_area_m2
-from mmchange_core.io.raster import open_source
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.raster import open_source, open_sources
 from mmchange_core.reporting.report import (
     Cell,
     Figure,
@@ -57,10 +58,10 @@ def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | N
     small = pool_any(mask, h, w) if (h, w) != mask.shape else mask
     edge = outlines(small, 1)
     pictures = []
-    georef = None
-    for label, path in (("A (before)", result.image_a), ("B (after)", result.image_b)):
-        with open_source(path) as source:
-            georef = georef or source.georef
+    sources = open_sources([result.image_a, result.image_b], None, Imagery.from_dict(getattr(result, "imagery", None)))
+    georef = sources[0].georef or sources[1].georef
+    for label, source in zip(("A (before)", "B (after)"), sources):
+        with source:
             view = np.array(source.thumbnail(max(h, w)), copy=True)
         if view.shape[:2] != (h, w):
             from PIL import Image

@@ -42,7 +42,7 @@ from mmchange_core.data.series import DatedImage, check_coregistered, read_serie
 from mmchange_core.distributed import DistributedContext, distributed_session, share_cpu_threads
 from mmchange_core.errors import InputError
 from mmchange_core.inference.backends import ModelFile
-from mmchange_core.inference.detector import ChangeDetector, logits_to_probability
+from mmchange_core.inference.detector import ChangeDetector, detector_imagery, logits_to_probability
 from mmchange_core.inference.manifest import RunManifest, file_stamp, fingerprint, finished
 from mmchange_core.inference.pair_writer import (
     BlockRecorder,
@@ -81,7 +81,7 @@ from mmchange_core.io.hashing import cached_sha256_file
 from mmchange_core.io.images import Warn, is_tiff
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import MASK_SUFFIXES, OutputPlan
-from mmchange_core.io.raster import RasterSource, open_source
+from mmchange_core.io.raster import RasterSource, open_sources
 from mmchange_core.io.stac import write_stac_item
 from mmchange_core.io.vector import polygonize
 from mmchange_core.progress import ProgressCallback
@@ -153,6 +153,8 @@ class SeriesResult:
     stac: str | None = None
     report: str | None = None
     report_bytes: int | None = None
+    imagery: dict[str, Any] | None = None
+    """The bands read and the radiometric rule (one scale for every date under the ``joint`` rule)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The result as ``mmchange series --json`` prints it and ``series.json`` holds it."""
@@ -314,7 +316,8 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
             seconds={"total": time.perf_counter() - start, "network": timings["network"], "read": timings["read"],
                      "text": text_seconds, "write": timings["write"] + time.perf_counter() - t0},
             units={"total": len(blocks), "done": len(pending), "skipped": len(blocks) - len(pending)},
-            processes=ctx.world_size, checkpoint=detector.name, settings=detector.record())
+            processes=ctx.world_size, checkpoint=detector.name, settings=detector.record(),
+            imagery=detector.imagery.to_dict())
 
     return on_main(ctx, finish)
 
@@ -406,7 +409,8 @@ def predict_series(checkpoint: str | Path | ModelFile | None, inputs: Sequence[s
     if report_path is not None:
         plan.add(report_path, "--report output")
     with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_source(d.path, warn)) for d in dates]
+        sources = [stack.enter_context(source) for source in
+                   open_sources([d.path for d in dates], warn, detector_imagery(model.meta, config.detector))]
         georef = check_coregistered(sources, [d.path for d in dates])  # fail before loading the model
         with distributed_session(config.detector.device, backend="gloo", timeout=BARRIER_TIMEOUT) as ctx:
             share_cpu_threads(ctx)

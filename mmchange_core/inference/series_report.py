@@ -29,7 +29,8 @@ from mmchange_core.io.images import (
     is_tiff,
     open_header,
 )
-from mmchange_core.io.raster import open_source
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.raster import open_sources
 from mmchange_core.reporting.report import (
     Cell,
     Figure,
@@ -258,22 +259,31 @@ def summary_text(item: Any) -> str:
 # ------------------------------------------------------------------------------------------------ pictures
 
 class _Thumbnails:
-    """Each input read once as a thumbnail of the picture size."""
+    """Each date read once as a thumbnail of the picture size, all dates opened together (one radiometric scale)."""
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, images: Sequence[str], imagery: Imagery) -> None:
         self.height, self.width = height, width
+        self.images, self.imagery = list(images), imagery
         self.cache: dict[str, np.ndarray] = {}
 
-    def __call__(self, path: str) -> np.ndarray:
-        if path not in self.cache:
-            with open_source(path) as source:
+    def _load(self) -> None:
+        sources = open_sources(self.images, None, self.imagery)
+        try:
+            for path, source in zip(self.images, sources):
                 view = np.array(source.thumbnail(max(self.height, self.width)), copy=True)
-            if view.shape[:2] != (self.height, self.width):
-                from PIL import Image
+                if view.shape[:2] != (self.height, self.width):
+                    from PIL import Image
 
-                view = np.asarray(Image.fromarray(view).resize((self.width, self.height),
-                                                               Image.Resampling.BOX)).copy()
-            self.cache[path] = view
+                    view = np.asarray(Image.fromarray(view).resize((self.width, self.height),
+                                                                   Image.Resampling.BOX)).copy()
+                self.cache[path] = view
+        finally:
+            for source in sources:
+                source.close()
+
+    def __call__(self, path: str) -> np.ndarray:
+        if not self.cache:
+            self._load()
         return self.cache[path]
 
 
@@ -418,7 +428,7 @@ def series_report(result: Any, *, checkpoint: str | Path | None, config: Mapping
     intervals = len(dates) - 1
     size = (result.height, result.width)
     h, w = fit(result.height, result.width, max_side)
-    thumbs = _Thumbnails(h, w)
+    thumbs = _Thumbnails(h, w, images, Imagery.from_dict(getattr(result, "imagery", None)))
     colours = interval_colours(intervals)
     areas = series_areas(result.intervals, result.first_to_last)
 

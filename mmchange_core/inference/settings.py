@@ -43,13 +43,16 @@ class DetectorSettings:
     """Decision threshold on the change probability; ``None``: the checkpoint's (0.5 unless tuned)."""
     workers: int = setting(DEFAULT_WORKERS, non_negative(), renamed_from=["num_workers"])
     """DataLoader worker processes of ``eval`` and ``robustness`` (``predict`` reads with its own thread)."""
+    bands: tuple[int, ...] | None = None
+    """File bands read, 1-based as GDAL counts (``4,3,2``); ``None``: the checkpoint's (RGB for RGB models).
+    A model's band count cannot change: an override of another count is refused."""
     captions: str | None = setting(None, renamed_from=["caption_store"])
     """Captions of text models: a caption store (eval, robustness; default: the dataset folder's) or a
     YAML/JSON file of captions by image name (predict; default: caption on the fly)."""
 
 
 #: The settings that change a detector's numbers (not where its captions or pairs come from).
-OUTPUT_SETTINGS = ("device", "precision", "compile", "tile_size", "overlap", "batch_size", "threshold")
+OUTPUT_SETTINGS = ("device", "precision", "compile", "tile_size", "overlap", "batch_size", "threshold", "bands")
 
 
 def settings_record(settings: DetectorSettings, *, backend: str, checkpoint: str, chosen: str | None = None,

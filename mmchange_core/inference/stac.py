@@ -14,7 +14,7 @@ from typing import Any
 
 from mmchange_core.environment import __version__
 from mmchange_core.io.geo import GeoReference
-from mmchange_core.io.raster import open_source
+from mmchange_core.io.raster import read_georeference
 from mmchange_core.io.stac import require_pystac, write_stac_item
 
 #: Ending of an Item's file name: ``change.tif`` -> ``change.stac.json``.
@@ -45,9 +45,9 @@ def model_fields(detector: Any) -> dict[str, Any]:
 def pair_georef(*inputs: str | Path) -> GeoReference | None:
     """The georeference of a pair (the first input that has one; ``None``: no footprint in the Item)."""
     for path in inputs:
-        with open_source(path) as source:
-            if source.georef is not None:
-                return source.georef
+        georef = read_georeference(path)
+        if georef is not None:
+            return georef
     return None
 
 

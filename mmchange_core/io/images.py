@@ -9,6 +9,7 @@ every common format are read by :func:`read_mask` (rule in its docstring and in 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import stat
@@ -21,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.imagery import scale_to_uint8
 
 Warn = Callable[[str], None]
 PNG_SUFFIXES = (".png",)
@@ -37,7 +39,8 @@ MAX_PIXELS_ENV = "MMCHANGE_MAX_PIXELS"
 #: 20000 x 20000 RGB PNG (plus a transient copy while converting).
 DEFAULT_MAX_PIXELS = 2**29
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
-_HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Pillow modes of high-bit-depth (grey) images: their values go through the radiometric rule.
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def is_tiff(path: str | Path) -> bool:
@@ -140,12 +143,6 @@ def stretch_range(values: np.ndarray, name: str, low_pct: float = 1.0, high_pct:
     return lo, max(hi, lo + (1e-6 if values.dtype.kind == "f" else 1.0))
 
 
-def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map ``lo..hi`` linearly to 0..255 (clipped); NaN becomes 0, +-Inf the ends of the range."""
-    scaled = (values.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).round().astype(np.uint8)
-
-
 def stretch_to_uint8(values: np.ndarray, name: str = "image") -> np.ndarray:
     """``values`` stretched linearly from their 1st to 99th percentile to 0..255 (see :func:`stretch_range`)."""
     return scale_to_uint8(values, *stretch_range(values, name))
@@ -162,9 +159,21 @@ def _rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def read_rgb(path: str | Path, warn: Warn | None = None) -> np.ndarray:
-    """An image as uint8 ``[H, W, 3]`` RGB; non-RGB inputs are converted with a one-line warning."""
+    """A picture as uint8 ``[H, W, 3]`` RGB (non-RGB converted with a one-line warning; high bit depth stretched
+    per image). Network inputs are read through :func:`mmchange_core.io.raster.read_images` instead, which
+    applies the band choice and one radiometric rule to every date."""
     path = Path(path)
     with _decode(path) as img:
+        return _convert_rgb(path, img, warn)
+
+
+def read_raw(path: str | Path, warn: Warn | None = None) -> np.ndarray:
+    """An image's pixels for the network: uint8 ``[H, W, 3]`` RGB for 8-bit images (converted as
+    :func:`read_rgb` does), the values ``[H, W, 1]`` of a high-bit-depth grey image."""
+    path = Path(path)
+    with _decode(path) as img:
+        if img.mode in HIGH_BIT_DEPTH_MODES:
+            return np.asarray(img)[..., None]
         return _convert_rgb(path, img, warn)
 
 
@@ -172,7 +181,7 @@ def _convert_rgb(path: Path, img: Image.Image, warn: Warn | None) -> np.ndarray:
     mode = img.mode
     if mode == "RGB":
         return _rgb_array(img)
-    if mode in _HIGH_BIT_DEPTH:
+    if mode in HIGH_BIT_DEPTH_MODES:
         if warn:
             warn(f"{path.name}: {mode} (high bit depth) image scaled to 8-bit RGB with a 1-99% stretch")
         gray = stretch_to_uint8(np.asarray(img), str(path))
@@ -190,7 +199,7 @@ def _convert_rgb(path: Path, img: Image.Image, warn: Warn | None) -> np.ndarray:
 
 def _label_values(img: Image.Image) -> tuple[np.ndarray, bool]:
     """One value per pixel of a label and whether they are packed RGB colours (65536 R + 256 G + B)."""
-    if img.mode in ("1", "L", "P", *_HIGH_BIT_DEPTH):  # palette: the index, as segmentation labels store it
+    if img.mode in ("1", "L", "P", *HIGH_BIT_DEPTH_MODES):  # palette: the index, as segmentation labels store it
         return np.asarray(img), False
     if img.mode in ("LA", "PA"):
         return np.asarray(img)[..., 0], False
@@ -250,8 +259,25 @@ def read_mask(path: str | Path, change_value: int | None = None) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image from its header (pixels are not decoded; the pixel limit applies)."""
-    with open_header(Path(path)) as img:
+    """(height, width) of an image from its header (pixels are not decoded; the pixel limit applies).
+
+    TIFFs are read through rasterio when it is installed (a 13-band 16-bit GeoTIFF has no Pillow mode).
+    """
+    path = Path(path)
+    if is_tiff(path) and importlib.util.find_spec("rasterio") is not None:
+        import rasterio
+
+        check_regular_file(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a plain TIFF simply has no georeference
+                with rasterio.open(path) as dataset:
+                    height, width = dataset.height, dataset.width
+        except rasterio.errors.RasterioError as exc:
+            raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
+        check_pixels(path, height, width)
+        return height, width
+    with open_header(path) as img:
         return img.height, img.width
 
 

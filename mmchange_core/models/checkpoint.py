@@ -23,6 +23,7 @@ from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from mmchange_core.environment import __version__
 from mmchange_core.errors import CheckpointError, InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_bytes
+from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.models.config import ModelConfig
@@ -57,14 +58,16 @@ def validate_tile_size(value: int) -> int:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel RGB mean and std applied to [0, 1] pixels before the network (ImageNet by default)."""
+    """Per-band mean and std applied to [0, 1] pixels before the network (ImageNet's RGB ones by default;
+    a multispectral model's are computed from its training split)."""
 
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise InputError(f"normalization needs 3 RGB means and stds, got {list(self.mean)} and {list(self.std)}")
+        if not self.mean or len(self.mean) != len(self.std):
+            raise InputError(f"normalization needs one mean and one std per band, got {list(self.mean)} and "
+                             f"{list(self.std)}")
         if any(s <= 0 for s in self.std):
             raise InputError(f"normalization stds must be positive, got {list(self.std)}")
 
@@ -88,6 +91,7 @@ class CheckpointMeta:
     ``tile_size``: the training crop, the default window for prediction and evaluation.
     ``text_description``: the ``{"captioner": ..., "encoder": ...}`` settings that
     ``TextPipeline.from_description`` takes (None: trained without text, or converted).
+    ``imagery``: the bands read from each file and the radiometric rule (reused by every command).
     ``mmchange_version``: the version that wrote the file (:func:`save_checkpoint` stamps it).
     ``training``: free-form provenance (dataset, iterations, epoch, caption store, source file...).
     """
@@ -98,12 +102,20 @@ class CheckpointMeta:
     threshold: float = DEFAULT_THRESHOLD
     threshold_tuning: dict[str, Any] | None = None
     text_description: dict[str, Any] | None = None
+    imagery: Imagery = field(default_factory=Imagery)
     mmchange_version: str = __version__
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_tile_size(self.tile_size)
         validate_threshold(self.threshold)
+        bands = self.model.in_channels
+        if self.imagery.channels != bands:
+            raise InputError(f"the model takes {bands} input bands but its imagery settings read "
+                             f"{self.imagery.channels} ({self.imagery.describe()})")
+        if len(self.normalization.mean) != bands:
+            raise InputError(f"the model takes {bands} input bands but its normalization has "
+                             f"{len(self.normalization.mean)} means")
         if self.text_description is not None:
             _check_text_description(self.text_description, self.model)
 
@@ -135,10 +147,12 @@ class CheckpointMeta:
         tuning = self.threshold_tuning or {}
         tuned = f" (tuned on split '{tuning['split']}')" if "split" in tuning else ""
         return {
-            "model": f"{self.model.backbone}, variant {self.model.variant}, text_dim {self.model.text_dim}",
+            "model": f"{self.model.backbone}, variant {self.model.variant}, text_dim {self.model.text_dim}, "
+                     f"{self.model.in_channels} input bands",
             "tile size (training crop)": str(self.tile_size),
             "threshold": f"{self.threshold:g}{tuned}",
             "normalization": f"mean {list(self.normalization.mean)}, std {list(self.normalization.std)}",
+            "imagery": self.imagery.describe(),
             "captioner": self.captioner_id or "none",
             "text encoder": f"{self.encoder_id} (dim {self.encoder_dim})" if self.encoder_id else "none",
             "written by": f"mmchange {self.mmchange_version}",

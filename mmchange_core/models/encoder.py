@@ -40,14 +40,17 @@ class DilatedBasicBlock(tv_resnet.BasicBlock):
                                    dilation=dilation, bias=False)
 
 
-def build_trunk(name: str) -> tv_resnet.ResNet:
-    """A torchvision ResNet with layer3/layer4 dilated and the classifier removed."""
+def build_trunk(name: str, in_channels: int = 3) -> tv_resnet.ResNet:
+    """A torchvision ResNet with layer3/layer4 dilated and the classifier removed; ``in_channels`` input bands."""
     if name not in TRUNK_SPECS:
         raise ValueError(f"unknown backbone '{name}'; choose one of {', '.join(TRUNK_SPECS)}")
     kind, layers, _ = TRUNK_SPECS[name]
     block = DilatedBasicBlock if kind == "basic" else tv_resnet.Bottleneck
     trunk = tv_resnet.ResNet(block, layers, replace_stride_with_dilation=[False, True, True])
     del trunk.fc, trunk.avgpool
+    if in_channels != 3:
+        trunk.conv1 = nn.Conv2d(in_channels, trunk.conv1.out_channels, 7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's init
     return trunk
 
 
@@ -127,12 +130,12 @@ class NeighbourAggregation(nn.Module):
 class SiameseEncoder(nn.Module):
     """Shared-weight image encoder: trunk -> projections -> NAM, giving 64@{H/4, H/8, H/16, H/32}."""
 
-    def __init__(self, backbone: str = "resnet50", width: int = 64) -> None:
+    def __init__(self, backbone: str = "resnet50", width: int = 64, *, in_channels: int = 3) -> None:
         super().__init__()
         self.backbone = backbone
         _, _, tap_ch = TRUNK_SPECS[backbone]
         p1, p2, p3, p4 = PROJECTED_CHANNELS
-        self.trunk = build_trunk(backbone)
+        self.trunk = build_trunk(backbone, in_channels)
         self.proj = nn.ModuleDict({
             "c1": conv_bn_relu(tap_ch[0], p1, 1),
             "c2": conv_bn_relu(tap_ch[1], p2, 1),

@@ -2,8 +2,8 @@
 
 ``mmchange export`` writes one self-contained ``.onnx`` file that onnxruntime runs without mmchange:
 
-* inputs (float32): ``image_a``, ``image_b`` ``[N, 3, H, W]``, normalised as ``(pixels / 255 - mean)
-  / std`` with the metadata's normalisation; N, H and W are dynamic (H and W any multiples of 32).
+* inputs (float32): ``image_a``, ``image_b`` ``[N, C, H, W]`` (C: the input bands, 3 for RGB), normalised as
+  ``(pixels / 255 - mean) / std`` with the metadata's normalisation; N, H and W are dynamic (H and W any multiples of 32).
   Text models also take ``text_a``, ``text_b`` ``[1, D]``: one embedding per date, shared by every
   image of the batch (the windows of one scene), as the torch runner uses them;
 * outputs: ``logits`` ``[N, 1, H, W]`` (what mmchange's windowing blends, so the ``.onnx`` path blends
@@ -72,7 +72,8 @@ OUTPUT_NAMES = ("logits", "probability")
 #: Largest side the exported graph accepts, in units of 32 pixels.
 _MAX_SIDE_32 = 2048
 IO_DESCRIPTION = (
-    "inputs image_a, image_b: float32 [N, 3, H, W], (pixels / 255 - mean) / std with the normalization in "
+    "inputs image_a, image_b: float32 [N, C, H, W] (C: input bands), (pixels / 255 - mean) / std with the "
+    "normalization in "
     f"{META_KEY}, H and W multiples of 32; text models also text_a, text_b: float32 [1, D] caption embeddings of "
     "the two dates (the text pipeline in " + META_KEY + "), shared by the whole batch. outputs logits and "
     "probability = sigmoid(logits): float32 [N, 1, H, W]; change where probability > threshold")
@@ -205,7 +206,7 @@ def check_export_options(opset: int, quantize: str | None) -> None:
 def _example_inputs(config: ModelConfig, height: int, width: int, batch: int = 2,
                     seed: int = 0) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
-    images = tuple(torch.randn(batch, 3, height, width, generator=generator) for _ in range(2))
+    images = tuple(torch.randn(batch, config.in_channels, height, width, generator=generator) for _ in range(2))
     if not config.uses_text:
         return images
     return images + tuple(torch.randn(1, config.text_dim, generator=generator) for _ in range(2))

@@ -22,8 +22,8 @@ OUTPUT_STRIDES = (4, 8, 16, 32)
 class MMChange(nn.Module):
     """Bitemporal change detector guided by the two dates' text embeddings.
 
-    ``forward(img_a, img_b, text_a, text_b)`` takes normalised images [B, 3, H, W] (H, W multiples of
-    32) and text embeddings [B, D]; it returns four logit maps [B, 1, H, W]: the main prediction
+    ``forward(img_a, img_b, text_a, text_b)`` takes normalised images [B, C, H, W] (C = ``config.in_channels``,
+    3 for RGB; H, W multiples of 32) and text embeddings [B, D]; it returns four logit maps [B, 1, H, W]: the main prediction
     followed by the three deep-supervision side outputs. Text embeddings of batch 1 are shared by
     every pair of the batch (one TDE pass), as for the windows of one large scene.
     """
@@ -33,7 +33,7 @@ class MMChange(nn.Module):
         self.config = config = config or ModelConfig()
         uses_text, has_ifr, has_tde, has_itff = VARIANTS[config.variant]
         width = WIDTH
-        self.encoder = SiameseEncoder(config.backbone, width)
+        self.encoder = SiameseEncoder(config.backbone, width, in_channels=config.in_channels)
         self.ifr: nn.Module = ImageFeatureRefinement(width) if has_ifr else DifferenceProjection(width)
         self.tde: nn.Module | None = None
         self.itff: nn.Module | None = None
@@ -50,9 +50,10 @@ class MMChange(nn.Module):
 
     def _check_inputs(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None,
                       text_b: torch.Tensor | None) -> None:
-        if img_a.ndim != 4 or img_a.shape[1] != 3 or img_a.shape != img_b.shape:
+        bands = self.config.in_channels
+        if img_a.ndim != 4 or img_a.shape[1] != bands or img_a.shape != img_b.shape:
             raise ValueError(
-                f"MMChange takes two image batches of the same shape [B, 3, H, W]; "
+                f"MMChange takes two image batches of the same shape [B, {bands}, H, W]; "
                 f"got {tuple(img_a.shape)} and {tuple(img_b.shape)}")
         h, w = img_a.shape[-2:]
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or h == 0 or w == 0:

@@ -44,8 +44,30 @@ def load_imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
             f"(pretrained_backbone=False)") from exc
 
 
-def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path | bool = True) -> None:
-    """Load ImageNet weights (or a local ``.pth`` file given as ``source``) into a trunk; fc is dropped."""
+def adapt_first_conv(weight: torch.Tensor, in_channels: int, rgb: tuple[int, int, int] | None) -> torch.Tensor:
+    """An RGB first-convolution ``weight`` ``[O, 3, k, k]`` for ``in_channels`` input bands.
+
+    The bands at positions ``rgb`` (red, green, blue) get the RGB filters; every other band gets their
+    mean; the whole kernel is then scaled by 3 / ``in_channels`` so that, for bands of similar scale,
+    the first activations keep the scale the pretrained trunk expects (the rule of timm's and torchgeo's
+    ``adapt_input_conv``, with the RGB filters kept where the RGB bands are instead of repeated cyclically).
+    """
+    if in_channels == 3 and rgb in (None, (0, 1, 2)):
+        return weight
+    adapted = weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+    if rgb is not None:
+        for source, position in enumerate(rgb):
+            adapted[:, position] = weight[:, source]
+    return adapted * (3.0 / in_channels)
+
+
+def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path | bool = True,
+                       rgb: tuple[int, int, int] | None = None) -> None:
+    """Load ImageNet weights (or a local ``.pth`` file given as ``source``) into a trunk; fc is dropped.
+
+    A trunk of other than 3 input bands gets the RGB first convolution adapted by :func:`adapt_first_conv`
+    (``rgb``: the positions of the red, green and blue bands among its inputs, None: none of them are RGB).
+    """
     if source is True:
         state = load_imagenet_state_dict(backbone)
     else:
@@ -57,6 +79,9 @@ def load_trunk_weights(trunk: nn.Module, backbone: str, source: str | Path | boo
         state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    in_channels = trunk.conv1.in_channels
+    if "conv1.weight" in state and state["conv1.weight"].shape[1] == 3 and (in_channels != 3 or rgb is not None):
+        state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], in_channels, rgb)
     missing, unexpected = trunk.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise MissingWeightsError(

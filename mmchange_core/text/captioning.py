@@ -21,7 +21,9 @@ import numpy as np
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.distributed import distributed_session
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.io.images import check_regular_file, read_rgb
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.images import check_regular_file
+from mmchange_core.io.raster import read_composite
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.text.config import CaptionerConfig, TextEncoderConfig, settings_id
@@ -65,14 +67,15 @@ def check_store_path(root: str | Path, store: str | Path | None = None) -> None:
         check_regular_file(path, "caption store")
 
 
-def _load(path: Path, warn: Callable[[str], None] | None) -> np.ndarray:
-    return read_rgb(path, warn)
+def _load(path: Path, warn: Callable[[str], None] | None, imagery: Imagery | None = None) -> np.ndarray:
+    """The picture a captioner sees: the image's red, green and blue bands under ``imagery`` (8-bit RGB as is)."""
+    return read_composite(path, warn, imagery)
 
 
 def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: TextEncoderConfig,
                     splits: Sequence[str] | None = None, store: str | Path | None = None,
                     overwrite: bool = False, device: str = "auto", progress: ProgressCallback | None = None,
-                    warn: Callable[[str], None] | None = None) -> CaptionReport:
+                    warn: Callable[[str], None] | None = None, imagery: Imagery | None = None) -> CaptionReport:
     """Caption (and embed) every image of both dates of ``splits`` (default: all) of the dataset at ``root``.
 
     Resumable and append-only (see :class:`CaptionStore`). ``warn`` receives one-line notes
@@ -107,7 +110,7 @@ def caption_dataset(root: str | Path, *, captioner: CaptionerConfig, encoder: Te
             if isinstance(digest, Exception):
                 failed.append((key, str(digest)))
             else:
-                items.append((key, digest, partial(_load, path, warn)))
+                items.append((key, digest, partial(_load, path, warn, imagery)))
         writer = caption_store.shard_view(ctx.rank) if ctx.enabled else caption_store
         report_progress = (lambda done, total: report(progress, "captioning", done, total)) if ctx.is_main else None
         try:

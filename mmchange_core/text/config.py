@@ -16,6 +16,7 @@ from typing import Any
 
 from mmchange_core.config import DEVICE, SEED, between, non_negative, positive, setting
 from mmchange_core.errors import MMChangeError
+from mmchange_core.io.imagery import Imagery
 from mmchange_core.text.prompts import DEFAULT_PROMPT, resolve_prompt
 from mmchange_core.text.registry import CAPTIONERS, TEXT_ENCODERS
 
@@ -163,6 +164,9 @@ class CaptionRunConfig:
     captions: str | None = setting(None, renamed_from=["store"])  # the caption store file or folder
     overwrite: bool = False
     device: str = setting("auto", DEVICE)
+    imagery: Imagery = field(default_factory=Imagery)
+    """The bands a captioner sees as red, green and blue (``imagery.bands``/``imagery.rgb``, ``--bands``) and
+    the radiometric rule: the composite of a multispectral image."""
 
 
 def captioner_from_settings(settings: dict[str, Any]) -> CaptionerConfig:

@@ -45,9 +45,9 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = dataset_module.read_labelled_pair
 
-    def counting(pair):
+    def counting(pair, imagery=None):
         calls.append(pair.name)
-        return real(pair)
+        return real(pair, imagery)
 
     monkeypatch.setattr(dataset_module, "read_labelled_pair", counting)
     return calls

@@ -50,3 +50,21 @@ def assert_metrics_match_counts(metrics: dict) -> None:
     expected = {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn),
                 "iou": ratio(tp, tp + fp + fn), "oa": (tp + tn) / n, "kappa": ratio((tp + tn) / n - chance, 1 - chance)}
     assert {k: metrics[k] for k in expected} == pytest.approx(expected, abs=1e-9)
+
+
+def spy_on_scales(monkeypatch) -> list:
+    """Record the ``(low, high)`` of every call of the one radiometric scaling function
+    (:func:`mmchange_core.io.imagery.scale_to_uint8`), which still does the work."""
+    import numpy as np
+
+    from mmchange_core.io import imagery
+
+    calls: list = []
+    real = imagery.scale_to_uint8
+
+    def spy(values, low, high):
+        calls.append((np.array(low, copy=True), np.array(high, copy=True)))
+        return real(values, low, high)
+
+    monkeypatch.setattr(imagery, "scale_to_uint8", spy)
+    return calls

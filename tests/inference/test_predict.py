@@ -164,13 +164,18 @@ def test_grayscale_rgba_and_16bit_inputs_are_converted_with_a_warning(image_only
     Image.fromarray(image_a[..., 0]).save(tmp_path / "gray.png")
     Image.fromarray(np.dstack([image_b, np.full((64, 64), 255, np.uint8)])).save(tmp_path / "rgba.png")
     Image.fromarray(image_b[..., 1].astype(np.uint16) * 250).save(tmp_path / "deep.png")
+    Image.fromarray(image_a[..., 1].astype(np.uint16) * 200).save(tmp_path / "deep_a.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
-    for first, second, note in (("gray.png", "rgba.png", "alpha channel dropped"), ("gray.png", "deep.png", "8-bit")):
+    for first, second, note, warnings in (("gray.png", "rgba.png", "alpha channel dropped", 2),
+                                          ("deep_a.png", "deep.png", "scaled to 8 bits by the joint", 3)):
         result = cli("predict", tmp_path / first, tmp_path / second, "-o", tmp_path / "m.png",
                      "--checkpoint", image_only_checkpoint)
         assert result.exit_code == 0, result.output
-        assert result.stderr.count("warning:") == 2, result.stderr
+        assert result.stderr.count("warning:") == warnings, result.stderr
         assert "grayscale image converted to RGB" in result.stderr and note in result.stderr
+    mixed = cli("predict", tmp_path / "gray.png", tmp_path / "deep.png", "-o", tmp_path / "mixed.png",
+                "--checkpoint", image_only_checkpoint)
+    assert mixed.exit_code == 1 and "deep.png holds uint16 values but gray.png holds uint8" in mixed.output
 
 
 def test_caption_file_lookup_and_errors(tmp_path) -> None:

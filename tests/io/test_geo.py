@@ -85,19 +85,35 @@ def test_different_grids_are_refused(what, image_only_checkpoint, geo_pair, tmp_
 def test_rasterio_inputs_are_converted_with_one_warning_each(image_only_checkpoint, tmp_path, cli) -> None:
     image_a, image_b = scene(96, 96)
     write_geotiff(tmp_path / "gray16.tif", (image_a[None, ..., 0].astype(np.uint16) * 200))
+    write_geotiff(tmp_path / "gray16b.tif", (image_b[None, ..., 0].astype(np.uint16) * 200))
     rgba = np.concatenate([np.moveaxis(image_b, -1, 0), np.full((1, 96, 96), 255, np.uint8)])
     write_geotiff(tmp_path / "rgba.tif", rgba, photometric="RGB", alpha="YES")
-    result = cli("predict", tmp_path / "gray16.tif", tmp_path / "rgba.tif", "-o", tmp_path / "m.tif",
+    write_geotiff(tmp_path / "rgb.tif", np.moveaxis(image_a, -1, 0), photometric="RGB")
+    result = cli("predict", tmp_path / "gray16.tif", tmp_path / "gray16b.tif", "-o", tmp_path / "m.tif",
                  "--checkpoint", image_only_checkpoint)
     assert result.exit_code == 0, result.output
-    assert result.stderr.count("warning:") == 2, result.stderr
-    assert "grayscale image converted to RGB" in result.stderr and "uint16 (high bit depth)" in result.stderr
-    assert "RGBA image converted to RGB" in result.stderr
+    assert result.stderr.count("warning:") == 3, result.stderr   # grey A, grey B, and the one radiometric rule
+    assert result.stderr.count("grayscale image converted to RGB") == 2
+    assert "uint16 data scaled to 8 bits by the joint radiometric rule" in result.stderr
+    result = cli("predict", tmp_path / "rgb.tif", tmp_path / "rgba.tif", "-o", tmp_path / "m2.tif",
+                 "--checkpoint", image_only_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning:") == 1 and "RGBA image converted to RGB" in result.stderr, result.stderr
     from mmchange_core.io.raster import open_source
 
     with open_source(tmp_path / "gray16.tif") as source:
         rows = source.read_rows(0, 96)
     assert rows.dtype == np.uint8 and rows.shape == (96, 96, 3) and rows.max() == 255 and rows.min() == 0
+
+
+def test_dates_of_different_data_types_are_refused(image_only_checkpoint, tmp_path, cli) -> None:
+    image_a, image_b = scene(96, 96)
+    write_geotiff(tmp_path / "gray16.tif", (image_a[None, ..., 0].astype(np.uint16) * 200))
+    write_geotiff(tmp_path / "rgb.tif", np.moveaxis(image_b, -1, 0), photometric="RGB")
+    result = cli("predict", tmp_path / "gray16.tif", tmp_path / "rgb.tif", "-o", tmp_path / "m.tif",
+                 "--checkpoint", image_only_checkpoint)
+    assert_cli_error(result, "rgb.tif holds uint8 values but gray16.tif holds uint16", "same data type")
+    assert not (tmp_path / "m.tif").exists()
 
 
 def test_without_rasterio_geotiff_names_the_extra_and_plain_images_still_work(
