@@ -22,6 +22,15 @@ def train(
     batch_size: int | None = opt.batch_size("Batch size over all processes."),
     crop_size: int | None = typer.Option(None, "--crop-size", help="Crop size; larger images are tiled."),
     no_pretrained: bool = opt.flag("--no-pretrained", "Start the trunk from random weights."),
+    weights: str | None = typer.Option(None, "--weights", metavar="PATH|hf://OWNER/NAME",
+                                       help="Fine-tune: start from the weights of this checkpoint (.safetensors, "
+                                            "hf://OWNER/NAME, optionally @REVISION, or an authors' .pth) instead "
+                                            "of the ImageNet trunk; they must fit --backbone, --variant and the "
+                                            "captions."),
+    bands: str | None = opt.bands(),
+    freeze: str | None = typer.Option(None, "--freeze", help="Keep weights fixed while training: none (default), "
+                                                             "trunk (the ResNet) or encoder (the whole image "
+                                                             "encoder)."),
     precision: str | None = opt.precision("fp32 (default, the paper's), auto, bf16 or fp16 (autocast)."),
     compile: bool = opt.compile(),
     device: str | None = opt.device(),
@@ -48,7 +57,8 @@ def train(
     from mmchange_core.training.loop import train as run_training
 
     flags = {"dataset": dataset, "backbone": backbone, "variant": variant, "iters": iters, "batch_size": batch_size,
-             "crop_size": crop_size, "pretrained": False if no_pretrained else None, "precision": precision,
+             "crop_size": crop_size, "pretrained": False if no_pretrained else None, "weights": weights,
+             "freeze": freeze, "precision": precision, "imagery.bands": bands,
              "compile": compile or None, "device": device, "seed": seed, "workers": workers, "captions": captions,
              "accept_stale_captions": accept_stale_captions or None,
              "name": name, "project": project, "change_value": change_value}

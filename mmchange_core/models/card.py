@@ -9,6 +9,7 @@ cite the paper. The metadata goes through huggingface_hub's ModelCardData, which
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from mmchange_core.data.layouts import DATASET_ALIASES
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.models.checkpoint import CheckpointMeta
-from mmchange_core.models.hub import HUB_SCHEME, WEIGHTS_FILE, import_hub
+from mmchange_core.models.config import ModelConfig
+from mmchange_core.models.hub import HUB_SCHEME, WEIGHTS_FILE, import_hub, is_hub_spec, parse_hub_spec
 
 #: The Hub task closest to a binary change mask (one label per pixel).
 PIPELINE_TAG = "image-segmentation"
@@ -108,8 +110,12 @@ def read_eval_summary(path: str | Path) -> EvalSummary:
 
 
 def check_eval_matches(summary: EvalSummary, meta: CheckpointMeta, source: str | Path) -> None:
-    """An InputError when the evaluation ran a different network than the checkpoint describes."""
-    if summary.model is not None and summary.model != to_dict(meta.model):
+    """An InputError when the evaluation ran a different network than the checkpoint describes (a model key the
+    evaluation does not record, one added to ModelConfig since, counts as its default)."""
+    if summary.model is None:
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    if {**defaults, **summary.model} != to_dict(meta.model):
         raise InputError(f"{source} evaluated a {summary.model} network, but the checkpoint is "
                          f"{to_dict(meta.model)}; pass the metrics.json of an evaluation of this checkpoint")
 
@@ -129,12 +135,34 @@ def _training_rows(meta: CheckpointMeta) -> list[tuple[str, str]]:
         rows.append(("dataset", dataset_name(str(training["dataset"]))))
     for key, label in (("iterations", "iterations"), ("epoch", "epochs"), ("batch_size", "batch size"),
                        ("best_epoch", "best epoch (validation F1)"), ("best_val_f1", "best validation F1"),
-                       ("pretrained", "ImageNet-pretrained trunk"), ("seed", "seed")):
+                       ("pretrained", "ImageNet-pretrained trunk"), ("freeze", "kept fixed while training"),
+                       ("seed", "seed")):
         value = training.get(key)
         if value is not None:
             rows.append((label, f"{value:.4f}" if isinstance(value, float) else str(value)))
     rows.append(("training crop (default window)", f"{meta.tile_size} px"))
     return rows
+
+
+def _parent_line(meta: CheckpointMeta) -> str:
+    """``Fine-tuned from NAME (sha256 ...).`` for a checkpoint trained from another's weights, else empty."""
+    parent = meta.training.get("parent")
+    if not isinstance(parent, dict) or not parent.get("name"):
+        return ""
+    digest = f" (sha256 `{parent['sha256']}`)" if parent.get("sha256") else ""
+    return f"Fine-tuned from `{parent['name']}`{digest}.\n\n"
+
+
+def _base_model(meta: CheckpointMeta) -> str | None:
+    """The Hub repository a fine-tuned checkpoint started from (front matter ``base_model``), when it was one."""
+    parent = meta.training.get("parent")
+    name = parent.get("name") if isinstance(parent, dict) else None
+    if not isinstance(name, str) or not is_hub_spec(name):
+        return None
+    try:
+        return parse_hub_spec(name).repo_id
+    except InputError:
+        return None
 
 
 def card_metadata(meta: CheckpointMeta, repo_id: str, evaluation: EvalSummary | None = None,
@@ -156,7 +184,7 @@ def card_metadata(meta: CheckpointMeta, repo_id: str, evaluation: EvalSummary | 
                                        metric_value=value, metric_name=_metric_name(key))
                         for key, value in evaluation.metrics.items()]
     return hub.ModelCardData(library_name="mmchange", license=license, pipeline_tag=PIPELINE_TAG, tags=tags,
-                             datasets=datasets or None,
+                             datasets=datasets or None, base_model=_base_model(meta),
                              metrics=[METRIC_TYPES.get(k, k) for k in evaluation.metrics] if evaluation else None,
                              model_name=repo_id, eval_results=eval_results)
 
@@ -224,7 +252,7 @@ and the metadata above. It rebuilds its network alone, and loading it never unpi
 
 ## Training
 
-{_table(("item", "value"), _training_rows(meta))}
+{_parent_line(meta)}{_table(("item", "value"), _training_rows(meta))}
 
 ## Evaluation
 

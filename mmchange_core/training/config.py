@@ -10,6 +10,7 @@ from mmchange_core.config import (
     SEED,
     SIZE,
     ConfigError,
+    Rule,
     between,
     choice,
     non_negative,
@@ -18,8 +19,15 @@ from mmchange_core.config import (
     validate,
 )
 from mmchange_core.data.decoded_cache import CacheSettings
+from mmchange_core.io.imagery import Imagery
 from mmchange_core.models.config import BACKBONES, VARIANTS
 from mmchange_core.runs import RUN_NAME
+
+#: What ``freeze`` may keep fixed while fine-tuning: nothing, the ResNet trunk, or the whole image encoder.
+FREEZE_PARTS = ("none", "trunk", "encoder")
+#: ``weights``: any checkpoint spec a model is read from (not empty text).
+WEIGHTS = Rule(lambda v: bool(str(v).strip()),
+               "a checkpoint to start from: a .safetensors file, an authors' .pth/.pth.tar or hf://OWNER/NAME[@REV]")
 
 
 @dataclass
@@ -40,7 +48,16 @@ class TrainConfig:
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
     backbone: str = setting("resnet50", choice(*BACKBONES))
     variant: str = setting("full", choice(*VARIANTS))
-    pretrained: bool = True  # ImageNet trunk weights (torchvision IMAGENET1K_V1)
+    pretrained: bool = True  # ImageNet trunk weights (torchvision IMAGENET1K_V1); ignored with weights
+    # the file bands read (imagery.bands, --bands), the RGB ones among them and the radiometric rule; stored
+    # in the checkpoint and reused by every command (see mmchange_core/io/imagery.py)
+    imagery: Imagery = field(default_factory=Imagery)
+    # input normalisation: auto = ImageNet's RGB statistics for 3 bands, the training split's own per-band
+    # statistics otherwise; imagenet (3 bands only) or dataset force one of them
+    normalization: str = setting("auto", choice("auto", "imagenet", "dataset"))
+    # fine-tuning: start from the weights of this checkpoint (file, hf://OWNER/NAME[@REV], authors' .pth)
+    weights: str | None = setting(None, WEIGHTS)
+    freeze: str = setting("none", choice(*FREEZE_PARTS))  # keep the trunk or the whole image encoder fixed
     iters: int = setting(40000, positive())  # rounded up to whole epochs
     batch_size: int = setting(32, positive())  # in total, over all processes
     crop_size: int = setting(256, SIZE)  # larger images are cut into non-overlapping tiles of this size
@@ -82,3 +99,6 @@ def validate_config(config: TrainConfig) -> None:
     validate(config)
     if not config.dataset:
         raise ConfigError("no dataset given; pass --dataset levir|whu|sysu|PATH")
+    if config.normalization == "imagenet" and config.imagery.channels != 3:
+        raise ConfigError(f"normalization 'imagenet' has RGB statistics, but imagery.bands reads "
+                          f"{config.imagery.channels} bands; use normalization auto or dataset")

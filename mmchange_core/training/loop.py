@@ -14,6 +14,10 @@ checkpoints), ``state.pt`` (everything needed to resume bit-for-bit) and, for te
 ``caption_store.json``. Every file is written atomically. SIGINT/SIGTERM save a resumable state at
 the end of the current iteration (see :mod:`~mmchange_core.training.interrupt`); on resume,
 ``config.yaml`` must still match the config recorded in ``state.pt`` (except :data:`RESUMABLE_CHANGES`).
+
+Fine-tuning (``weights``, ``freeze``; see :mod:`~mmchange_core.training.finetune`): a new run starts from the
+weights of a checkpoint instead of the ImageNet trunk, after checking that they fit its config, and its
+checkpoints record the parent; a resumed run restores its own weights and never reads ``weights`` again.
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.runner import autocast_context, enable_compile_cache
 from mmchange_core.training.config import TrainConfig, cache_settings, validate_config
+from mmchange_core.training.finetune import (
+    PARENT_KEY,
+    ParentWeights,
+    check_weights,
+    freeze_model,
+    hold_frozen,
+    open_weights,
+    trainable_parameters,
+)
 from mmchange_core.training.interrupt import StopSignal, ignore_stop_signals
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.training.losses import deep_supervision_loss
@@ -51,6 +64,7 @@ from mmchange_core.training.report import write_train_report
 from mmchange_core.training.optimization import build_optimizer, optimizer_step
 from mmchange_core.training.schedule import WarmupPolyLR, run_length
 from mmchange_core.text.features import open_caption_store, pair_embeddings, verify_pair_captions
+from mmchange_core.text.store import caption_command
 from mmchange_core.training.state import (
     TrainState,
     load_train_state,
@@ -62,6 +76,10 @@ from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.evaluation.metrics import METRIC_NAMES
 from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
+from mmchange_core.models.checkpoint import Normalization, read_checkpoint_meta
+from mmchange_core.io.imagery import Imagery
+from mmchange_core.io.raster import open_source
+from mmchange_core.data.band_stats import band_statistics
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressEvent
 from mmchange_core.runs import BEST_CHECKPOINT, RunBusyError, lock_run, next_run_dir
@@ -179,8 +197,10 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     """The keys (other than :data:`RESUMABLE_CHANGES`) whose values differ, as ``"lr 0.0005 -> 0.1, ..."``;
-    empty when a run may resume with ``after``."""
-    old, new = _flat(before), _flat(after)
+    empty when a run may resume with ``after``. A key ``before`` lacks (a run started by an older version,
+    before the key existed) counts as its default."""
+    new = _flat(after)
+    old = {**{k: v for k, v in _flat(to_dict(TrainConfig())).items() if k in new}, **_flat(before)}
     keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
 
@@ -244,9 +264,15 @@ class _TextSetup:
 
 
 def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence[Any], val_pairs: Sequence[Any],
-               description: dict | None, observer: TrainObserver) -> _TextSetup:
+               description: dict | None, observer: TrainObserver, parent: ParentWeights | None) -> _TextSetup:
+    """The caption settings, store identity and embeddings of both splits; ``parent``'s weights are checked
+    against the run (text pipeline included) before any image is hashed."""
     store = open_caption_store(layout.root, config.captions)
     description = description or store.text_description()
+    if parent is not None:
+        theirs = parent.meta.text_description
+        hint = caption_command(layout.root, store.path, theirs) if theirs is not None else None
+        _check_parent(parent, config, description, hint, observer)
     verify_pair_captions(store, layout.root, [*train_pairs, *val_pairs], description,
                          accept_stale=config.accept_stale_captions, warn=observer.on_message)
     setup = _TextSetup(description=description, identity=store.identity())
@@ -256,12 +282,50 @@ def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence
     return setup
 
 
-def _checkpoint_meta(model: ModelConfig, config: TrainConfig, run_dir: Path, layout: DatasetLayout,
-                     text: _TextSetup, state: TrainState, epoch: int, total_iters: int) -> CheckpointMeta:
-    """The metadata of a checkpoint of this run: trained at ``crop_size``, threshold 0.5 until tuned."""
-    return CheckpointMeta(
-        model=model,
-        tile_size=config.crop_size,
+def _rgb_positions(pair: Any, imagery: Imagery) -> tuple[int, int, int]:
+    """Where red, green and blue are among the bands read (for the pretrained first convolution), from the
+    first training image's colour interpretation; reading it also checks that it has the bands."""
+    with open_source(pair.image_a, None, imagery) as source:
+        return source.plan.rgb
+
+
+def _normalization(config: TrainConfig, train_pairs: Sequence[Any], parent: ParentWeights | None,
+                   resume_dir: Path | None, observer: TrainObserver) -> Normalization:
+    """The input statistics: a resumed run's own, a parent's (its weights learned them), ImageNet's for 3 bands,
+    else the training split's per-band mean and std (measured once by strips, cached)."""
+    if resume_dir is not None and (resume_dir / LAST_FILE).is_file():
+        return read_checkpoint_meta(resume_dir / LAST_FILE).normalization
+    if parent is not None and len(parent.meta.normalization.mean) == config.imagery.channels:
+        return parent.meta.normalization
+    if config.normalization == "imagenet" or (config.normalization == "auto" and config.imagery.channels == 3):
+        return Normalization()
+    mean, std, cached = band_statistics(train_pairs, config.imagery)
+    observer.on_message(f"band statistics of {len(train_pairs)} training pairs{' (cached)' if cached else ''}: "
+                        f"mean {[round(v, 3) for v in mean]}, std {[round(v, 3) for v in std]}")
+    return Normalization(mean, std)
+
+
+def _check_parent(parent: ParentWeights, config: TrainConfig, description: dict | None, caption_hint: str | None,
+                  observer: TrainObserver) -> None:
+    """Stop with one line when ``parent``'s weights do not fit the run; note a text pipeline they do not record."""
+    check_weights(parent, config, description, caption_hint)
+    if description is not None and parent.meta.text_description is None:
+        observer.on_message(f"weights {parent.spec} do not record the captioner and text encoder they were trained "
+                            f"with; fine-tuning them with this run's captions")
+
+
+def _checkpoint_meta(inputs: CheckpointMeta, config: TrainConfig, run_dir: Path, layout: DatasetLayout,
+                     text: _TextSetup, state: TrainState, epoch: int, total_iters: int,
+                     parent: dict[str, str] | None = None) -> CheckpointMeta:
+    """The metadata of a checkpoint of this run: ``inputs`` (model, crop, bands, radiometry, normalisation),
+    threshold 0.5 until tuned; ``parent``: the name and sha256 of the weights a fine-tuning run started from."""
+    extra: dict[str, Any] = {}
+    if parent is not None:
+        extra[PARENT_KEY] = parent
+    if config.freeze != "none":
+        extra["freeze"] = config.freeze
+    return replace(
+        inputs,
         text_description=text.description,
         training={
             "run_dir": str(run_dir),
@@ -274,8 +338,9 @@ def _checkpoint_meta(model: ModelConfig, config: TrainConfig, run_dir: Path, lay
             "best_val_f1": state.best_f1 if state.best_epoch >= 0 else None,
             "seed": config.seed,
             "batch_size": config.batch_size,
-            "pretrained": config.pretrained,
+            "pretrained": config.pretrained if config.weights is None else None,  # the weights replace it
             "caption_store": text.identity,
+            **extra,
         },
     )
 
@@ -352,6 +417,13 @@ class _Session:
     run_dir: Path
     stop: StopSignal
     log: MetricsLog | None = None  # metrics.csv, curves.png, TensorBoard: process 0 of a run with iterations left
+    parent: dict[str, str] | None = None  # fine-tuning: name and sha256 of the starting weights, for checkpoints
+    normalization: Normalization = Normalization()  # the input statistics (ImageNet's, the parent's or measured)
+
+    def checkpoint_meta(self) -> CheckpointMeta:
+        """What the network needs to read images as training does: its window, bands, radiometry, statistics."""
+        return CheckpointMeta(model=self.model.config, tile_size=self.config.crop_size,
+                              imagery=self.config.imagery, normalization=self.normalization)
 
     @classmethod
     def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
@@ -364,6 +436,11 @@ class _Session:
         if resume_dir is not None:
             payload = load_train_state(resume_dir / STATE_FILE)
             _check_recorded_config(payload.get("config"), config, resume_dir)
+        # fine-tuning a new run: the weights are read (metadata) before anything else; a resumed run has its own
+        parent = open_weights(config.weights) if config.weights and payload is None else None
+        if parent is not None and config.imagery == Imagery() and parent.meta.imagery != Imagery():
+            config = replace(config, imagery=parent.meta.imagery)  # recorded in the run's config.yaml
+            observer.on_message(f"reading {config.imagery.describe()}, as {parent.name} was trained")
         device = ctx.device
         precision = resolve_precision(config.precision, device)
         if config.batch_size % ctx.world_size:
@@ -383,17 +460,23 @@ class _Session:
         except InputError as exc:
             raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
                              f"validation with --set val_split=null") from None
+        rgb = _rgb_positions(train_pairs[0], config.imagery)  # the first pair has the bands (else one line)
+        normalization = _normalization(config, train_pairs, parent, resume_dir, observer)
         text = _TextSetup()
         if ModelConfig(config.backbone, config.variant).uses_text:
             stored = None
             if resume_dir and (resume_dir / CAPTION_STORE_FILE).is_file():
                 stored = json.loads((resume_dir / CAPTION_STORE_FILE).read_text(encoding="utf-8")).get("text")
-            text = _load_text(config, layout, train_pairs, val_pairs, stored, observer)
+            text = _load_text(config, layout, train_pairs, val_pairs, stored, observer, parent)
+        elif parent is not None:
+            _check_parent(parent, config, None, None, observer)
 
         augmentation = paper_augmentation(config.augment.crop_border, config.augment.flip_p,
                                           config.augment.swap_p, config.augment.crop_p)
         train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
-                                           transform=augmentation, seed=config.seed, cache=cache_settings(config))
+                                           transform=augmentation, seed=config.seed, cache=cache_settings(config),
+                                           imagery=config.imagery,
+                                           normalization=(normalization.mean, normalization.std))
         descriptions = [train_set.describe()]
         if val_pairs:
             val_set = ChangeDetectionDataset(layout, config.val_split, config.crop_size)  # checks sizes only
@@ -408,11 +491,21 @@ class _Session:
 
         text_dim = text.train[0].shape[1] if text.train is not None else 512
         model = build_model(config.backbone, config.variant, text_dim=text_dim,
-                            pretrained_backbone=config.pretrained and payload is None)
+                            pretrained_backbone=config.pretrained and payload is None and parent is None,
+                            in_channels=config.imagery.channels, rgb=rgb)
+        parent_record = payload.get("parent") if payload is not None else None
+        if parent is not None:  # --weights replaces the ImageNet trunk
+            model.load_state_dict(parent.state_dict())
+            parent_record = parent.record() if ctx.is_main else None
+            if ctx.is_main:
+                observer.on_message(f"fine-tuning from {parent.name} (sha256 {parent_record['sha256'][:12]})")
         model.to(device)
         if config.channels_last and device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(model.parameters(), config, device)
+        frozen = freeze_model(model, config.freeze)  # before the optimiser: frozen weights are not given to it
+        if frozen:
+            observer.on_message(f"freeze {config.freeze}: {frozen:,} weights stay fixed (BatchNorm statistics too)")
+        optimizer = build_optimizer(trainable_parameters(model), config, device)
         scheduler = WarmupPolyLR(optimizer, iters_per_epoch, total_iters, warmup_iters=config.warmup_iters,
                                  power=config.poly_power)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -452,7 +545,8 @@ class _Session:
                                     ctx.world_size, epochs, iters_per_epoch, total_iters, state.iteration,
                                     text.description, payload is not None))
         return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
-                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop, log)
+                   total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop, log,
+                   parent_record, normalization)
 
     # ------------------------------------------------------------------------------------------
     def run(self, stop_after: int | None) -> TrainResult:
@@ -492,7 +586,7 @@ class _Session:
     def _train_epoch(self, epoch: int, stop_after: int | None) -> bool:
         """Train the rest of ``epoch``; True when it stopped early (stop request or ``stop_after``)."""
         config, state, device = self.config, self.state, self.ctx.device
-        self.net.train()
+        self._train_mode()
         self.sampler.set_position(epoch, state.batch * self.per_rank_batch)
         # workers' base seed comes from this generator, not from the global RNG the model's dropout uses
         generator = torch.Generator().manual_seed(config.seed + epoch)
@@ -540,7 +634,7 @@ class _Session:
         metrics = None
         if self.val_pairs and (epoch >= config.val_start_epoch or epoch == self.epochs - 1):
             metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
-            self.net.train()
+            self._train_mode()
             row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
             if self.log is not None:
                 self.log.validation(state.iteration, epoch, metrics)
@@ -557,13 +651,19 @@ class _Session:
         self._save(epoch, is_best)
         self.observer.on_epoch_end(row)
 
+    def _train_mode(self) -> None:
+        """The network in training mode, except a frozen part (``freeze``), whose BatchNorm statistics stay fixed."""
+        self.net.train()
+        hold_frozen(self.model, self.config.freeze)
+
     def _validate(self) -> dict[str, float | int]:
         provider = None
         if self.text.val is not None:
             val_text = self.text.val
             provider = lambda _pairs: val_text  # noqa: E731 - embeddings are in split order
-        detector = ChangeDetector(self.model, device=self.ctx.device, precision=self.precision,
-                                  tile_size=self.config.crop_size, batch_size=self.per_rank_batch)
+        detector = ChangeDetector(self.model, self.checkpoint_meta(), device=self.ctx.device,
+                                  precision=self.precision, tile_size=self.config.crop_size,
+                                  batch_size=self.per_rank_batch)
         result = evaluate(detector, self.layout, self.config.val_split or "val", pairs=self.val_pairs,
                           workers=self.config.workers, text_provider=provider,
                           progress=lambda event: self.observer.on_progress(replace(event, task="validate")))
@@ -575,14 +675,15 @@ class _Session:
         if not self.ctx.is_main:
             return
         epoch = epoch_done if epoch_done is not None else self.state.epoch
-        meta = _checkpoint_meta(self.model.config, self.config, self.run_dir, self.layout, self.text, self.state,
-                                epoch, self.total_iters)
+        meta = _checkpoint_meta(self.checkpoint_meta(), self.config, self.run_dir, self.layout, self.text,
+                                self.state, epoch, self.total_iters, self.parent)
         with self.stop.saving():
             if is_best:
                 save_checkpoint(self.run_dir / BEST_FILE, self.model, meta)
             save_checkpoint(self.run_dir / LAST_FILE, self.model, meta)
             save_train_state(self.run_dir / STATE_FILE, self.state, config=to_dict(self.config), model=self.model,
-                             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
+                             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                             parent=self.parent)
         if self.log is not None:
             self.log.save(self.state.history, self.state.best_epoch)
 

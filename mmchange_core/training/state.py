@@ -67,9 +67,11 @@ class TrainState:
 
 
 def save_train_state(path: Path, state: TrainState, *, config: dict[str, Any], model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> Path:
+                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                     parent: dict[str, str] | None = None) -> Path:
     """Write ``state`` plus the run's config (plain values), weights, optimizer, scheduler, scaler and RNG
-    states atomically."""
+    states atomically; ``parent``: the name and sha256 of the weights a fine-tuning run started from (kept
+    for the checkpoints a resumed run writes, without reading those weights again)."""
     payload = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
@@ -85,6 +87,8 @@ def save_train_state(path: Path, state: TrainState, *, config: dict[str, Any], m
         "scaler": scaler.state_dict(),
         "rng": capture_rng_state(),
     }
+    if parent is not None:
+        payload["parent"] = parent
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
