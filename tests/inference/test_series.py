@@ -129,20 +129,21 @@ def test_each_date_is_read_normalised_captioned_and_encoded_once(text_model, tmp
 
     normalize = sliding_window.normalize_batch
     monkeypatch.setattr(sliding_window, "normalize_batch", lambda *a, **k: normalised.append(1) or normalize(*a, **k))
-    opened = series_module.open_source
+    opened = series_module.open_sources
 
-    def counting_source(path, warn=None):
-        source = opened(path, warn)
-        rows = source.read_rows
+    def counting_sources(paths, warn=None, imagery=None):
+        sources = opened(paths, warn, imagery)
+        for path, source in zip(paths, sources):
+            rows = source.read_rows
 
-        def read_rows(y0, height):
-            reads.setdefault(Path(path).name, []).append(y0)
-            return rows(y0, height)
+            def read_rows(y0, height, rows=rows, name=Path(path).name):
+                reads.setdefault(name, []).append(y0)
+                return rows(y0, height)
 
-        source.read_rows = read_rows
-        return source
+            source.read_rows = read_rows
+        return sources
 
-    monkeypatch.setattr(series_module, "open_source", counting_source)
+    monkeypatch.setattr(series_module, "open_sources", counting_sources)
     result = predict_series(checkpoint, images, tmp_path / "out", config=config_for(threshold))
     assert captioned == [4] and encoded == [4]  # one captioning call and one encoding call for all four dates
     assert len(result.captions) == 4
