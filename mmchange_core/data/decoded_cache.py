@@ -2,12 +2,13 @@
 
 Training cuts large images (LEVIR-CD's 1024 x 1024) into several crops; without a cache every crop
 decodes its whole pair again. With it, the first crop of a pair decodes it once and writes the pixels
-to an uncompressed ``.npy`` file, ``[H, W, 7]`` uint8 (A's RGB, B's RGB, label as 0/1), which later
+to an uncompressed ``.npy`` file, ``[H, W, 2C + 1]`` uint8 (A's C bands, B's, label as 0/1; 7 for RGB), which later
 crops memory-map: only the crop's rows are read from disk. The pixels are the decoder's, so samples
 are bit-identical to the uncached path.
 
 An entry's key is the sha256 of the three source files' absolute paths, sizes, modification times
-(ns) and inodes, the label setting (``change_value``) and :data:`CACHE_FORMAT`; a source file that
+(ns) and inodes, the label setting (``change_value``), the bands and radiometric rule (``imagery``) and
+:data:`CACHE_FORMAT`; a source file that
 changes gets a new entry. Entries are written atomically (:mod:`mmchange_core.io.atomic`) under a
 per-key file lock, so DataLoader workers and ranks that want the same pair decode it once.
 
