@@ -68,7 +68,7 @@ def _synth(root: Path, **settings) -> Path:
     return root
 
 
-def nir_experiment(out: Path, pairs: int, iters: int, lr: float) -> list[dict]:
+def nir_experiment(out: Path, pairs: int, iters: int, lr: float, seed: int = 0) -> list[dict]:
     """4-band against RGB on changes that only the near-infrared shows."""
     train_data = _synth(out / "nir_train", pairs=pairs, seed=0, bands=4, nir_only_fraction=1.0,
                         val_fraction=0.02, test_fraction=0.02)
@@ -77,30 +77,31 @@ def nir_experiment(out: Path, pairs: int, iters: int, lr: float) -> list[dict]:
     rows = []
     for name, bands in (("rgb+nir (4 bands)", (1, 2, 3, 4)), ("rgb (3 bands)", (1, 2, 3))):
         checkpoint, seconds = _train(train_data, out / "runs", name.split()[0].replace("+", "_"), bands=bands,
-                                     iters=iters, lr=lr)
+                                     iters=iters, lr=lr, seed=seed)
         row = {"experiment": "nir", "model": name, **_score(checkpoint, held_out), "train_s": round(seconds, 1)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
 
 
-def finetune_experiment(out: Path, pairs: int, iters: int, lr: float, few: int, few_iters: int) -> list[dict]:
+def finetune_experiment(out: Path, pairs: int, iters: int, lr: float, few: int, few_iters: int,
+                        seed: int = 0) -> list[dict]:
     """A source-style model fine-tuned on ``few`` pairs of a new style against those pairs from scratch."""
     source = _synth(out / "style_source", pairs=pairs, seed=0, val_fraction=0.02, test_fraction=0.02)
     target = _synth(out / "style_target_few", pairs=few + 2, seed=7, style="desert",
                     val_fraction=1 / (few + 2), test_fraction=1 / (few + 2))
     held_out = _synth(out / "style_target_test", pairs=60, seed=1000, style="desert", val_fraction=0.05,
                       test_fraction=0.9)
-    source_ckpt, source_s = _train(source, out / "runs", "source", bands=None, iters=iters, lr=lr)
+    source_ckpt, source_s = _train(source, out / "runs", "source", bands=None, iters=iters, lr=lr, seed=seed)
     rows = [{"experiment": "finetune", "model": f"source style only ({pairs} pairs), no fine-tuning",
              **_score(source_ckpt, held_out), "train_s": round(source_s, 1)}]
     print(json.dumps(rows[-1]), flush=True)
     tuned, tuned_s = _train(target, out / "runs", "finetuned", bands=None, iters=few_iters, lr=lr / 4,
-                            weights=str(source_ckpt))
+                            weights=str(source_ckpt), seed=seed)
     rows.append({"experiment": "finetune", "model": f"fine-tuned on {few} new-style pairs",
                  **_score(tuned, held_out), "train_s": round(tuned_s, 1)})
     print(json.dumps(rows[-1]), flush=True)
-    scratch, scratch_s = _train(target, out / "runs", "scratch", bands=None, iters=few_iters, lr=lr)
+    scratch, scratch_s = _train(target, out / "runs", "scratch", bands=None, iters=few_iters, lr=lr, seed=seed)
     rows.append({"experiment": "finetune", "model": f"from scratch on the same {few} pairs",
                  **_score(scratch, held_out), "train_s": round(scratch_s, 1)})
     print(json.dumps(rows[-1]), flush=True)
@@ -116,13 +117,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=8e-3)
     parser.add_argument("--few", type=int, default=8, help="labelled pairs of the new style")
     parser.add_argument("--few-iters", type=int, default=40, help="Adam steps on the few new-style pairs")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights, sampling, augmentation)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     if args.only in (None, "nir"):
-        rows += nir_experiment(args.out, args.pairs, args.iters, args.lr)
+        rows += nir_experiment(args.out, args.pairs, args.iters, args.lr, args.seed)
     if args.only in (None, "finetune"):
-        rows += finetune_experiment(args.out, args.pairs, args.iters, args.lr, args.few, args.few_iters)
+        rows += finetune_experiment(args.out, args.pairs, args.iters, args.lr, args.few, args.few_iters, args.seed)
     print("\n| experiment | model | held-out F1 | IoU | precision | recall | training (s) |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['experiment']} | {r['model']} | {r['f1']:.3f} | {r['iou']:.3f} | {r['precision']:.3f} | "
