@@ -229,8 +229,9 @@ def percentile_ranges(samples: Sequence[np.ndarray], percentiles: tuple[float, f
         if values.dtype.kind == "f":
             values = values[np.isfinite(values)]
         if values.size == 0:
-            raise InputError(f"{name} has no valid pixels in band position {c + 1} (all NaN, infinite or nodata); "
-                             f"check the file and its nodata value")
+            where = f" in band position {c + 1}" if channels > 1 else ""
+            raise InputError(f"{name} has no valid pixels{where} (all NaN, infinite or nodata); check the file and "
+                             f"its nodata value")
         lo, hi = np.percentile(values, percentiles)
         low[c], high[c] = lo, max(hi, lo + (1e-6 if values.dtype.kind == "f" else 1.0))
     return low, high

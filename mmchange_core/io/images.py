@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path
-from mmchange_core.io.imagery import scale_to_uint8
+from mmchange_core.io.imagery import percentile_ranges, scale_to_uint8
 
 Warn = Callable[[str], None]
 PNG_SUFFIXES = (".png",)
@@ -40,7 +40,9 @@ MAX_PIXELS_ENV = "MMCHANGE_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 2**29
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 #: Pillow modes of high-bit-depth (grey) images: their values go through the radiometric rule.
-HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+HIGH_BIT_DEPTH_DTYPES = {"I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I;16N": np.uint16,
+                         "I": np.int32, "F": np.float32}
+HIGH_BIT_DEPTH_MODES = tuple(HIGH_BIT_DEPTH_DTYPES)
 
 
 def is_tiff(path: str | Path) -> bool:
@@ -135,12 +137,8 @@ def stretch_range(values: np.ndarray, name: str, low_pct: float = 1.0, high_pct:
 
     Raises an :class:`InputError` naming ``name`` when no value is finite (an all-NaN or all-nodata raster).
     """
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    if finite.size == 0:
-        raise InputError(f"{name} has no valid pixels (all NaN, infinite or nodata); check the file and its "
-                         f"nodata value")
-    lo, hi = (float(v) for v in np.percentile(finite, [low_pct, high_pct]))
-    return lo, max(hi, lo + (1e-6 if values.dtype.kind == "f" else 1.0))
+    low, high = percentile_ranges([values.reshape(-1, 1)], (low_pct, high_pct), name)
+    return float(low[0]), float(high[0])
 
 
 def stretch_to_uint8(values: np.ndarray, name: str = "image") -> np.ndarray:

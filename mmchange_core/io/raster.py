@@ -32,6 +32,7 @@ from mmchange_core.io.geo import (
 )
 from mmchange_core.io.imagery import RGB_NAMES, BandPlan, Imagery, Radiometry, Scale, plan_bands, plan_scales
 from mmchange_core.io.images import (
+    HIGH_BIT_DEPTH_DTYPES,
     HIGH_BIT_DEPTH_MODES,
     Warn,
     check_pixels,
@@ -189,8 +190,7 @@ class DecodedSource(RasterSource):
             self.height, self.width = img.height, img.width
             mode = img.mode
         self.high_bit_depth = mode in HIGH_BIT_DEPTH_MODES
-        self.dtype = np.dtype({"I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I;16N": np.uint16,
-                               "I": np.int32, "F": np.float32}.get(mode, np.uint8))
+        self.dtype = np.dtype(HIGH_BIT_DEPTH_DTYPES.get(mode, np.uint8))
         count, colours = (1, ["gray"]) if self.high_bit_depth else (3, list(RGB_NAMES))
         self.plan = plan_bands(self.name, count, colours, imagery or Imagery())
         if self.high_bit_depth and self.plan.note and warn:  # 8-bit conversions are reported when decoded
@@ -318,6 +318,16 @@ def _open_one(path: Path, warn: Warn | None, imagery: Imagery) -> RasterSource:
         if has_geotiff_tags(path):
             require_rasterio(f"GeoTIFF input {path}")
     return DecodedSource(path, warn, imagery)
+
+
+def read_band_plan(path: str | Path, imagery: Imagery | None = None) -> BandPlan:
+    """Which bands of ``path`` ``imagery`` reads (headers only: no radiometric scale is planned, no pixel read);
+    a band the file lacks raises the one-line error :func:`open_sources` gives."""
+    source = _open_one(Path(path), None, imagery or Imagery())
+    try:
+        return source.plan
+    finally:
+        source.close()
 
 
 def open_sources(paths: list[str | Path] | tuple[str | Path, ...], warn: Warn | None = None,

@@ -78,7 +78,7 @@ from mmchange_core.evaluation.metrics import METRIC_NAMES
 from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.checkpoint import Normalization, read_checkpoint_meta
 from mmchange_core.io.imagery import Imagery
-from mmchange_core.io.raster import open_source
+from mmchange_core.io.raster import read_band_plan
 from mmchange_core.data.band_stats import band_statistics
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressEvent
@@ -284,9 +284,8 @@ def _load_text(config: TrainConfig, layout: DatasetLayout, train_pairs: Sequence
 
 def _rgb_positions(pair: Any, imagery: Imagery) -> tuple[int, int, int]:
     """Where red, green and blue are among the bands read (for the pretrained first convolution), from the
-    first training image's colour interpretation; reading it also checks that it has the bands."""
-    with open_source(pair.image_a, None, imagery) as source:
-        return source.plan.rgb
+    first training image's colour interpretation; reading its header also checks that it has the bands."""
+    return read_band_plan(pair.image_a, imagery).rgb
 
 
 def _normalization(config: TrainConfig, train_pairs: Sequence[Any], parent: ParentWeights | None,
