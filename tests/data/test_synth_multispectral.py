@@ -59,6 +59,16 @@ def _read(path: Path) -> tuple[np.ndarray, dict]:
         return np.moveaxis(ds.read(), 0, 2), header
 
 
+def _written_pairs(root: Path):
+    """Each written pair with its metadata: ``(meta, A, B, label)`` in the order of the meta files."""
+    for meta_path in sorted(root.glob("*/meta/*.json")):
+        meta = json.loads(meta_path.read_text())
+        folder = meta_path.parent.parent
+        a, _ = _read(folder / meta["images"]["A"])
+        b, _ = _read(folder / meta["images"]["B"])
+        yield meta, a, b, np.asarray(Image.open(folder / meta["images"]["label"])) > 0
+
+
 # --------------------------------------------------------------------------------------------------
 # the default stays as it was
 
@@ -145,17 +155,12 @@ def test_date_b_is_date_a_times_the_recorded_gain(tmp_path: Path, bands: int) ->
     config = SynthConfig(pairs=6, size=64, seed=2, bands=bands)
     make_synthetic_dataset(tmp_path / "ds", config)
     gains = []
-    for meta_path in sorted((tmp_path / "ds").glob("*/meta/*.json")):
-        meta = json.loads(meta_path.read_text())
-        folder = meta_path.parent.parent
-        a, _ = _read(folder / meta["images"]["A"])
-        b, _ = _read(folder / meta["images"]["B"])
-        label = np.asarray(Image.open(folder / meta["images"]["label"])) > 0
+    for meta, a, b, label in _written_pairs(tmp_path / "ds"):
         gain = meta["gain"]
         assert config.gain_range[0] <= gain <= config.gain_range[1]
         ratios = _ratios(a, b, label)
         assert len(ratios) >= bands - 1
-        assert ratios == pytest.approx([gain] * len(ratios), abs=0.02), meta_path
+        assert ratios == pytest.approx([gain] * len(ratios), abs=0.02), meta["images"]["A"]
         gains.append(gain)
     assert len(gains) == 6 and len(set(gains)) == 6  # a gain of its own per pair
     # (1, 1) disables it
@@ -177,12 +182,7 @@ def test_nir_only_changes_leave_the_visible_bands_as_they_were(tmp_path: Path, b
     visible = ("red", "green", "blue") if bands == 4 else ("B04", "B03", "B02")
     near_infrared = "nir" if bands == 4 else "B08"
     checked = 0
-    for meta_path in sorted((tmp_path / "ds").glob("*/meta/*.json")):
-        meta = json.loads(meta_path.read_text())
-        folder = meta_path.parent.parent
-        a, _ = _read(folder / meta["images"]["A"])
-        b, _ = _read(folder / meta["images"]["B"])
-        label = np.asarray(Image.open(folder / meta["images"]["label"])) > 0
+    for meta, a, b, label in _written_pairs(tmp_path / "ds"):
         gain, scale = meta["gain"], meta["scale"]
         # the noise of B - gain x A, in stored values
         sigma = scale * float(np.hypot(meta["noise"]["B"], gain * meta["noise"]["A"]))
@@ -198,8 +198,8 @@ def test_nir_only_changes_leave_the_visible_bands_as_they_were(tmp_path: Path, b
             assert set(change["unchanged_bands"]) | set(change["changed_bands"]) == set(names)
             residual = np.abs(b[mask].astype(np.float64) - gain * a[mask].astype(np.float64)).mean(axis=0) / sigma
             for name in change["unchanged_bands"]:  # no more than the gain and the noise (pure noise: ~0.8)
-                assert residual[names.index(name)] < 3.0, (meta_path, name, residual)
-            assert residual[names.index(near_infrared)] > 10.0, (meta_path, residual)
+                assert residual[names.index(name)] < 3.0, (meta["images"]["A"], name, residual)
+            assert residual[names.index(near_infrared)] > 10.0, (meta["images"]["A"], residual)
             checked += 1
     assert checked >= 3  # the seed gives several NIR-only objects
 

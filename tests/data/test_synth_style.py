@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image, ImageDraw
 from mmchange_core.data.synth import MANIFEST, STYLES, SynthConfig, SynthPair, make_synthetic_dataset, synthesize_pair
 from mmchange_core.errors import InputError
 from tests.cli_helpers import assert_cli_error
+from tests.data_helpers import components
 
 PAIRS, SIZE, SEED = 6, 64, 0
 
@@ -24,28 +24,6 @@ def _pairs(style: str, **kwargs) -> list[SynthPair]:
     """The small test set of one style: 6 pairs of 64 px."""
     config = SynthConfig(pairs=PAIRS, size=SIZE, seed=SEED, style=style, **kwargs)
     return [synthesize_pair(i, config) for i in range(PAIRS)]
-
-
-def _components(mask: np.ndarray, eight: bool = True) -> list[list[tuple[int, int]]]:
-    """The connected regions of ``mask`` (8- or 4-connected) as lists of (row, col)."""
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if eight else [])
-    seen = np.zeros(mask.shape, bool)
-    regions = []
-    for start in zip(*np.nonzero(mask)):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue, region = deque([start]), []
-        while queue:
-            r, c = queue.popleft()
-            region.append((r, c))
-            for dr, dc in steps:
-                rr, cc = r + dr, c + dc
-                if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc] and not seen[rr, cc]:
-                    seen[rr, cc] = True
-                    queue.append((rr, cc))
-        regions.append(region)
-    return regions
 
 
 def _rectangularity(region: list[tuple[int, int]]) -> float:
@@ -84,7 +62,7 @@ def _has_hole(region: list[tuple[int, int]]) -> bool:
     for r, c in region:
         box[r - r0, c - c0] = True
     h, w = box.shape
-    return any(all(0 < r < h - 1 and 0 < c < w - 1 for r, c in bg) for bg in _components(~box, eight=False))
+    return any(all(0 < r < h - 1 and 0 < c < w - 1 for r, c in bg) for bg in components(~box))
 
 
 def _colour(pairs: list[SynthPair]) -> dict[str, float]:
@@ -133,7 +111,7 @@ def test_desert_colours_are_sand_not_green() -> None:
 
 def test_desert_buildings_are_smaller_denser_and_not_rectangles() -> None:
     suburb, desert = _pairs("suburb"), _pairs("desert")
-    regions = {name: [r for p in pairs for r in _components(p.label)] for name, pairs in
+    regions = {name: [r for p in pairs for r in components(p.label, eight=True)] for name, pairs in
                (("suburb", suburb), ("desert", desert))}
     fill = {name: float(np.median([_rectangularity(r) for r in rs])) for name, rs in regions.items()}
     # L-shaped, courtyard and round compounds fill clearly less of their bounding rectangle than rectangles do
@@ -162,7 +140,7 @@ def test_desert_labels_mark_exactly_the_changed_buildings() -> None:
             assert int(footprint.sum()) == change["pixels"]
             expected |= footprint
         assert np.array_equal(rgb.label, expected) and np.array_equal(twin.label, expected)
-        assert len(_components(rgb.label)) == len(changes)
+        assert len(components(rgb.label, eight=True)) == len(changes)
 
 
 def test_desert_multispectral_pairs_are_sand_with_little_vegetation() -> None:

@@ -68,3 +68,30 @@ def spy_on_scales(monkeypatch) -> list:
 
     monkeypatch.setattr(imagery, "scale_to_uint8", spy)
     return calls
+
+
+def components(mask, eight: bool = False) -> list[list[tuple[int, int]]]:
+    """The 4- (or 8-) connected regions of a bool ``mask`` as lists of (row, col), by breadth-first search:
+    written here by hand, so tests can check the library's polygons and labels against it."""
+    from collections import deque
+
+    import numpy as np
+
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if eight else [])
+    seen = np.zeros(mask.shape, dtype=bool)
+    regions = []
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue, region = deque([start]), []
+        while queue:
+            r, c = queue.popleft()
+            region.append((r, c))
+            for dr, dc in steps:
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc] and not seen[rr, cc]:
+                    seen[rr, cc] = True
+                    queue.append((rr, cc))
+        regions.append(region)
+    return regions

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from mmchange_core.errors import MMChangeError
 from mmchange_core.inference.summary import summarize_change
 from mmchange_core.io.vector import polygonize_numpy
 from tests.cli_helpers import assert_cli_error
+from tests.data_helpers import components
 from tests.inference_helpers import image_only_checkpoint, scene, write_pair  # noqa: F401 (fixture)
 from tests.text_helpers.tiny_models import tiny_llava_dir  # noqa: F401 (fixture)
 
@@ -183,26 +183,6 @@ def test_the_same_mask_gives_the_same_text_whichever_tracer() -> None:
 
 
 # --- predict ------------------------------------------------------------------------------------------------
-
-def components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    """The 4-connected regions of ``mask`` as lists of (row, col), by breadth-first search."""
-    seen = np.zeros(mask.shape, dtype=bool)
-    regions = []
-    for start in zip(*np.nonzero(mask)):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue, region = deque([start]), []
-        while queue:
-            r, c = queue.popleft()
-            region.append((r, c))
-            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-                if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc] and not seen[rr, cc]:
-                    seen[rr, cc] = True
-                    queue.append((rr, cc))
-        regions.append(region)
-    return regions
-
 
 def component_sizes(mask: np.ndarray) -> list[int]:
     return [len(region) for region in components(mask)]
