@@ -216,6 +216,17 @@ class DecodedSource(RasterSource):
         return self._chosen(_resize_box(self.array, max_side))
 
 
+def _open_dataset(path: Path) -> Any:
+    """``path`` opened by rasterio (a plain TIFF simply has no georeference), or a one-line InputError."""
+    rasterio = require_rasterio(f"reading {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
+
+
 class RasterioSource(RasterSource):
     """A TIFF/GeoTIFF read through rasterio windows, its chosen bands scaled to 8 bits on the fly.
 
@@ -225,17 +236,9 @@ class RasterioSource(RasterSource):
     """
 
     def __init__(self, path: Path, warn: Warn | None = None, imagery: Imagery | None = None) -> None:
-        rasterio = require_rasterio(f"reading {path}")
-
         self.path = path
         self.name = path.name
-        try:
-            with warnings.catch_warnings():  # a plain TIFF is fine: it simply has no georeference
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                self.dataset = rasterio.open(path)
-        except rasterio.errors.RasterioError as exc:
-            raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
-        ds = self.dataset
+        self.dataset = ds = _open_dataset(path)
         try:
             self.height, self.width = ds.height, ds.width
             check_pixels(path, self.height, self.width)
@@ -376,15 +379,8 @@ def read_georeference(path: str | Path) -> GeoReference | None:
         if is_tiff(path) and has_geotiff_tags(path):
             require_rasterio(f"GeoTIFF input {path}")
         return None
-    import rasterio
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                return georeference_of(dataset)
-    except rasterio.errors.RasterioError as exc:
-        raise InputError(f"cannot read image {path} ({exc}); check that it is a valid TIFF/GeoTIFF") from exc
+    with _open_dataset(path) as dataset:
+        return georeference_of(dataset)
 
 
 def open_source(path: str | Path, warn: Warn | None = None, imagery: Imagery | None = None) -> RasterSource:
