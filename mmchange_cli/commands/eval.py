@@ -55,8 +55,17 @@ def eval_command(
     rows += [(k, int(metrics[k])) for k in ("tp", "fp", "fn", "tn")]
     out.print(table(f"{options.split} split, {len(report.result.per_image)} pairs, "
                     f"threshold {report.result.threshold:.3f}", ["metric", "value"], rows))
-    err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels",
-              soft_wrap=True)
+    if "per_class" in metrics:  # a K-class checkpoint: the classes, then what the binary metrics above mean
+        out.print(table(f"per class (mean F1 {metrics['mean_f1']:.4f}, mIoU {metrics['miou']:.4f} over the change "
+                        f"classes; class OA {metrics['class_oa']:.4f})",
+                        ["class", "value", "precision", "recall", "F1", "IoU", "label px", "predicted px"],
+                        [(r["name"], r["value"], float(r["precision"]), float(r["recall"]), float(r["f1"]),
+                          float(r["iou"]), int(r["support"]), int(r["predicted"])) for r in metrics["per_class"]]))
+        err.print("precision, recall, F1 and IoU of the first table are for any change against no change; per class: "
+                  "one class against the rest, from one confusion matrix over all pixels", soft_wrap=True)
+    else:
+        err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels",
+                  soft_wrap=True)
     out.print(f"results: {report.run_dir}")
     if report.report is not None:
         out.print(f"report: {report_size(report.report)}")

@@ -54,6 +54,14 @@ def robustness(
              "" if r.condition == "clean" else f"{100 * r.delta_f1:+.2f}") for r in report.rows]
     out.print(table(f"robustness on {report.dataset} ({cfg.split}), percent; d = perturbed - clean (negative = worse)",
                     ["model", "condition", "severity", "IoU", "F1", "R", "P", "dIoU", "dF1"], rows))
+    for model in dict.fromkeys(r.model for r in report.rows if r.per_class is not None):  # K-class models
+        model_rows = [r for r in report.rows if r.model == model]
+        names = [c["name"] for c in model_rows[0].per_class or ()]
+        out.print(table(f"{model}: F1 per change class, percent (mean over the change classes present)",
+                        ["condition", "severity", "mean F1", "dmean F1", *names],
+                        [(r.condition, f"{r.severity:g}", f"{100 * (r.mean_f1 or 0.0):.2f}",
+                          "" if r.condition == "clean" else f"{100 * (r.delta_mean_f1 or 0.0):+.2f}",
+                          *(f"{100 * c['f1']:.2f}" for c in r.per_class or ())) for r in model_rows]))
     out.print(f"run folder: {report.run_dir}")
     out.print(f"results: {report.csv_path}, {report.json_path}" + (f", {report.plot_path}" if report.plot_path else ""))
     if report.report is not None and report.report.is_file():

@@ -1,5 +1,6 @@
 """``mmchange synth``: write a synthetic bitemporal change-detection dataset (RGB, or multispectral with
-``--bands 4|13``; in a visual ``--style``), or series of many dates (``--dates N``), for tests and demos."""
+``--bands 4|13``; in a visual ``--style``; with class labels and captions with ``--classes``), or series of many
+dates (``--dates N``), for tests and demos."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def synth(
                               help="Look of the places: suburb (green, gabled rectangular houses) or desert (sand "
                                    "with dune streaks, sparse scrub, dense flat-roofed L-shaped, courtyard and round "
                                    "compounds); same labels and nuisance."),
+    classes: bool = opt.flag("--classes", "Class labels instead of change/no change: 0 no change, 1 new building, "
+                                          "2 demolished building (rubble at B), 3 vegetation lost (trees cleared "
+                                          "to bare soil), as palette PNGs; writes classes.yaml (for mmchange train "
+                                          "--classes) and captions.yaml (each date's land cover in words). Pairs "
+                                          "only (not --dates), RGB or --bands 4|13."),
     as_json: bool = opt.as_json(),
 ) -> None:
     """Generate pairs with buildings appearing/vanishing (labelled) and nuisance changes (not labelled)."""
@@ -45,7 +51,8 @@ def synth(
 
     gains = DEFAULT_GAIN_RANGE if gain_range is None else parse_gain_range(gain_range)
     if dates is not None:
-        _synth_series(output, pairs, size, seed, text_signal, dates, geotiff, bands, gains, style, as_json)
+        _synth_series(output, pairs, size, seed, text_signal, dates, geotiff, bands, gains, style, classes,
+                      as_json)
         return
     from mmchange_core.data.synth import SynthConfig, make_synthetic_dataset
     from mmchange_core.errors import InputError
@@ -54,7 +61,7 @@ def synth(
         raise InputError("--geotiff writes series of many dates; give --dates N too (pairs are written as PNG, "
                          "or as GeoTIFF with --bands 4|13)")
     config = SynthConfig(pairs=pairs, size=size, seed=seed, text_signal=text_signal, bands=bands, gain_range=gains,
-                         style=style)
+                         style=style, classes=classes)
     with ProgressDisplay() as display:
         report = make_synthetic_dataset(output, config, progress=display)
     if as_json:
@@ -66,15 +73,19 @@ def synth(
     out.print(table(f"synthetic dataset {report.root}{kind}{look}", ["split", "pairs"], rows))
     note = f", {report.skipped} already there" if report.skipped else ""
     out.print(f"wrote {report.written} pairs{note}; changed pixels {100 * report.change_fraction:.1f}%")
+    if report.class_fractions is not None:
+        shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in report.class_fractions.items())
+        out.print(f"classes: {shares}; class file {report.root / 'classes.yaml'}, captions "
+                  f"{report.root / 'captions.yaml'}")
 
 
 def _synth_series(output: Path, series: int, size: int, seed: int, text_signal: bool, dates: int, geotiff: bool,
-                  bands: int, gains: tuple[float, float], style: str, as_json: bool) -> None:
+                  bands: int, gains: tuple[float, float], style: str, classes: bool, as_json: bool) -> None:
     """``mmchange synth --dates N``: ``series`` series of ``dates`` dates each."""
     from mmchange_core.data.synth import SynthSeriesConfig, make_synthetic_series
 
     config = SynthSeriesConfig(pairs=series, size=size, seed=seed, text_signal=text_signal, dates=dates,
-                               geotiff=geotiff, bands=bands, gain_range=gains, style=style)
+                               geotiff=geotiff, bands=bands, gain_range=gains, style=style, classes=classes)
     with ProgressDisplay() as display:
         report = make_synthetic_series(output, config, progress=display)
     if as_json:

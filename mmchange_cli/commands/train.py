@@ -15,6 +15,9 @@ from mmchange_cli.observers import train_observer
 def train(
     dataset: str | None = opt.dataset(),
     change_value: int | None = opt.change_value(),
+    classes: str | None = typer.Option(None, "--classes", metavar="CLASSES.yaml",
+                                       help="Class file (value, name and colour of each class; 0 = no change): "
+                                            "train K-class change heads on labels holding those values."),
     backbone: str | None = typer.Option(None, "--backbone", help="resnet18, resnet34 or resnet50 (default)."),
     variant: str | None = typer.Option(None, "--variant", "-v",
                                        help="full (default), image-only, no-modules, no-ifr, no-tde or no-itff."),
@@ -61,7 +64,7 @@ def train(
              "freeze": freeze, "precision": precision, "imagery.bands": bands,
              "compile": compile or None, "device": device, "seed": seed, "workers": workers, "captions": captions,
              "accept_stale_captions": accept_stale_captions or None,
-             "name": name, "project": project, "change_value": change_value}
+             "name": name, "project": project, "change_value": change_value, "classes": classes}
     resume_dir = None
     if resume is not None:
         if config is not None:

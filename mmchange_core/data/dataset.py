@@ -19,7 +19,7 @@ copy; the samples are bit-identical to the uncached ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +34,29 @@ from mmchange_core.data.windows import TileGrid, Window
 from mmchange_core.data.transforms import Sample, SampleTransform
 from mmchange_core.errors import InputError
 from mmchange_core.io.imagery import Imagery
-from mmchange_core.io.images import image_size, read_mask
+from mmchange_core.io.classes import ClassScheme
+from mmchange_core.io.images import image_size, read_class_label, read_mask
 from mmchange_core.io.raster import read_images
+
+
+def check_label_set(pairs: Sequence[ImagePair], classes: ClassScheme | None, what: str = "the dataset") -> None:
+    """Refuse, before any work, labels that do not fit the network's classes (one line naming file and value).
+
+    Binary networks: each label must have at most two values (:func:`read_mask`). K-class networks:
+    every value must be in the class file, and a label set holding only two values overall (no change
+    and one other, e.g. 0/255 or 0/1) is a binary label set, refused: train a binary model for it, or
+    relabel it with the class file's values.
+    """
+    found: set[int] = set()
+    for pair in pairs:
+        label = read_label(pair, classes)
+        if is_multiclass(classes):
+            found.update(np.flatnonzero(np.bincount(label.reshape(-1), minlength=len(classes))).tolist())
+    if is_multiclass(classes) and pairs and len(found) <= 2 and len(pairs) > 1:
+        shown = ", ".join(str(classes.values[i]) for i in sorted(found))
+        raise InputError(f"the labels of {what} hold only the values {shown}: a binary label set, but the model has "
+                         f"{len(classes)} classes ({', '.join(classes.names)}); train a binary model for it (no "
+                         f"--classes) or relabel it with the class file's values")
 
 
 def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
@@ -51,9 +72,25 @@ def check_pair_sizes(pair: ImagePair) -> tuple[int, int]:
     return size_a
 
 
-def read_labelled_pair(pair: ImagePair, imagery: Imagery | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def is_multiclass(classes: ClassScheme | None) -> bool:
+    """Whether ``classes`` asks for class labels (more than two classes) rather than a binary change label."""
+    return classes is not None and not classes.is_binary
+
+
+def read_label(pair: ImagePair, classes: ClassScheme | None = None) -> np.ndarray:
+    """The label of ``pair``: bool change ``[H, W]`` for binary networks, uint8 class indices for K classes."""
+    if pair.label is None:
+        raise InputError(f"{pair.image_a} has no label; training and evaluation need a label for every pair")
+    if is_multiclass(classes):
+        return read_class_label(pair.label, classes)
+    return read_mask(pair.label, pair.change_value)
+
+
+def read_labelled_pair(pair: ImagePair, imagery: Imagery | None = None,
+                       classes: ClassScheme | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A and B as uint8 ``[H, W, C]`` (the bands and radiometric rule of ``imagery``, one scale for both dates,
-    as prediction reads them) and the bool change label ``[H, W]``.
+    as prediction reads them) and the label: bool change ``[H, W]``, or uint8 class indices when
+    ``classes`` lists more than two classes.
 
     Sizes are compared on the headers before any pixel is decoded; a mismatch names the odd file.
     """
@@ -61,7 +98,7 @@ def read_labelled_pair(pair: ImagePair, imagery: Imagery | None = None) -> tuple
         raise InputError(f"{pair.image_a} has no label; training and evaluation need a label for every pair")
     size = check_pair_sizes(pair)
     image_a, image_b = read_images([pair.image_a, pair.image_b], None, imagery)
-    label = read_mask(pair.label, pair.change_value)
+    label = read_label(pair, classes)
     for path, array in ((pair.image_a, image_a), (pair.image_b, image_b), (pair.label, label)):
         if array.shape[:2] != size:
             raise InputError(f"{path} changed while it was read (now {array.shape[1]}x{array.shape[0]}, "
@@ -101,9 +138,12 @@ class ChangeDetectionDataset(Dataset):
     def __init__(self, layout: DatasetLayout, split: str, crop_size: int = 256, *,
                  text: tuple[np.ndarray, np.ndarray] | None = None, transform: SampleTransform | None = None,
                  seed: int = 0, cache: CacheSettings | None = None, imagery: Imagery | None = None,
-                 normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)) -> None:
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD),
+                 classes: ClassScheme | None = None) -> None:
         check_value("crop_size", crop_size, SIZE)
         self.imagery = imagery or Imagery()
+        #: The class file's classes: labels are class indices when it lists more than two.
+        self.classes = classes
         self.mean, self.std = (tuple(v) for v in normalization)
         if len(self.mean) != self.imagery.channels:
             raise ValueError(f"normalization has {len(self.mean)} bands, the imagery settings read "
@@ -137,8 +177,9 @@ class ChangeDetectionDataset(Dataset):
 
     def _cache_key(self, pair: ImagePair) -> str | None:
         imagery = json.dumps(self.imagery.to_dict(), sort_keys=True)
+        classes = json.dumps(self.classes.to_dict(), sort_keys=True) if is_multiclass(self.classes) else "binary"
         return DecodedCache.key((pair.image_a, pair.image_b, pair.label),
-                                f"change_value={pair.change_value}|imagery={imagery}")
+                                f"change_value={pair.change_value}|imagery={imagery}|classes={classes}")
 
     def _use_cache(self, settings: CacheSettings) -> None:
         """Plan the decoded cache (room, recency); off with a note when ``enabled`` is None and it cannot be used."""
@@ -181,9 +222,10 @@ class ChangeDetectionDataset(Dataset):
         """A, B and label of ``window`` of ``pair``: from the decoded cache, or decoded now."""
         key = self._cache_key(pair) if self.cache is not None else None  # stat: a changed file gets a new entry
         if self.cache is not None and key is not None:
-            pixels = self.cache.pixels(key, size, lambda: read_labelled_pair(pair, self.imagery))
-            return split_pixels(pixels[window])
-        image_a, image_b, label = read_labelled_pair(pair, self.imagery)  # checked again: the files may have changed
+            pixels = self.cache.pixels(key, size, lambda: read_labelled_pair(pair, self.imagery, self.classes))
+            image_a, image_b, label = split_pixels(pixels[window], keep_label=is_multiclass(self.classes))
+            return image_a, image_b, label
+        image_a, image_b, label = read_labelled_pair(pair, self.imagery, self.classes)  # checked again: the files may have changed
         return image_a[window], image_b[window], label[window]
 
     def load(self, index: int) -> Sample:
@@ -194,7 +236,7 @@ class ChangeDetectionDataset(Dataset):
         sample: Sample = {
             "image_a": to_tensor(image_a, self.mean, self.std),
             "image_b": to_tensor(image_b, self.mean, self.std),
-            "label": torch.from_numpy(np.ascontiguousarray(label)).float().unsqueeze(0),
+            "label": torch.from_numpy(np.ascontiguousarray(label)).float().unsqueeze(0),  # 0/1, or class indices
         }
         if self.text is not None:
             sample["text_a"] = torch.from_numpy(self.text[0][ref.pair])

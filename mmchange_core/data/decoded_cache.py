@@ -2,7 +2,7 @@
 
 Training cuts large images (LEVIR-CD's 1024 x 1024) into several crops; without a cache every crop
 decodes its whole pair again. With it, the first crop of a pair decodes it once and writes the pixels
-to an uncompressed ``.npy`` file, ``[H, W, 2C + 1]`` uint8 (A's C bands, B's, label as 0/1; 7 for RGB), which later
+to an uncompressed ``.npy`` file, ``[H, W, 2C + 1]`` uint8 (A's C bands, B's, label as 0/1 or class indices; 7 for RGB), which later
 crops memory-map: only the crop's rows are read from disk. The pixels are the decoder's, so samples
 are bit-identical to the uncached path.
 
@@ -252,7 +252,9 @@ class DecodedCache:
         return loaded
 
 
-def split_pixels(crop: np.ndarray) -> Decoded:
-    """A, B (uint8 ``[h, w, C]`` views) and the bool label of a crop of an entry (``[h, w, 2C + 1]``)."""
+def split_pixels(crop: np.ndarray, keep_label: bool = False) -> Decoded:
+    """A, B (uint8 ``[h, w, C]`` views) and the label of a crop of an entry (``[h, w, 2C + 1]``): bool, or the
+    stored uint8 class indices with ``keep_label``."""
     c = (crop.shape[-1] - 1) // 2
-    return crop[..., 0:c], crop[..., c:2 * c], crop[..., 2 * c] != 0
+    label = crop[..., 2 * c]
+    return crop[..., 0:c], crop[..., c:2 * c], label if keep_label else label != 0

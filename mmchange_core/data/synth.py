@@ -41,6 +41,15 @@ sparse scrub, grey-brown roads, smaller and denser flat-roofed white, concrete a
 L-shaped, courtyard or round compounds), so that a model trained on one style can be fine-tuned on a few pairs of
 the other. The labels mean the same in every style (new and demolished roofs; courtyards are not roof), and each
 style works for RGB, multispectral pairs (its soil a material of :mod:`~mmchange_core.data.spectra`) and series.
+
+``SynthConfig.classes`` (``mmchange synth --classes``) makes class-aware pairs instead (RGB or ``--bands 4|13``; not
+series): palette PNG labels of :data:`CHANGE_CLASSES` (0 no change, 1 new building: absent at A, standing at B;
+2 demolished building: standing at A, bare soil and rubble at B; 3 vegetation lost: a patch of trees at A cleared to
+bare soil at B), objects large enough to learn (at least about 8 x 8 pixels; two or three classes in every pair),
+the class file ``classes.yaml`` (for ``mmchange train --classes``) and ``captions.yaml``, the land cover of each date
+in words (``an aerial image of a suburb with 4 buildings, 2 patches of trees, 1 road and bare ground``), so that
+the captions of the two dates differ as the classes say: the number of buildings, tree patches, cleared plots and
+demolition sites. The pixels the default settings make are not touched by any of this.
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ from mmchange_core.data.spectra import (
 )
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path, atomic_write_text
+from mmchange_core.io.classes import ChangeClass, ClassScheme
 from mmchange_core.io.geo import GeoReference, require_rasterio
 from mmchange_core.io.images import write_png
 from mmchange_core.io.jsonio import strict_json
@@ -124,10 +134,16 @@ class SynthConfig:
     bands."""
     style: str = DEFAULT_STYLE
     """The look of the places: a name of :data:`STYLES` (palette, ground texture, building shapes and density)."""
+    classes: bool = False
+    """Class-aware pairs (``--classes``): labels of :data:`CHANGE_CLASSES` (new building, demolished building,
+    vegetation lost), ``classes.yaml`` and per-date captions; see :func:`_synthesize_classes`."""
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise InputError(f"--style {self.style!r} is unknown; choose one of: {', '.join(STYLES)}")
+        if self.classes and self.text_signal:
+            raise InputError("--classes already ties the land cover and captions to the change classes; "
+                             "leave --text-signal out")
         if self.bands not in BAND_COUNTS:
             raise InputError(f"--bands must be 3 (RGB PNG), 4 (red, green, blue, nir GeoTIFF) or 13 (Sentinel-2 "
                              f"B01-B12 GeoTIFF), got {self.bands}")
@@ -172,6 +188,8 @@ class SynthConfig:
         record = asdict(self)
         if self.style == DEFAULT_STYLE:
             record.pop("style")
+        if not self.classes:
+            record.pop("classes")
         if self.multispectral:
             record["gain_range"] = [float(v) for v in self.gain_range]
         else:
@@ -202,7 +220,11 @@ class SynthPair:
     image_a: np.ndarray
     image_b: np.ndarray
     label: np.ndarray
+    """bool change; with ``classes`` uint8 class values of :data:`CHANGE_CLASSES`."""
     info: dict = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    """Class-aware pairs only: what stands at each date (bool ``[H, W]``): ``building_A``/``building_B`` (roofs)
+    and ``vegetation_A``/``vegetation_B``."""
 
 
 @dataclass
@@ -219,14 +241,19 @@ class SynthReport:
     gain_range: tuple[float, float] | None = None
     """The range of date B's gain (multispectral pairs only)."""
     style: str = DEFAULT_STYLE
+    class_fractions: dict[str, float] | None = None
+    """Class-aware datasets only: each change class's share of the pixels of the pairs written now, by name."""
 
     def to_dict(self) -> dict:
-        """The summary printed by ``mmchange synth --json``."""
+        """The summary printed by ``mmchange synth --json`` (class entries only for ``--classes``)."""
         summary = {"root": str(self.root), "splits": self.counts, "written": self.written, "skipped": self.skipped,
                    "change_fraction": self.change_fraction, "text_signal": self.text_signal, "bands": self.bands,
                    "style": self.style}
         if self.gain_range is not None:
             summary["gain_range"] = list(self.gain_range)
+        if self.class_fractions is not None:
+            summary.update(class_file=str(self.root / CLASS_FILE), captions_file=str(self.root / CAPTIONS_FILE),
+                           class_fractions=self.class_fractions)
         return summary
 
 
@@ -478,6 +505,33 @@ STYLES: dict[str, _Style] = {
 }
 
 
+def _land_cover(rng: np.random.Generator, s: int, style: _Style) -> tuple[np.ndarray, np.ndarray]:
+    """Vegetation (vs bare soil, from a fractal field) and an optional water body of an ``s`` x ``s`` place."""
+    veg_share = float(rng.uniform(*style.veg_share))
+    field_ = _fractal(rng, s, s / style.veg_cell)
+    vegetation = field_ < np.quantile(field_, veg_share)
+    water = np.zeros((s, s), bool)
+    if rng.random() < style.water_chance:
+        wfield = _fractal(rng, s, s / 2)
+        water = wfield > np.quantile(wfield, float(rng.uniform(0.85, 0.95)))
+        vegetation &= ~water
+    return vegetation, water
+
+
+def _roads(rng: np.random.Generator, s: int, angle: float, count: int) -> np.ndarray:
+    """``count`` straight roads along and across the street grid turned by ``angle`` (a mask)."""
+    road_img = Image.new("L", (s, s), 0)
+    draw = ImageDraw.Draw(road_img)
+    for k in range(count):
+        direction = angle + (math.pi / 2 if k % 2 else 0.0)
+        ux, uy = math.cos(direction), math.sin(direction)
+        cx, cy = rng.uniform(0.15 * s, 0.85 * s, 2)
+        width = max(2, int(round(s * rng.uniform(0.03, 0.06))))
+        draw.line([(cx - 2 * s * ux, cy - 2 * s * uy), (cx + 2 * s * ux, cy + 2 * s * uy)], fill=255,
+                  width=width)
+    return np.asarray(road_img) > 0
+
+
 class _Scene:
     """Land cover, roads and buildings of one place (shared by both dates), laid out in ``style``."""
 
@@ -489,27 +543,8 @@ class _Scene:
         self.style = style
         s = size
         self.angle = float(rng.uniform(0, math.pi / 2))
-        # land cover: vegetation vs bare soil from a fractal field, optional water body
-        veg_share = float(rng.uniform(*style.veg_share))
-        field_ = _fractal(rng, s, s / style.veg_cell)
-        self.vegetation = field_ < np.quantile(field_, veg_share)
-        self.water = np.zeros((s, s), bool)
-        if rng.random() < style.water_chance:
-            wfield = _fractal(rng, s, s / 2)
-            self.water = wfield > np.quantile(wfield, float(rng.uniform(0.85, 0.95)))
-            self.vegetation &= ~self.water
-        # roads
-        self.roads = np.zeros((s, s), bool)
-        road_img = Image.new("L", (s, s), 0)
-        draw = ImageDraw.Draw(road_img)
-        for k in range(int(rng.integers(1, 4))):
-            direction = self.angle + (math.pi / 2 if k % 2 else 0.0)
-            ux, uy = math.cos(direction), math.sin(direction)
-            cx, cy = rng.uniform(0.15 * s, 0.85 * s, 2)
-            width = max(2, int(round(s * rng.uniform(0.03, 0.06))))
-            draw.line([(cx - 2 * s * ux, cy - 2 * s * uy), (cx + 2 * s * ux, cy + 2 * s * uy)], fill=255,
-                      width=width)
-        self.roads = np.asarray(road_img) > 0
+        self.vegetation, self.water = _land_cover(rng, s, style)
+        self.roads = _roads(rng, s, self.angle, int(rng.integers(1, 4)))
         self.water &= ~self.roads
         self.vegetation &= ~self.roads
         # buildings
@@ -727,8 +762,11 @@ def synthesize_pair(index: int, config: SynthConfig) -> SynthPair:
     """Generate pair ``index`` of the dataset described by ``config`` (deterministic).
 
     With ``config.bands`` 4 or 13 the pair is multispectral (see :func:`_synthesize_multispectral`): the same
-    place as the RGB pair of that index and seed, as uint16 reflectance x 10000.
+    place as the RGB pair of that index and seed, as uint16 reflectance x 10000. With ``config.classes`` the pair is
+    class-aware (see :func:`_synthesize_classes`).
     """
+    if config.classes:
+        return _synthesize_classes(index, config)
     if config.multispectral:
         return _synthesize_multispectral(index, config)
     rng = np.random.default_rng([config.seed, index])
@@ -870,10 +908,12 @@ def pair_metadata(pair: SynthPair, index: int, split: str, config: SynthConfig, 
     ``nir_only``), ``pixels`` (its labelled footprint) and ``polygon`` (the footprint's corners, ``[x, y]`` in
     pixels, as the label is drawn; a courtyard house also ``holes``, its open courts, not labelled); a building has
     its ``roof`` material, a NIR-only change ``what`` it is and the ``changed_bands`` and ``unchanged_bands`` (by
-    name). A style other than the default is named in ``style``."""
+    name). A style other than the default is named in ``style``. A class-aware pair (``--classes``) has the entries of
+    :func:`class_metadata` instead of ``new`` ... ``change_fraction``, its changes of kind ``new``, ``demolished``
+    or ``vegetation_lost``."""
     sensor = band_set(config.bands)
     styled = {} if config.style == DEFAULT_STYLE else {"style": config.style}
-    return {
+    record = {
         "generator": "mmchange synth", "index": index, "split": split, **styled, "images": images,
         "bands": sensor.count, "band_names": list(sensor.names), "wavelengths_nm": list(sensor.wavelengths_nm),
         "scale": REFLECTANCE_SCALE,
@@ -892,6 +932,10 @@ def pair_metadata(pair: SynthPair, index: int, split: str, config: SynthConfig, 
         "changes": pair.info["changes"],
         "change_fraction": pair.info["change_fraction"],
     }
+    if config.classes:
+        record.pop("nir_only")
+        record.update(_class_record(pair))
+    return record
 
 
 def pair_georeference(index: int, config: SynthConfig) -> GeoReference:
@@ -934,6 +978,284 @@ def write_reflectance(path: Path, image: np.ndarray, georef: GeoReference, senso
 
 
 # --------------------------------------------------------------------------------------------------
+# class-aware pairs (``mmchange synth --classes``)
+
+#: The class file written into a class-aware dataset, for ``mmchange train --classes <dataset>/classes.yaml``.
+CLASS_FILE = "classes.yaml"
+#: The captions of every image of a class-aware dataset, in the ``mmchange predict --captions`` format (image path
+#: relative to the dataset, e.g. ``train/A/0000.png``, mapped to its caption).
+CAPTIONS_FILE = "captions.yaml"
+#: The classes of ``--classes``: label value (the palette index of ``label/*.png``), name and colour.
+CHANGE_CLASSES = ClassScheme((
+    ChangeClass(0, "no change", (0, 0, 0)),
+    ChangeClass(1, "new building", (230, 25, 75)),
+    ChangeClass(2, "demolished building", (0, 130, 200)),
+    ChangeClass(3, "vegetation lost", (60, 180, 75)),
+))
+#: The label value of each kind of changed object.
+CLASS_VALUES = {"new": 1, "demolished": 2, "vegetation_lost": 3}
+#: A class-aware building's long side (share of the scene's side; at least 10 px) and short side over long side
+#: (the short side at least 8 px): larger than the binary pairs' houses, so that a small model sees every class.
+_CLASS_SIDE = (0.14, 0.24)
+_CLASS_ASPECT = (0.8, 1.0)
+_CLASS_MIN_SIDES = (10.0, 8.0)
+#: A tree patch's radius (share of the scene's side; at least 5 px).
+_PATCH_RADIUS = (0.08, 0.13)
+_MIN_PATCH_RADIUS = 5.0
+#: An object's free lot: its sides times this plus this many pixels.
+_CLASS_MARGIN, _CLASS_GAP = 1.15, 1.0
+#: The chance that one change class (drawn at random) is left out of a pair: every pair has two or three.
+_DROP_CLASS_CHANCE = 0.3
+#: Tries to find a free spot for one object.
+_PLACE_TRIES = 60
+#: What a place of each style is called in captions, and its open ground.
+_PLACE_WORDS = {"suburb": ("suburb", "bare ground"), "desert": ("desert town", "sand")}
+
+
+def _blob(rng: np.random.Generator, cx: float, cy: float, radius: float) -> _Polygon:
+    """An irregular round outline (a patch of trees) of about ``radius`` pixels around ``(cx, cy)``."""
+    radii = rng.uniform(0.8, 1.0, 14) * radius
+    return [(cx + r * math.cos(2 * math.pi * k / 14), cy + r * math.sin(2 * math.pi * k / 14))
+            for k, r in enumerate(radii)]
+
+
+class _ClassScene(_Scene):
+    """The place of a class-aware pair: land cover and roads as in ``style``; new, demolished and static buildings;
+    tree patches, some cleared at date B (``vegetation_lost``). Every object has its own free lot, so the change
+    classes never overlap. The renderers draw each date's cleared and bare masks (:func:`_class_state`)."""
+
+    def __init__(self, rng: np.random.Generator, size: int, style_name: str) -> None:
+        style = STYLES[style_name]
+        self.rng, self.size, self.style, self.style_name = rng, size, style, style_name
+        self.text_signal = True  # the renderers draw the states' cleared and bare masks; the season stays green
+        s = size
+        self.angle = float(rng.uniform(0, math.pi / 2))
+        self.vegetation, self.water = _land_cover(rng, s, style)
+        self.road_count = int(rng.integers(1, 3))
+        self.roads = _roads(rng, s, self.angle, self.road_count)
+        self.water &= ~self.roads
+        self.vegetation &= ~self.roads
+        self.occupied = self.roads | self.water
+        self.buildings: list[_Building] = []
+        self.patches: list[tuple[_Polygon, str]] = []  # (outline, "static" or "vegetation_lost")
+        counts = {kind: int(rng.integers(1, 3)) for kind in CLASS_VALUES}
+        if rng.random() < _DROP_CLASS_CHANCE:
+            counts[list(CLASS_VALUES)[int(rng.integers(len(CLASS_VALUES)))]] = 0
+        # one object of each class first, then the second ones: a crowded place loses a second object, not a class
+        for turn in range(2):
+            for kind, count in counts.items():
+                if count > turn:
+                    self._place(kind)
+        for _ in range(int(rng.integers(*style.static))):
+            self._place("static")
+        if rng.random() < 0.5:  # a patch of trees that stays
+            self._place("trees")
+        self.trees = _polygon_mask(s, [p for p, _ in self.patches])
+        self.lost = _polygon_mask(s, [p for p, kind in self.patches if kind == "vegetation_lost"])
+        self.vegetation |= self.trees
+
+    def _place(self, kind: str) -> _Building | None:
+        """Put one object of ``kind`` (``new``, ``demolished``, ``static``, ``vegetation_lost`` or ``trees``) on a
+        free lot; ``None`` when no spot is free."""
+        rng, s, style = self.rng, self.size, self.style
+        patch = kind in ("vegetation_lost", "trees")
+        for _ in range(_PLACE_TRIES):
+            if patch:
+                radius = max(_MIN_PATCH_RADIUS, s * float(rng.uniform(*_PATCH_RADIUS)))
+                length = width = 2 * radius
+            else:
+                length = max(_CLASS_MIN_SIDES[0], s * float(rng.uniform(*_CLASS_SIDE)))
+                width = max(_CLASS_MIN_SIDES[1], length * float(rng.uniform(*_CLASS_ASPECT)))
+            angle = self.angle + float(rng.normal(0, style.angle_jitter))
+            cx, cy = (float(v) for v in rng.uniform(length / 2 + 1, s - length / 2 - 1, 2))
+            lot = _polygon_mask(s, [_box(_frame(cx, cy, angle), (length * _CLASS_MARGIN + _CLASS_GAP) / 2,
+                                         (width * _CLASS_MARGIN + _CLASS_GAP) / 2)])
+            if (lot & self.occupied).any():
+                continue
+            self.occupied |= lot
+            if patch:
+                self.patches.append((_blob(rng, cx, cy, radius), "static" if kind == "trees" else kind))
+                return None
+            building = style.shape(rng, cx, cy, length, width, angle)
+            building.roof = style.roofs[int(rng.integers(len(style.roofs)))]
+            building.brightness = float(rng.uniform(*style.roof_brightness))
+            building.colour = _ROOF_COLOURS[building.roof] * building.brightness
+            building.height = float(rng.uniform(*style.height) * s)
+            building.kind = kind
+            self.buildings.append(building)
+            return building
+        return None
+
+    def of_kind(self, kind: str) -> list[_Building]:
+        """The buildings of ``kind``."""
+        return [b for b in self.buildings if b.kind == kind]
+
+    def label(self) -> np.ndarray:
+        """The class label (uint8 values of :data:`CHANGE_CLASSES`): new and demolished roofs (courtyards
+        excluded), cleared tree patches; 0 elsewhere."""
+        label = np.zeros((self.size, self.size), np.uint8)
+        for kind in ("new", "demolished"):
+            label[_footprints(self.size, self.of_kind(kind))] = CLASS_VALUES[kind]
+        label[self.lost] = CLASS_VALUES["vegetation_lost"]
+        return label
+
+
+def _class_state(scene: _ClassScene, date: str) -> _DateState:
+    """Date ``A`` (demolished buildings standing, every tree patch) or ``B`` (new buildings standing; the cleared
+    tree patches and the demolished footprints bare soil and rubble) of a class-aware pair."""
+    s = scene.size
+    empty = np.zeros((s, s), bool)
+    if date == "A":
+        return _DateState(scene.of_kind("static") + scene.of_kind("demolished"), empty, empty, empty)
+    rubble = _footprints(s, scene.of_kind("demolished"))
+    return _DateState(scene.of_kind("static") + scene.of_kind("new"), scene.lost, empty, scene.lost | rubble)
+
+
+def _class_ground(scene: _ClassScene, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The ground of ``scene`` (:func:`_ground`) with darker, coarser tree crowns in its tree patches and grey rubble
+    in the footprints of its demolished buildings (seen at date B)."""
+    ground = dict(_ground(scene, rng))
+    canopy = ground["canopy"]
+    ground["canopy"] = np.where(scene.trees, 1.2 * canopy - 0.5, canopy).astype(np.float32)
+    fine = ground["fine"][..., None]
+    rubble = _footprints(scene.size, scene.of_kind("demolished"))[..., None]
+    debris = np.array((150, 146, 140), np.float32) * (0.7 + 0.6 * fine)
+    ground["bare"] = np.where(rubble & (fine > 0.5), debris, ground["bare"]).astype(np.float32)
+    return ground
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _class_caption(scene: _ClassScene, date: str) -> str:
+    """What stands at ``date``, in words: buildings, tree patches, cleared plots and demolition sites (B only),
+    roads, water and open ground, e.g. ``an aerial image of a suburb with 5 buildings, 2 patches of trees, 1 road
+    and bare ground``."""
+    place, ground = _PLACE_WORDS.get(scene.style_name, ("place", "bare ground"))
+    after = date == "B"
+    lost = sum(kind == "vegetation_lost" for _, kind in scene.patches)
+    buildings = len(scene.of_kind("static")) + len(scene.of_kind("new" if after else "demolished"))
+    trees = len(scene.patches) - (lost if after else 0)
+    parts = [_count(buildings, "building", "buildings"),
+             _count(trees, "patch of trees", "patches of trees") if trees else "no trees"]
+    if after and lost:
+        parts.append(_count(lost, "cleared plot of bare soil", "cleared plots of bare soil"))
+    demolished = len(scene.of_kind("demolished"))
+    if after and demolished:
+        parts.append(_count(demolished, "demolition site with rubble", "demolition sites with rubble"))
+    parts.append(_count(scene.road_count, "road", "roads"))
+    if scene.water.any():
+        parts.append("some water")
+    return f"an aerial image of a {place} with {', '.join(parts)} and {ground}"
+
+
+def _class_changes(scene: _ClassScene) -> list[dict]:
+    """Every changed object: ``object`` (its number), ``kind``, class ``value`` and ``class`` name, ``pixels`` and
+    ``polygon`` (``[x, y]`` corners as the label is drawn; a courtyard house also ``holes``), a building's ``roof``."""
+    s, changes = scene.size, []
+    for number, b in enumerate(scene.buildings):
+        if b.kind == "static":
+            continue
+        change = {"object": number, "kind": b.kind, "value": CLASS_VALUES[b.kind],
+                  "class": CHANGE_CLASSES.name_of(CLASS_VALUES[b.kind]), "pixels": int(_footprints(s, [b]).sum()),
+                  "polygon": [[float(x), float(y)] for x, y in b.corners], "roof": ROOFS[b.roof][0]}
+        if b.holes:
+            change["holes"] = [[[float(x), float(y)] for x, y in hole] for hole in b.holes]
+        changes.append(change)
+    for number, (outline, kind) in enumerate(scene.patches, start=len(scene.buildings)):
+        if kind == "vegetation_lost":
+            value = CLASS_VALUES[kind]
+            changes.append({"object": number, "kind": kind, "value": value, "class": CHANGE_CLASSES.name_of(value),
+                            "pixels": int(_polygon_mask(s, [outline]).sum()),
+                            "polygon": [[float(x), float(y)] for x, y in outline]})
+    return changes
+
+
+def _synthesize_classes(index: int, config: SynthConfig) -> SynthPair:
+    """Class-aware pair ``index`` (deterministic per seed and index): new buildings (absent at A, standing at B),
+    demolished buildings (standing at A, bare soil and rubble at B) and tree patches cleared to bare soil, labelled
+    with the values of :data:`CHANGE_CLASSES`; every pair has two or three of the classes (no pair without change).
+
+    The nuisance is the text-signal pairs' (mild colour cast, green season, sun, misregistration, noise), and with
+    ``bands`` 4 or 13 the multispectral pairs' (one gain of date B, no NIR-only changes). ``info`` holds the
+    counts, the captions of both dates (:func:`_class_caption`), each class's pixels and every changed object;
+    ``maps`` what stands at each date.
+    """
+    rng = np.random.default_rng([config.seed, index])
+    scene = _ClassScene(rng, config.size, config.style)
+    ground = _class_ground(scene, rng)
+    states = {date: _class_state(scene, date) for date in ("A", "B")}
+    max_shift = max(0.5, config.size / 256)
+    info: dict = {}
+    if config.multispectral:
+        sensor = band_set(config.bands)
+        season = float(rng.uniform(0.0, 0.2))
+        none = np.zeros((config.size, config.size), bool)
+        refl = [_render_spectral(scene, states[d], rng, ground, sensor, season, none, False) for d in ("A", "B")]
+        shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
+        gain = float(rng.uniform(*config.gain_range))
+        image_a, noise_a = _acquire_spectral(refl[0], rng, (0.0, 0.0), 1.0)
+        image_b, noise_b = _acquire_spectral(refl[1], rng, shift, gain)  # type: ignore[arg-type]
+        info.update(gain=gain, noise={"A": noise_a, "B": noise_b}, shift=list(shift), season=season, nir_only=0)
+    else:
+        clean = [_render(scene, states[d], rng, ground) for d in ("A", "B")]
+        shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 2))
+        image_a = _acquire(clean[0], rng, (0.0, 0.0), 0.03)
+        image_b = _acquire(clean[1], rng, shift, 0.03)  # type: ignore[arg-type]
+    label = scene.label()
+    pixels = np.bincount(label.reshape(-1), minlength=len(CHANGE_CLASSES))
+    info.update({
+        "new": len(scene.of_kind("new")), "demolished": len(scene.of_kind("demolished")),
+        "vegetation_lost": sum(kind == "vegetation_lost" for _, kind in scene.patches),
+        "static": len(scene.of_kind("static")), "change_fraction": float((label > 0).mean()),
+        "buildings": {d: len(states[d].present) for d in ("A", "B")},
+        "captions": {d: _class_caption(scene, d) for d in ("A", "B")},
+        "class_pixels": {c.name: int(pixels[c.value]) for c in CHANGE_CLASSES.change_classes},
+        "changes": _class_changes(scene),
+    })
+    maps = {f"building_{d}": _footprints(config.size, states[d].present) for d in ("A", "B")}
+    maps.update({f"vegetation_{d}": scene.vegetation & ~states[d].cleared for d in ("A", "B")})
+    return SynthPair(image_a, image_b, label, info, maps)
+
+
+def class_metadata(pair: SynthPair, index: int, split: str, config: SynthConfig, images: dict[str, str]) -> dict:
+    """The JSON record of class-aware pair ``index`` (``<split>/meta/<name>.json``): its files, the captions of both
+    dates, the buildings standing at each, each class's pixels and every changed object (:func:`_class_changes`)."""
+    styled = {} if config.style == DEFAULT_STYLE else {"style": config.style}
+    return {"generator": "mmchange synth", "index": index, "split": split, **styled, "images": images,
+            **_class_record(pair)}
+
+
+def _class_record(pair: SynthPair) -> dict:
+    """The class-aware entries of a pair's record (also in a multispectral class-aware pair's)."""
+    info = pair.info
+    return {"classes": CLASS_FILE, "captions": info["captions"], "buildings": info["buildings"],
+            "new": info["new"], "demolished": info["demolished"], "vegetation_lost": info["vegetation_lost"],
+            "static": info["static"], "class_pixels": info["class_pixels"], "changes": info["changes"],
+            "change_fraction": info["change_fraction"]}
+
+
+def class_file_text(scheme: ClassScheme = CHANGE_CLASSES) -> str:
+    """``classes.yaml``: the class file (:mod:`mmchange_core.io.classes`) of a class-aware dataset."""
+    import yaml
+
+    head = ("# mmchange synth --classes: the label values (palette index of label/*.png), names and colours;\n"
+            "# train with: mmchange train --dataset <this folder> --classes <this folder>/classes.yaml\n")
+    return head + yaml.safe_dump(scheme.to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+def write_class_label(path: Path, label: np.ndarray, scheme: ClassScheme = CHANGE_CLASSES) -> Path:
+    """Write a class label (uint8 values ``[H, W]``) as a palette PNG whose index is the value and whose palette
+    holds the classes' colours, atomically."""
+    with atomic_path(path) as tmp:
+        img = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8))
+        img.putpalette(scheme.palette())
+        img.save(tmp, format="PNG")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
 # writing a dataset
 
 
@@ -952,11 +1274,11 @@ def _check_target(root: Path, config: SynthConfig) -> None:
 
 
 def _pair_files(folder: Path, stem: str, config: SynthConfig) -> dict[str, Path]:
-    """The files of one pair in the split ``folder``: ``A``, ``B`` (and ``meta`` for multispectral pairs), then
-    ``label``, in the order they are written."""
+    """The files of one pair in the split ``folder``: ``A``, ``B`` (and ``meta`` for multispectral and class-aware
+    pairs), then ``label``, in the order they are written."""
     suffix = ".tif" if config.multispectral else ".png"
     paths = {"A": folder / "A" / f"{stem}{suffix}", "B": folder / "B" / f"{stem}{suffix}"}
-    if config.multispectral:
+    if config.multispectral or config.classes:
         paths["meta"] = folder / PAIR_META_FOLDER / f"{stem}.json"
     paths["label"] = folder / "label" / f"{stem}.png"
     return paths
@@ -974,7 +1296,14 @@ def _write_pair(pair: SynthPair, index: int, split: str, paths: dict[str, Path],
     else:
         write_png(paths["A"], pair.image_a)
         write_png(paths["B"], pair.image_b)
-    write_png(paths["label"], pair.label)
+        if config.classes:
+            folder = paths["label"].parent.parent
+            images = {k: paths[k].relative_to(folder).as_posix() for k in ("A", "B", "label")}
+            atomic_write_text(paths["meta"], strict_json(class_metadata(pair, index, split, config, images), indent=2))
+    if config.classes:
+        write_class_label(paths["label"], pair.label)
+    else:
+        write_png(paths["label"], pair.label)
 
 
 def make_synthetic_dataset(root: str | Path, config: SynthConfig,
@@ -985,6 +1314,10 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
     ``NNNN.tif`` (uint16 reflectance x 10000, UTM 32N) and each pair's record in ``meta/NNNN.json``
     (:func:`pair_metadata`). A folder that already holds a dataset of the same settings is completed (pairs
     already written are skipped), so an interrupted run can simply be repeated.
+
+    Class-aware pairs (``classes``) write palette PNG labels of :data:`CHANGE_CLASSES` values, each pair's record
+    in ``meta/NNNN.json`` (:func:`class_metadata`, with the captions of both dates), the class file
+    :data:`CLASS_FILE` first and the captions of every image, :data:`CAPTIONS_FILE`, last.
     """
     root = Path(root)
     if config.multispectral:
@@ -995,10 +1328,14 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
     if config.multispectral:
         manifest.update(band_names=list(band_set(config.bands).names), scale=REFLECTANCE_SCALE,
                         metadata=f"<split>/{PAIR_META_FOLDER}/<name>.json")
+    if config.classes:
+        manifest.update(classes=CLASS_FILE, captions=CAPTIONS_FILE, metadata=f"<split>/{PAIR_META_FOLDER}/<name>.json")
+        atomic_write_text(root / CLASS_FILE, class_file_text())
     atomic_write_text(root / MANIFEST, strict_json(manifest, indent=2))
     width = max(4, len(str(config.pairs - 1)))
     written = skipped = 0
     changed_pixels = total_pixels = 0
+    class_pixels = np.zeros(len(CHANGE_CLASSES), np.int64)
     for index in range(config.pairs):
         split = config.split_of(index)
         paths = _pair_files(root / split, f"{index:0{width}d}", config)
@@ -1008,12 +1345,41 @@ def make_synthetic_dataset(root: str | Path, config: SynthConfig,
             pair = synthesize_pair(index, config)
             _write_pair(pair, index, split, paths, config)
             written += 1
-            changed_pixels += int(pair.label.sum())
+            changed_pixels += int((pair.label > 0).sum())
             total_pixels += pair.label.size
+            if config.classes:
+                class_pixels += np.bincount(pair.label.reshape(-1), minlength=len(CHANGE_CLASSES))
         report(progress, "synth", index + 1, config.pairs)
     fraction = changed_pixels / total_pixels if total_pixels else 0.0
+    fractions = None
+    if config.classes:
+        _write_captions(root, config, width)
+        fractions = {c.name: float(class_pixels[c.value]) / total_pixels if total_pixels else 0.0
+                     for c in CHANGE_CLASSES.change_classes}
     return SynthReport(root, config.split_counts(), written, skipped, fraction, config.text_signal, config.bands,
-                       tuple(config.gain_range) if config.multispectral else None, config.style)
+                       tuple(config.gain_range) if config.multispectral else None, config.style, fractions)
+
+
+def _write_captions(root: Path, config: SynthConfig, width: int) -> None:
+    """:data:`CAPTIONS_FILE`: the caption of every image of a class-aware dataset, keyed by its path relative to
+    ``root`` (as ``mmchange predict --captions`` and the caption store key images), from the pairs' records."""
+    import yaml
+
+    captions: dict[str, str] = {}
+    for index in range(config.pairs):
+        split = config.split_of(index)
+        paths = _pair_files(root / split, f"{index:0{width}d}", config)
+        try:
+            record = json.loads(paths["meta"].read_text(encoding="utf-8"))
+            for date in ("A", "B"):
+                captions[paths[date].relative_to(root).as_posix()] = record["captions"][date]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError(f"{paths['meta']} is missing or damaged; delete {paths['label']} and repeat the "
+                             f"same command to write the pair again") from None
+    head = ("# mmchange synth --classes: what each image shows (its date's land cover), keyed by its path in this "
+            "dataset\n")
+    atomic_write_text(root / CAPTIONS_FILE, head + yaml.safe_dump(captions, sort_keys=False, allow_unicode=True,
+                                                                  width=1000))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1050,6 +1416,8 @@ class SynthSeriesConfig(SynthConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.classes:
+            raise InputError("--classes makes pairs; series (--dates) have no class labels, leave one of them out")
         if self.bands != 3:
             raise InputError(f"--bands {self.bands} makes pairs; series (--dates) are RGB only, leave --bands out")
         if not MIN_DATES <= self.dates <= MAX_DATES:

@@ -94,7 +94,8 @@ def measure_drift(checkpoint: str | Path, dataset: str | Path, split: str = "tes
     times_ref: list[float] = []
     times_fast: list[float] = []
     for i, pair in enumerate(pairs):
-        image_a, image_b, label = read_labelled_pair(pair, reference.imagery)
+        # K-class networks: class indices, compared as any change (label > 0) like the change masks
+        image_a, image_b, label = read_labelled_pair(pair, reference.imagery, reference.meta.classes)
         text_a = None if emb_a is None else emb_a[i]
         text_b = None if emb_b is None else emb_b[i]
         t0 = time.perf_counter()

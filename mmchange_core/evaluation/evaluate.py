@@ -10,11 +10,22 @@ crops (LEVIR-CD's 1024 px tiles as sixteen 256 px crops).
 
 The robustness command calls the same function with perturbed inputs (``image_transform``) and the
 matching text embeddings (``text_provider``).
+
+K-class networks (a class file): labels are read as class indices, each pixel is decided by the
+detector's :class:`~mmchange_core.inference.decision.DecisionRule` (the threshold applies to the total
+change probability ``1 - p(no change)``, then the class is the most probable change class) and one
+K x K :class:`~mmchange_core.evaluation.metrics.ClassConfusion` is accumulated beside the binary
+statistics of any change against none (:attr:`EvaluationResult.stats`); the threshold histogram stays
+on the change probability against "any change". ``pred_dir`` masks are the class file's values as a
+palette PNG, overlays tint the predicted classes, and the gallery ranks pairs by their mean F1 over
+the change classes present in label or prediction (:func:`class_gallery_score`).
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +41,28 @@ from mmchange_core.io.imagery import Imagery
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.evaluation.metrics import ConfusionStats, ProbabilityHistogram, confusion_stats, f1, summarize
+from mmchange_core.evaluation.metrics import (
+    ClassConfusion,
+    ConfusionStats,
+    ProbabilityHistogram,
+    change_stats,
+    class_confusion,
+    class_stats,
+    confusion_stats,
+    f1,
+    summarize,
+    summarize_classes,
+)
+from mmchange_core.inference.decision import DecisionRule
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.predict import pair_name
-from mmchange_core.io.images import write_png
+from mmchange_core.io.classes import ClassScheme
+from mmchange_core.io.images import write_palette_png, write_png
 from mmchange_core.progress import ProgressCallback, report
-from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, mask_thumbnail, thumbnail
-from mmchange_core.reporting.visualize import error_overlay
+from mmchange_core.reporting.legend import class_entries, font_size_for, legend_strip
+from mmchange_core.reporting.overlay import pool_any
+from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, fit, mask_thumbnail, thumbnail
+from mmchange_core.reporting.visualize import MIN_WIDTH, TINT, error_overlay
 from mmchange_core.text.features import TextProvider
 
 #: ``transform(image_a, image_b, index) -> (image_a, image_b)`` on uint8 ``[H, W, C]`` arrays, applied
@@ -47,11 +73,12 @@ ImageTransform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.nd
 
 @dataclass
 class ImageResult:
-    """Confusion statistics of one pair."""
+    """Confusion statistics of one pair (K-class networks: any change against none, and the class confusion)."""
 
     index: int
     pair: ImagePair
     stats: ConfusionStats
+    classes: ClassConfusion | None = None
 
 
 #: Pairs kept for the report's gallery by default: the worst ``DEFAULT_GALLERY`` by F1.
@@ -64,6 +91,68 @@ def gallery_score(stats: ConfusionStats) -> float:
     return f1(stats) if 2 * stats.tp + stats.fp + stats.fn else 1.0
 
 
+def class_gallery_score(classes: ClassConfusion) -> float:
+    """The score a K-class gallery ranks a pair by: the mean one-vs-rest F1 over the change classes present in
+    the pair's label or prediction (the mean rather than the minimum, so one stray pixel of a class does not
+    decide the rank alone); 1.0 when neither holds any change (nothing to find, nothing found)."""
+    present = classes.matrix.sum(axis=0) + classes.matrix.sum(axis=1)
+    scores = [f1(class_stats(classes, i)) for i in range(1, classes.classes) if present[i]]
+    return sum(scores) / len(scores) if scores else 1.0
+
+
+def _wrong_pixels(stats: ConfusionStats, classes: ClassConfusion | None) -> int:
+    """Pixels given the wrong answer: FP + FN, or every pixel off the diagonal of a class confusion."""
+    return stats.fp + stats.fn if classes is None else classes.total - int(np.trace(classes.matrix))
+
+
+#: Tint of change pixels given the wrong change class in a K-class error picture (Okabe-Ito reddish purple).
+WRONG_CLASS_COLOUR = (204, 121, 167)
+
+
+def class_colours(index: np.ndarray, colours: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """uint8 ``[H, W, 3]``: each pixel in the colour of its class index."""
+    return np.asarray(colours, dtype=np.uint8)[index]
+
+
+def class_thumbnail(index: np.ndarray, colours: Sequence[tuple[int, int, int]],
+                    max_side: int = THUMB_SIDE) -> np.ndarray:
+    """A class index map as a colour picture of at most ``max_side``: a thumbnail pixel shows a change class present
+    in its block (the last listed when several are), so a small change stays visible as in :func:`mask_thumbnail`."""
+    h, w = fit(*index.shape, max_side)
+    if (h, w) == index.shape:
+        return class_colours(index, colours)
+    small = np.zeros((h, w), dtype=np.uint8)
+    for k in range(1, len(colours)):
+        small[pool_any(index == k, h, w)] = k
+    return class_colours(small, colours)
+
+
+def class_error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """:func:`error_blend` of any change, with change pixels given the wrong change class tinted in
+    :data:`WRONG_CLASS_COLOUR` instead of as true change."""
+    out = error_blend(image, pred > 0, target > 0, alpha)
+    wrong = (pred > 0) & (target > 0) & (pred != target)
+    tinted = (1 - alpha) * image[wrong].astype(np.float32) + alpha * np.asarray(WRONG_CLASS_COLOUR, np.float32)
+    out[wrong] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+    return out
+
+
+def class_overlay(index: np.ndarray, image: np.ndarray, scheme: ClassScheme) -> np.ndarray:
+    """``image`` (RGB, the second date) with the predicted change classes tinted in their colours (enlarged to at
+    least :data:`MIN_WIDTH` px wide), with the classes' colour key below (the ``--save-vis`` picture of K classes)."""
+    out = image[..., :3].astype(np.float32)
+    change = index > 0
+    out[change] = (1 - TINT) * out[change] + TINT * class_colours(index[change], scheme.colours).astype(np.float32)
+    picture = np.rint(out).astype(np.uint8)
+    enlarge = max(1, math.ceil(MIN_WIDTH / picture.shape[1]))
+    if enlarge > 1:
+        picture = np.repeat(np.repeat(picture, enlarge, axis=0), enlarge, axis=1)
+    width = picture.shape[1]
+    change_classes = scheme.classes[1:]
+    key = class_entries([c.name for c in change_classes], [c.colour for c in change_classes])
+    return np.concatenate([picture, legend_strip(width, key, size=font_size_for(width))], axis=0)
+
+
 @dataclass
 class GalleryPair:
     """A pair kept for the report: its statistics and thumbnails (A, B, label, prediction, error overlay on B)."""
@@ -73,39 +162,50 @@ class GalleryPair:
     stats: ConfusionStats
     score: float
     pictures: dict[str, np.ndarray]
+    classes: ClassConfusion | None = None
 
 
 class WorstPairs:
-    """The ``limit`` pairs with the lowest :func:`gallery_score` (then the most wrong pixels, then the first
-    seen), kept in a bounded heap so memory does not grow with the split."""
+    """The ``limit`` pairs with the lowest :func:`gallery_score` (K classes: :func:`class_gallery_score`), then
+    the most wrong pixels, then the first seen, kept in a bounded heap so memory does not grow with the split."""
 
     def __init__(self, limit: int, max_side: int = THUMB_SIDE) -> None:
         self.limit, self.max_side = limit, max_side
         self._heap: list[tuple[tuple[float, int, int], GalleryPair]] = []  # the best kept pair on top
 
     @staticmethod
-    def _goodness(index: int, stats: ConfusionStats) -> tuple[float, int, int]:
-        return gallery_score(stats), -(stats.fp + stats.fn), index
+    def _goodness(index: int, stats: ConfusionStats, classes: ClassConfusion | None = None) -> tuple[float, int, int]:
+        score = gallery_score(stats) if classes is None else class_gallery_score(classes)
+        return score, -_wrong_pixels(stats, classes), index
 
-    def wants(self, index: int, stats: ConfusionStats) -> bool:
+    def wants(self, index: int, stats: ConfusionStats, classes: ClassConfusion | None = None) -> bool:
         """Whether the pair would be kept (checked before its thumbnails are made)."""
         if self.limit <= 0:
             return False
         best_kept = tuple(-k for k in self._heap[0][0]) if self._heap else None
-        return len(self._heap) < self.limit or self._goodness(index, stats) < best_kept
+        return len(self._heap) < self.limit or self._goodness(index, stats, classes) < best_kept
 
     def offer(self, index: int, pair: ImagePair, stats: ConfusionStats, image_a: np.ndarray, image_b: np.ndarray,
-              label: np.ndarray, pred: np.ndarray) -> None:
-        """Keep the pair (with thumbnails) if it is among the worst so far."""
-        if not self.wants(index, stats):
+              label: np.ndarray, pred: np.ndarray, classes: ClassConfusion | None = None,
+              scheme: ClassScheme | None = None) -> None:
+        """Keep the pair (with thumbnails) if it is among the worst so far; with ``classes`` (K classes) ``label``
+        and ``pred`` are class index maps, drawn in the colours of ``scheme``."""
+        if not self.wants(index, stats, classes):
             return
         side = self.max_side
-        target = label > 0
-        pictures = {"A": thumbnail(image_a, side), "B": thumbnail(image_b, side),
-                    "label": mask_thumbnail(target, side), "prediction": mask_thumbnail(pred, side),
-                    "errors on B": thumbnail(error_blend(image_b, pred, target), side)}
-        item = GalleryPair(index, pair, stats, gallery_score(stats), pictures)
-        key = self._goodness(index, stats)
+        if classes is None:
+            target = label > 0
+            pictures = {"A": thumbnail(image_a, side), "B": thumbnail(image_b, side),
+                        "label": mask_thumbnail(target, side), "prediction": mask_thumbnail(pred, side),
+                        "errors on B": thumbnail(error_blend(image_b, pred, target), side)}
+        else:
+            colours = (scheme or ClassScheme.numbered(classes.classes)).colours
+            pictures = {"A": thumbnail(image_a, side), "B": thumbnail(image_b, side),
+                        "label": class_thumbnail(label, colours, side),
+                        "prediction": class_thumbnail(pred, colours, side),
+                        "errors on B": thumbnail(class_error_blend(image_b, pred, label), side)}
+        key = self._goodness(index, stats, classes)
+        item = GalleryPair(index, pair, stats, key[0], pictures, classes)
         entry = (tuple(-k for k in key), item)  # heapq is a min-heap: negate so the best kept pair is on top
         if len(self._heap) < self.limit:
             heapq.heappush(self._heap, entry)  # type: ignore[arg-type]
@@ -128,26 +228,41 @@ class EvaluationResult:
     histogram: ProbabilityHistogram | None = None
     seconds: float = 0.0
     gallery: list[GalleryPair] = field(default_factory=list)  # the worst pairs, worst first (``gallery=K``)
+    confusion: ClassConfusion | None = None
+    """K-class networks: the K x K confusion over all pixels (None for binary networks)."""
+    scheme: ClassScheme | None = None
+    """K-class networks: their classes (names, values, colours); None for binary networks."""
 
-    def metrics(self) -> dict[str, float | int]:
-        """precision, recall, f1, iou, oa, kappa (fractions) and tp, fp, fn, tn (pixel counts)."""
-        return summarize(self.stats)
+    @property
+    def multiclass(self) -> bool:
+        """Whether this is the result of a K-class network."""
+        return self.confusion is not None
+
+    def metrics(self) -> dict[str, Any]:
+        """precision, recall, f1, iou, oa, kappa (fractions) and tp, fp, fn, tn (pixel counts); K-class networks:
+        those of any change against none, plus change_f1, mean_f1, miou, class_oa, per_class and confusion
+        (:func:`~mmchange_core.evaluation.metrics.summarize_classes`)."""
+        if self.confusion is None:
+            return summarize(self.stats)
+        scheme = self.scheme or ClassScheme.numbered(self.confusion.classes)
+        return summarize_classes(self.confusion, scheme.names, scheme.values)
 
 
 class _EvalPairs(Dataset):
     """Pairs of a split as uint8 arrays, read and transformed in DataLoader workers."""
 
     def __init__(self, pairs: Sequence[ImagePair], image_transform: ImageTransform | None,
-                 imagery: Imagery | None = None) -> None:
+                 imagery: Imagery | None = None, classes: ClassScheme | None = None) -> None:
         self.pairs = list(pairs)
         self.image_transform = image_transform
         self.imagery = imagery
+        self.classes = classes  # K classes: labels are read as class indices
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        image_a, image_b, label = read_labelled_pair(self.pairs[index], self.imagery)
+        image_a, image_b, label = read_labelled_pair(self.pairs[index], self.imagery, self.classes)
         if self.image_transform is not None:
             image_a, image_b = self.image_transform(image_a, image_b, index)
         return index, image_a, image_b, label
@@ -184,17 +299,20 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
             keep their size) before normalisation (robustness perturbations); labels are left as they are.
         pairs: evaluate these pairs instead of the split's (must have labels).
         vis_dir: when given, an error overlay per pair is written there (white TP, black TN,
-            red FP, blue FN), named after the pair.
+            red FP, blue FN), named after the pair; K-class networks: the predicted classes in their colours.
         pred_dir: when given, the 0/255 mask of each pair is written there as ``<name>.png``, named
-            as ``mmchange predict`` names it in folder mode.
+            as ``mmchange predict`` names it in folder mode; K-class networks: the class file's values as a
+            palette PNG in the classes' colours.
         collect_histogram: also collect a :class:`ProbabilityHistogram` (for threshold tuning).
-        gallery: keep thumbnails of the ``gallery`` worst pairs by F1 (:class:`WorstPairs`) for the report;
+        gallery: keep thumbnails of the ``gallery`` worst pairs by F1 (:class:`WorstPairs`; K classes: by
+            :func:`class_gallery_score`) for the report;
             memory stays bounded by ``gallery``, whatever the split's size.
         progress: receives a ``pairs`` :class:`~mmchange_core.progress.ProgressEvent` after each pair.
 
     Returns:
         :class:`EvaluationResult` with the global :class:`ConfusionStats`, per-image statistics in the
-        split's order, and the histogram when requested.
+        split's order, and the histogram when requested; K-class networks also the :class:`ClassConfusion`
+        of the split and of each pair.
     """
     start = time.perf_counter()
     threshold = detector.threshold if threshold is None else threshold
@@ -212,34 +330,51 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
     vis_path = Path(vis_dir) if vis_dir is not None else None
     pred_path = Path(pred_dir) if pred_dir is not None else None
     histogram = ProbabilityHistogram() if collect_histogram else None
-    loader = DataLoader(_EvalPairs(pairs, image_transform, detector.imagery), batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_as_is)
+    multiclass = detector.decision.multiclass
+    scheme = detector.decision.classes if multiclass else None
+    if multiclass and threshold != detector.decision.threshold:  # the same network, decided at this threshold
+        detector = copy.copy(detector)
+        detector.threshold, detector.decision = threshold, DecisionRule(threshold, scheme)
+    loader = DataLoader(_EvalPairs(pairs, image_transform, detector.imagery, scheme), batch_size=None, shuffle=False,
+                        num_workers=workers, collate_fn=_as_is)
     results: list[ImageResult] = []
     worst = WorstPairs(gallery)
     total = ConfusionStats()
+    confusion = ClassConfusion.zeros(len(scheme)) if scheme is not None else None
     try:
         for index, image_a, image_b, label in loader:
             text_a = None if emb_a is None else emb_a[index]
             text_b = None if emb_b is None else emb_b[index]
-            prob = detector.probability_map(image_a, image_b, text_a, text_b)
-            pred = prob > threshold
-            stats = confusion_stats(pred, label)
+            classes = None
+            if scheme is None:
+                prob = detector.probability_map(image_a, image_b, text_a, text_b)
+                pred = prob > threshold
+                stats = confusion_stats(pred, label)
+            else:
+                prob, pred = detector.decision_map(image_a, image_b, text_a, text_b)
+                classes = class_confusion(pred, label, len(scheme))
+                stats = change_stats(classes)
+                confusion = confusion + classes
             total = total + stats
             if histogram is not None:
-                histogram.update(torch.from_numpy(prob), label)
+                histogram.update(torch.from_numpy(prob), label)  # K classes: against any change (label > 0)
             pair = pairs[index]
-            results.append(ImageResult(index, pair, stats))
+            results.append(ImageResult(index, pair, stats, classes))
             if image_a.shape[-1] != 3 or detector.imagery.rgb_positions() != (0, 1, 2):  # pictures show RGB
                 rgb = list(detector.imagery.rgb_positions())
                 image_a, image_b = image_a[..., rgb], image_b[..., rgb]
-            worst.offer(index, pair, stats, image_a, image_b, label, pred)
+            worst.offer(index, pair, stats, image_a, image_b, label, pred, classes, scheme)
+            name = f"{pair_name(pair.image_a, pair.image_b)}.png"
             if vis_path is not None:
-                write_png(vis_path / f"{pair_name(pair.image_a, pair.image_b)}.png",
-                          error_overlay(pred, label > 0, image_b))
+                write_png(vis_path / name, error_overlay(pred, label > 0, image_b) if scheme is None
+                          else class_overlay(pred, image_b, scheme))
             if pred_path is not None:
-                write_png(pred_path / f"{pair_name(pair.image_a, pair.image_b)}.png", pred.astype(np.uint8) * 255)
+                if scheme is None:
+                    write_png(pred_path / name, pred.astype(np.uint8) * 255)
+                else:
+                    write_palette_png(pred_path / name, detector.decision.values(pred), scheme.palette())
             report(progress, "pairs", len(results), len(pairs))
     except MMChangeError as exc:
         raise unwrap_worker_error(exc) from None
     return EvaluationResult(split, threshold, total, results, histogram, time.perf_counter() - start,
-                            worst.worst_first())
+                            worst.worst_first(), confusion, scheme)

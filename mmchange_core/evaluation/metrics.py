@@ -10,6 +10,12 @@ Every reduction returns a fraction in [0, 1] (kappa in [-1, 1]) and **0.0 when i
 (a zero denominator: e.g. precision with no predicted change, F1 on an image with no change in
 either label or prediction). Pixel counts stay exact Python integers.
 
+K-class networks (a class file) follow the same pattern: :func:`class_confusion` counts one K x K
+matrix (:class:`ClassConfusion`, rows = label, columns = prediction), ``+`` accumulates it, and
+:func:`class_stats` (one-vs-rest, reduced by the binary functions above), :func:`mean_f1`,
+:func:`mean_iou` (over the change classes), :func:`change_stats` (any change against none),
+:func:`class_accuracy` and :func:`summarize_classes` reduce it.
+
 For threshold tuning, :class:`ProbabilityHistogram` bins the change probabilities of changed and
 unchanged pixels separately, which gives the confusion statistics of every candidate threshold
 from a single pass.
@@ -192,3 +198,153 @@ class ProbabilityHistogram:
         k = int(candidates[torch.argmin((thresholds[candidates] - 0.5).abs())])
         threshold = k / self.bins
         return threshold, self.stats_at(threshold)
+
+
+# ---------------------------------------------------------------------------------------------- K classes
+
+@dataclass(frozen=True, eq=False)
+class ClassConfusion:
+    """The K x K confusion matrix of a class-aware network (int64; rows = truth, columns = prediction; index 0
+    is "no change"). Add them with ``+``; reduce with :func:`class_stats`, :func:`per_class`, :func:`mean_f1`,
+    :func:`mean_iou`, :func:`change_stats`, :func:`class_accuracy` or :func:`summarize_classes`."""
+
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        matrix = np.asarray(self.matrix, dtype=np.int64)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
+            raise ValueError(f"a class confusion matrix is K x K with K >= 2, got shape {list(matrix.shape)}")
+        object.__setattr__(self, "matrix", matrix)
+
+    @classmethod
+    def zeros(cls, classes: int) -> ClassConfusion:
+        """An empty count of ``classes`` classes (the start of a sum)."""
+        return cls(np.zeros((classes, classes), dtype=np.int64))
+
+    @property
+    def classes(self) -> int:
+        """K, the number of classes (no change included)."""
+        return int(self.matrix.shape[0])
+
+    @property
+    def total(self) -> int:
+        """Number of pixels counted."""
+        return int(self.matrix.sum())
+
+    def __add__(self, other: ClassConfusion) -> ClassConfusion:
+        if not isinstance(other, ClassConfusion):
+            return NotImplemented
+        if other.classes != self.classes:
+            raise ValueError(f"cannot add confusion matrices of {self.classes} and {other.classes} classes")
+        return ClassConfusion(self.matrix + other.matrix)
+
+    def __radd__(self, other: Any) -> ClassConfusion:
+        if isinstance(other, int) and other == 0:  # lets sum() start from its default 0
+            return self
+        return self.__add__(other)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClassConfusion) and np.array_equal(self.matrix, other.matrix)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable array inside: not hashable
+
+    def as_tensor(self) -> torch.Tensor:
+        """The matrix as an int64 tensor (for ``all_reduce`` across processes)."""
+        return torch.from_numpy(self.matrix.copy())
+
+    @classmethod
+    def from_tensor(cls, values: torch.Tensor) -> ClassConfusion:
+        """Inverse of :meth:`as_tensor`."""
+        return cls(values.cpu().numpy().astype(np.int64))
+
+
+def _as_index(x: ArrayLike) -> np.ndarray:
+    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return array.astype(np.int64, copy=False).reshape(-1)
+
+
+def class_confusion(pred: ArrayLike, target: ArrayLike, classes: int) -> ClassConfusion:
+    """The K x K confusion of a class index prediction against class index targets (same shape, values 0..K-1),
+    counted with one ``np.bincount``."""
+    p, t = _as_index(pred), _as_index(target)
+    if np.shape(pred) != np.shape(target):
+        raise ValueError(f"prediction shape {tuple(np.shape(pred))} differs from target shape "
+                         f"{tuple(np.shape(target))}")
+    for name, values in (("prediction", p), ("target", t)):
+        if values.size and (values.min() < 0 or values.max() >= classes):
+            bad = int(values.max() if values.max() >= classes else values.min())
+            raise ValueError(f"{name} holds class index {bad}, outside 0..{classes - 1}")
+    counts = np.bincount(t * classes + p, minlength=classes * classes)
+    return ClassConfusion(counts.reshape(classes, classes))
+
+
+def class_stats(c: ClassConfusion, index: int) -> ConfusionStats:
+    """One-vs-rest :class:`ConfusionStats` of class ``index`` (its precision, recall, F1 and IoU as binary ones)."""
+    m = c.matrix
+    tp = int(m[index, index])
+    fp = int(m[:, index].sum()) - tp
+    fn = int(m[index, :].sum()) - tp
+    return ConfusionStats(tp, fp, fn, c.total - tp - fp - fn)
+
+
+def change_stats(c: ClassConfusion) -> ConfusionStats:
+    """Any change against no change (index 0), the binary statistics of a K-class result: a change pixel
+    predicted as another change class still counts as found change."""
+    m = c.matrix
+    tn = int(m[0, 0])
+    fp = int(m[0, 1:].sum())
+    fn = int(m[1:, 0].sum())
+    return ConfusionStats(c.total - tn - fp - fn, fp, fn, tn)
+
+
+def _defined_change_classes(c: ClassConfusion) -> list[int]:
+    """Change classes (index >= 1) present in the target or the prediction (their F1 and IoU are defined)."""
+    present = c.matrix.sum(axis=0) + c.matrix.sum(axis=1)
+    return [i for i in range(1, c.classes) if present[i]]
+
+
+def mean_f1(c: ClassConfusion) -> float:
+    """Mean one-vs-rest F1 over the change classes present in target or prediction (index 0 excluded; a class in
+    neither is left out, as mmsegmentation's nan-mean does); 0 when no change class is present."""
+    defined = _defined_change_classes(c)
+    return sum(f1(class_stats(c, i)) for i in defined) / len(defined) if defined else 0.0
+
+
+def mean_iou(c: ClassConfusion) -> float:
+    """mIoU: mean one-vs-rest IoU over the change classes present in target or prediction (as :func:`mean_f1`)."""
+    defined = _defined_change_classes(c)
+    return sum(iou(class_stats(c, i)) for i in defined) / len(defined) if defined else 0.0
+
+
+def class_accuracy(c: ClassConfusion) -> float:
+    """Overall accuracy over the K classes: pixels given their true class / all pixels; 0 for an empty count."""
+    return _ratio(int(np.trace(c.matrix)), c.total)
+
+
+def per_class(c: ClassConfusion, names: tuple[str, ...] | None = None,
+              values: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """One dict per class (no change first): index, value, name, precision, recall, f1, iou (one-vs-rest),
+    support (target pixels) and predicted (predicted pixels)."""
+    names = names or tuple("no change" if i == 0 else f"class {i}" for i in range(c.classes))
+    values = values or tuple(range(c.classes))
+    rows = []
+    for i in range(c.classes):
+        s = class_stats(c, i)
+        rows.append({"index": i, "value": int(values[i]), "name": names[i], "precision": precision(s),
+                     "recall": recall(s), "f1": f1(s), "iou": iou(s), "support": s.tp + s.fn,
+                     "predicted": s.tp + s.fp})
+    return rows
+
+
+def summarize_classes(c: ClassConfusion, names: tuple[str, ...] | None = None,
+                      values: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The K-class summary: the binary keys of :func:`summarize` for any change against none (``f1`` is the
+    change F1, kept for callers that rank by it), then change_f1, mean_f1, miou (change classes), class_oa
+    (K-class overall accuracy), per_class (:func:`per_class`) and the confusion matrix with the class names."""
+    out: dict[str, Any] = summarize(change_stats(c))
+    rows = per_class(c, names, values)
+    out.update({"change_f1": out["f1"], "mean_f1": mean_f1(c), "miou": mean_iou(c), "class_oa": class_accuracy(c),
+                "per_class": rows,
+                "confusion": {"rows": "label", "columns": "prediction", "classes": [r["name"] for r in rows],
+                              "values": [r["value"] for r in rows], "matrix": c.matrix.tolist()}})
+    return out

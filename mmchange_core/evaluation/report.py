@@ -1,6 +1,8 @@
 """The HTML reports of ``eval`` and ``robustness``: metrics, the worst pairs as a gallery, per-image table, curves.
 
 Built from the same dicts the runs write to their JSON files, with :mod:`mmchange_core.reporting.report`.
+K-class results add the per-class metrics, the confusion matrix as a heatmap and the class colours; their
+gallery ranks pairs by the mean F1 over the change classes present (:func:`class_gallery_score`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.data.layouts import ImagePair
-from mmchange_core.evaluation.evaluate import EvaluationResult, gallery_score
-from mmchange_core.evaluation.metrics import f1, iou, precision, recall
+from mmchange_core.evaluation.evaluate import (
+    WRONG_CLASS_COLOUR,
+    EvaluationResult,
+    class_gallery_score,
+    gallery_score,
+)
+from mmchange_core.evaluation.metrics import class_stats, f1, iou, precision, recall
 from mmchange_core.evaluation.perturbations import Perturbation
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import read_images
@@ -47,17 +54,29 @@ def _percent(part: int, total: int) -> Cell:
 
 
 def per_image_table(result: EvaluationResult) -> Table:
-    """Every pair of the split with its metrics, sortable (F1 'n/a' sorts as 1: no change, none found)."""
+    """Every pair of the split with its metrics, sortable (F1 'n/a' sorts as 1: no change, none found); K-class
+    results add the mean F1 over the change classes present and the F1 of each change class."""
+    names = list(result.scheme.names[1:]) if result.multiclass and result.scheme is not None else []
     rows: list[list[Any]] = []
     for item in result.per_image:
         s = item.stats
         defined = 2 * s.tp + s.fp + s.fn > 0
-        rows.append([item.pair.name,
-                     Cell(metric_text(f1(s)) if defined else "n/a (no change)", gallery_score(s)),
-                     iou(s) if defined else Cell("n/a", 1.0), precision(s), recall(s),
-                     _percent(s.tp + s.fn, s.total), _percent(s.tp + s.fp, s.total), s.fp + s.fn])
-    return Table(PER_IMAGE_COLUMNS, rows, title=f"Every pair ({len(rows)}), click a header to sort",
-                 sortable=True, table_id="per-image", numeric=[False, *([True] * 7)])
+        row = [item.pair.name,
+               Cell(metric_text(f1(s)) if defined else "n/a (no change)", gallery_score(s)),
+               iou(s) if defined else Cell("n/a", 1.0), precision(s), recall(s),
+               _percent(s.tp + s.fn, s.total), _percent(s.tp + s.fp, s.total), s.fp + s.fn]
+        if item.classes is not None:
+            present = item.classes.matrix.sum(axis=0) + item.classes.matrix.sum(axis=1)
+            score = class_gallery_score(item.classes)
+            row.append(Cell(metric_text(score) if present[1:].any() else "n/a (no change)", score))
+            row += [f1(class_stats(item.classes, i)) if present[i] else Cell("n/a", 1.0)
+                    for i in range(1, item.classes.classes)]
+        rows.append(row)
+    columns = [*PER_IMAGE_COLUMNS, *(["mean class F1", *(f"F1 {n}" for n in names)] if names else [])]
+    if names:
+        columns[1:3] = ["change F1", "change IoU"]
+    return Table(columns, rows, title=f"Every pair ({len(rows)}), click a header to sort",
+                 sortable=True, table_id="per-image", numeric=[False, *([True] * (len(columns) - 1))])
 
 
 def gallery(result: EvaluationResult) -> Gallery:
@@ -67,12 +86,56 @@ def gallery(result: EvaluationResult) -> Gallery:
         s = kept.stats
         pictures = [(label, Picture.from_array(array, f"{kept.pair.name} {label}"))
                     for label, array in kept.pictures.items()]
-        caption = (f"F1 {metric_text(f1(s))}" if 2 * s.tp + s.fp + s.fn else "F1 n/a (no change)") + \
-            f" · {s.fn} px missed · {s.fp} px false alarm"
+        if kept.classes is None:
+            caption = (f"F1 {metric_text(f1(s))}" if 2 * s.tp + s.fp + s.fn else "F1 n/a (no change)") + \
+                f" · {s.fn} px missed · {s.fp} px false alarm"
+        else:
+            wrong = kept.classes.total - int(np.trace(kept.classes.matrix)) - s.fn - s.fp
+            caption = (f"mean class F1 {metric_text(kept.score)}" if 2 * s.tp + s.fp + s.fn
+                       else "mean class F1 n/a (no change)") + \
+                f" · {s.fn} px missed · {s.fp} px false alarm · {wrong} px wrong class"
         items.append(GalleryItem(kept.pair.name, pictures, caption, swipe=("A", "B")))
-    note = (f"The {len(items)} pairs with the lowest F1 of {len(result.per_image)} (a pair with no change in the "
-            f"label and none predicted counts as F1 1). 'enlarge' opens a before/after swipe.")
-    return Gallery(items, "Worst pairs first", legend=ERROR_LEGEND, note=note)
+    if not result.multiclass:
+        note = (f"The {len(items)} pairs with the lowest F1 of {len(result.per_image)} (a pair with no change in the "
+                f"label and none predicted counts as F1 1). 'enlarge' opens a before/after swipe.")
+        return Gallery(items, "Worst pairs first", legend=ERROR_LEGEND, note=note)
+    note = (f"The {len(items)} pairs with the lowest mean F1 over the change classes present in their label or "
+            f"prediction, of {len(result.per_image)} (a pair with no change in the label and none predicted counts "
+            f"as 1). Label and prediction are drawn in the class colours. 'enlarge' opens a before/after swipe.")
+    return Gallery(items, "Worst pairs first", legend=[*class_legend(result), *ERROR_LEGEND,
+                                                       ("wrong change class", WRONG_CLASS_COLOUR)], note=note)
+
+
+def class_legend(result: EvaluationResult) -> list[tuple[str, tuple[int, int, int]]]:
+    """The colour of each class (label value and name) of a K-class result, for a report legend."""
+    if result.scheme is None:
+        return []
+    return [(f"{c.value} {c.name}", c.colour) for c in result.scheme.classes]
+
+
+def class_sections(summary: Mapping[str, Any], result: EvaluationResult, title: str) -> list[Any]:
+    """The blocks of a K-class result: the means, the per-class table, the confusion heatmap and the class colours."""
+    from mmchange_core.reporting.plots import confusion_figure
+
+    metrics = summary["metrics"]
+    means = Table(["mean F1 (change classes)", "mIoU (change classes)", "change F1 (any change)",
+                   "class OA (K classes)"],
+                  [[metrics["mean_f1"], metrics["miou"], metrics["change_f1"], metrics["class_oa"]]],
+                  title="Class-aware metrics")
+    per_class = Table(["class", "value", "P", "R", "F1", "IoU", "label pixels", "predicted pixels"],
+                      [[r["name"], r["value"], r["precision"], r["recall"], r["f1"], r["iou"], r["support"],
+                        r["predicted"]] for r in metrics["per_class"]],
+                      title="Per class (one class against the rest; F1 0 where a class is in neither label nor "
+                            "prediction)")
+    confusion = metrics["confusion"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = confusion_figure(confusion["matrix"], confusion["classes"], Path(tmp) / "confusion.png",
+                                title=f"{title}: confusion matrix ({summary.get('split', '')} split)")
+        figure = Figure(Picture.from_file(path, "confusion matrix"),
+                        "rows: label class, columns: predicted class; each cell: pixels and share of its row")
+    colours = Gallery([], "Class colours", legend=class_legend(result),
+                      note="the colours of the class maps (--save-pred palette PNGs, overlays and the gallery)")
+    return [means, per_class, figure, colours]
 
 
 def eval_sections(summary: Mapping[str, Any], result: EvaluationResult, title: str = "Evaluation") -> list[Section]:
@@ -83,8 +146,13 @@ def eval_sections(summary: Mapping[str, Any], result: EvaluationResult, title: s
                      Cell(f"{summary['threshold']:.3f}", summary["threshold"])]], title="Pixel counts")
     note = ("precision, recall, F1 and IoU of the change class, from one confusion matrix over all pixels of the "
             "split; hover a value for the exact number in metrics.json")
+    if result.multiclass:
+        note = ("precision, recall, F1 and IoU of any change against no change (every change class together), "
+                "from one confusion matrix over all pixels of the split; the classes follow below")
     sections = [Section(f"{title}: metrics", [MetricsTable([(f"{summary.get('split', '')} split", metrics)],
                                                            note=note), counts])]
+    if result.multiclass and "per_class" in metrics:
+        sections.append(Section(f"{title}: per class", class_sections(summary, result, title)))
     if result.gallery:
         sections.append(Section(f"{title}: where it fails", [gallery(result)]))
     sections.append(Section(f"{title}: per pair", [per_image_table(result)]))
@@ -118,7 +186,8 @@ def perturbation_examples(pair: ImagePair, key: tuple[str, str], perturbations: 
 def robustness_report(header: RunHeader, rows: Sequence[Mapping[str, Any]],
                       series: Mapping[str, list[tuple[float, float]]], examples: Gallery | None,
                       plot: Path | None = None) -> Report:
-    """F1 against severity per perturbation, the rows as metrics tables, and example inputs."""
+    """F1 against severity per perturbation, the rows as metrics tables (K-class models: and their per-class F1),
+    and example inputs."""
     sections = []
     blocks: list[Any] = []
     if series and any(len(points) > 1 for points in series.values()):
@@ -141,6 +210,13 @@ def robustness_report(header: RunHeader, rows: Sequence[Mapping[str, Any]],
         blocks.append(Table(["condition", "severity", "dF1", "dIoU"],
                             [[r["condition"], float(r["severity"]), r["delta_f1"], r["delta_iou"]] for r in model_rows],
                             title="change against clean (perturbed - clean; negative = worse)"))
+        if any(r.get("per_class") is not None for r in model_rows):  # a K-class model (binary rows: absent/None)
+            names = [c["name"] for c in model_rows[0]["per_class"]]
+            blocks.append(Table(["condition", "severity", "mean F1", "dmean F1", *(f"F1 {n}" for n in names)],
+                                [[r["condition"], float(r["severity"]), r["mean_f1"], r["delta_mean_f1"],
+                                  *(c["f1"] for c in r["per_class"])] for r in model_rows],
+                                title=f"{model}: F1 of each change class under each condition (mean over the "
+                                      f"change classes present; F1 and IoU above are of any change)"))
     sections.append(Section("Robustness", blocks))
     if examples is not None:
         sections.append(Section("Perturbed inputs", [examples]))

@@ -5,6 +5,12 @@ Every checkpoint is evaluated on the clean split and under the selected perturba
 from the images, perturbed images are captioned again with the checkpoint's own captioner; those
 captions live in their own caption stores (one per condition), apart from the clean ones, and are
 reused by later runs.
+
+K-class checkpoints (a class file) have their labels checked against the class file before any work;
+their rows add ``mean_f1`` (over the change classes), ``delta_mean_f1`` and ``per_class`` (F1 and IoU of
+each change class by value and name) in robustness.json, and ``mean_f1``, ``delta_mean_f1`` and one
+``f1_<class name>`` column per change class in robustness.csv; ``f1``/``iou`` stay those of any change.
+Binary rows keep exactly their keys.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.config import SEED, group, non_negative, setting, to_dict, validate
+from mmchange_core.data.dataset import check_label_set, is_multiclass
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.evaluation.report import write_robustness_report
@@ -36,7 +43,8 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import read_composite
-from mmchange_core.evaluation.metrics import f1, iou, precision, recall
+from mmchange_core.evaluation.metrics import ClassConfusion, class_stats, f1, iou, mean_f1, precision, recall
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
 #: Pairs whose perturbed images are held in memory at once while captioning them.
@@ -81,6 +89,24 @@ class RobustnessRow:
     precision: float
     delta_iou: float
     delta_f1: float
+    mean_f1: float | None = None
+    """K-class models: mean F1 over the change classes (None, and left out of the outputs, for binary ones)."""
+    delta_mean_f1: float | None = None
+    per_class: list[dict[str, Any]] | None = None
+    """K-class models: ``{"value", "name", "f1", "iou"}`` of each change class."""
+
+
+#: The fields of a :class:`RobustnessRow` that only K-class models fill.
+CLASS_FIELDS = ("mean_f1", "delta_mean_f1", "per_class")
+
+
+def row_dict(row: RobustnessRow) -> dict[str, Any]:
+    """A row as robustness.json holds it: binary rows without the K-class fields."""
+    data = asdict(row)
+    if row.per_class is None:
+        for key in CLASS_FIELDS:
+            data.pop(key)
+    return data
 
 
 @dataclass
@@ -98,7 +124,7 @@ class RobustnessReport:
 
     def to_dict(self) -> list[dict[str, Any]]:
         """The rows as ``mmchange robustness --json`` prints them and robustness.json holds them."""
-        return [asdict(row) for row in self.rows]
+        return [row_dict(row) for row in self.rows]
 
 
 def model_label(checkpoint: Path) -> str:
@@ -155,11 +181,21 @@ def _image_transform(perturbation: Perturbation, layout: DatasetLayout, pairs: S
     return transform
 
 
-def _row(model: str, perturbation: Perturbation, stats: Any, clean: Any | None) -> RobustnessRow:
+def _row(model: str, perturbation: Perturbation, stats: Any, clean: Any | None,
+         classes: ClassConfusion | None = None, clean_classes: ClassConfusion | None = None,
+         scheme: ClassScheme | None = None) -> RobustnessRow:
     base = clean or stats
-    return RobustnessRow(model, perturbation.name, perturbation.severity if not perturbation.is_identity else 0.0,
-                         iou(stats), f1(stats), recall(stats), precision(stats),
-                         iou(stats) - iou(base), f1(stats) - f1(base))
+    row = RobustnessRow(model, perturbation.name, perturbation.severity if not perturbation.is_identity else 0.0,
+                        iou(stats), f1(stats), recall(stats), precision(stats),
+                        iou(stats) - iou(base), f1(stats) - f1(base))
+    if classes is not None:
+        scheme = scheme or ClassScheme.numbered(classes.classes)
+        row.mean_f1 = mean_f1(classes)
+        row.delta_mean_f1 = row.mean_f1 - mean_f1(clean_classes or classes)
+        row.per_class = [{"value": c.value, "name": c.name, "f1": f1(class_stats(classes, i)),
+                          "iou": iou(class_stats(classes, i))}
+                         for i, c in enumerate(scheme.classes) if i > 0]
+    return row
 
 
 def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None = None,
@@ -179,6 +215,9 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
     layout = detect_layout(resolve_dataset_root(eval_dataset(config.dataset, models[0], say)), config.change_value)
     say(f"dataset {layout.describe()}")
     pairs = layout.require_labels(config.split)
+    for model in models:  # the labels of K-class checkpoints fit their class files, before any work
+        if is_multiclass(model.meta.classes):
+            check_label_set(pairs, model.meta.classes, f"split '{config.split}' of {layout.root} ({model.spec})")
     plans = [(p, severity) for severity in config.severities if severity > 0
              for p in conditions(config.noise, config.light, severity, config.seed)[1:]]
     store = config.detector.captions
@@ -198,7 +237,8 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
             return (lambda event: progress(replace(event, task=f"{label} {name}"))) if progress else None
 
         clean = evaluate(detector, layout, config.split, text_provider=clean_text, progress=report("clean"), **common)
-        rows.append(_row(label, Perturbation(seed=config.seed), clean.stats, None))
+        rows.append(_row(label, Perturbation(seed=config.seed), clean.stats, None, clean.confusion, None,
+                         clean.scheme))
         pipeline = detector.text_pipeline() if detector.uses_text and meta.text_description is not None else None
         for perturbation, _severity in plans:
             text = None
@@ -210,13 +250,14 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
             result = evaluate(detector, layout, config.split, text_provider=text,
                               image_transform=_image_transform(perturbation, layout, pairs),
                               progress=report(perturbation.tag()), **common)
-            rows.append(_row(label, perturbation, result.stats, clean.stats))
+            rows.append(_row(label, perturbation, result.stats, clean.stats, result.confusion, clean.confusion,
+                             result.scheme))
         say(f"{label}: done")
     run_dir = next_run_dir(config.project, "robustness", config.name)
     csv_path = atomic_write_text(run_dir / "robustness.csv", rows_csv(rows))
     json_path = atomic_write_text(run_dir / "robustness.json", strict_json(
         {"config": to_dict(config), "dataset": str(layout.root), "detectors": records,
-         "rows": [asdict(r) for r in rows]}, indent=2))
+         "rows": [row_dict(r) for r in rows]}, indent=2))
     plot_path = None
     if len(config.severities) > 1:
         from mmchange_core.reporting.plots import plot_severity_curves
@@ -224,7 +265,7 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
         plot_path = plot_severity_curves(severity_series(rows), run_dir / "robustness.png", ylabel="F1",
                                          title=f"F1 against perturbation severity ({config.split} split)")
     examples = [Perturbation(seed=config.seed), *(p for p, _ in plans)]
-    report = write_robustness_report(run_dir, to_dict(config), [asdict(r) for r in rows], severity_series(rows),
+    report = write_robustness_report(run_dir, to_dict(config), [row_dict(r) for r in rows], severity_series(rows),
                                      pairs[0], pairs[0].relative(layout.root), examples, plot=plot_path,
                                      device=str(detector.device), seconds=time.perf_counter() - started, warn=say,
                                      imagery=detector.imagery)
@@ -232,13 +273,20 @@ def run_robustness(config: RobustnessConfig, progress: ProgressCallback | None =
 
 
 def rows_csv(rows: Sequence[RobustnessRow]) -> str:
-    """CSV text of the rows (metrics as fractions)."""
+    """CSV text of the rows (metrics as fractions); with K-class models also mean_f1, delta_mean_f1 and
+    ``f1_<class name>`` per change class (empty in the rows of binary models)."""
     buffer = io.StringIO()
-    fields = list(RobustnessRow.__dataclass_fields__)
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    fields = [f for f in RobustnessRow.__dataclass_fields__ if f not in CLASS_FIELDS]
+    names = list(dict.fromkeys(c["name"] for row in rows for c in row.per_class or ()))
+    if any(row.per_class is not None for row in rows):
+        fields += ["mean_f1", "delta_mean_f1", *(f"f1_{name}" for name in names)]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in asdict(row).items()})
+        values = row_dict(row)
+        values.update({f"f1_{c['name']}": c["f1"] for c in values.pop("per_class", None) or ()})
+        writer.writerow({k: ("" if v is None else f"{v:.6f}" if isinstance(v, float) else v)
+                         for k, v in values.items()})
     return buffer.getvalue()
 
 

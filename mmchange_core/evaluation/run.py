@@ -5,6 +5,14 @@ settings that produced them), ``per_image.csv`` (one row per pair), ``report.htm
 ``gallery`` worst pairs with their errors, every pair in a sortable table) and, with ``save_vis``,
 ``vis/<name>.png`` error overlays. ``tune_threshold`` picks the threshold with the best F1 on the
 validation split, stores it in the checkpoint (``threshold`` in its metadata) and evaluates with it.
+
+K-class checkpoints (a class file): every label is checked against the class file before any work
+(:func:`~mmchange_core.data.dataset.check_label_set`); ``metrics.json`` holds the binary keys for any
+change against none (``f1`` = ``change_f1``) plus ``mean_f1``, ``miou``, ``class_oa``, ``per_class`` (P, R,
+F1, IoU of each class by name and value) and ``confusion`` (the K x K matrix, rows = label, with the class
+names), and the run's ``classes``; ``per_class.csv`` has one row per class and ``per_image.csv`` gains
+``mean_f1`` and one ``f1_<class name>`` column per change class. The threshold is tuned on the change
+probability ``1 - p(no change)`` against any change, the rule's own quantity.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mmchange_core.config import group, non_negative, setting, to_dict, validate
+from mmchange_core.data.dataset import check_label_set
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import DEFAULT_GALLERY, EvaluationResult, evaluate
 from mmchange_core.evaluation.report import eval_report
@@ -33,11 +42,16 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.inference.predict import pair_name
-from mmchange_core.evaluation.metrics import f1, iou, precision, recall
+from mmchange_core.evaluation.metrics import class_stats, f1, iou, mean_f1, precision, recall
 from mmchange_core.models import CheckpointMeta
 from mmchange_core.models.checkpoint import check_updatable
 from mmchange_core.reporting.report import REPORT_FILE, report_fields, run_header, try_write_report
 from mmchange_core.runs import RUN_NAME, next_run_dir
+
+#: The per-class metrics of a K-class evaluation, one row per class (binary runs do not write it).
+PER_CLASS_FILE = "per_class.csv"
+#: Columns of :data:`PER_CLASS_FILE`.
+PER_CLASS_COLUMNS = ("index", "value", "name", "precision", "recall", "f1", "iou", "support", "predicted")
 
 
 @dataclass
@@ -138,18 +152,38 @@ def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair], checkpoi
 
 
 def per_image_csv(result: EvaluationResult, root: Path) -> str:
-    """CSV text: one row per pair with its counts and metrics (0 where a metric is undefined)."""
+    """CSV text: one row per pair with its counts and metrics (0 where a metric is undefined); K-class results
+    (counts and metrics of any change) add ``mean_f1`` and ``f1_<class name>`` of each change class."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "image_a", "image_b", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou",
-                     "label_change", "predicted_change"])
+    header = ["name", "image_a", "image_b", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou",
+              "label_change", "predicted_change"]
+    change_classes = list(enumerate(result.scheme.names))[1:] if result.multiclass and result.scheme else []
+    if result.multiclass:
+        header += ["mean_f1", *(f"f1_{name}" for _, name in change_classes)]
+    writer.writerow(header)
     for item in result.per_image:
         s = item.stats
         rel_a, rel_b = item.pair.relative(root) if item.pair.image_a.is_relative_to(root) else (
             str(item.pair.image_a), str(item.pair.image_b))
-        writer.writerow([item.pair.name, rel_a, rel_b, s.tp, s.fp, s.fn, s.tn, f"{precision(s):.6f}",
-                         f"{recall(s):.6f}", f"{f1(s):.6f}", f"{iou(s):.6f}",
-                         f"{(s.tp + s.fn) / max(1, s.total):.6f}", f"{(s.tp + s.fp) / max(1, s.total):.6f}"])
+        row = [item.pair.name, rel_a, rel_b, s.tp, s.fp, s.fn, s.tn, f"{precision(s):.6f}",
+               f"{recall(s):.6f}", f"{f1(s):.6f}", f"{iou(s):.6f}",
+               f"{(s.tp + s.fn) / max(1, s.total):.6f}", f"{(s.tp + s.fp) / max(1, s.total):.6f}"]
+        if item.classes is not None:
+            row += [f"{mean_f1(item.classes):.6f}",
+                    *(f"{f1(class_stats(item.classes, i)):.6f}" for i, _ in change_classes)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def per_class_csv(metrics: dict[str, Any]) -> str:
+    """CSV text of a K-class result's ``per_class`` metrics: one row per class (no change first), fractions and
+    pixel counts (support: label pixels, predicted: predicted pixels)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PER_CLASS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in metrics["per_class"]:
+        writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in PER_CLASS_COLUMNS})
     return buffer.getvalue()
 
 
@@ -184,6 +218,9 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
     layout = detect_layout(root, options.change_value)
     say(f"dataset {layout.describe()}")
     used = [*layout.pairs(options.split), *(layout.pairs(options.tune_split) if options.tune_threshold else [])]
+    if detector.decision.multiclass:  # every label fits the class file, before any output is written
+        for split in dict.fromkeys([options.split, *([options.tune_split] if options.tune_threshold else [])]):
+            check_label_set(layout.require_labels(split), meta.classes, f"split '{split}' of {root}")
     plan_eval_outputs(options, layout.pairs(options.split), model.path)
     provider = checkpoint_text_provider(meta, layout.root, options.detector.captions, used,
                                         accept_stale=options.accept_stale_captions, warn=say)
@@ -214,8 +251,11 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         raise
     atomic_write_text(run_dir / "per_image.csv", per_image_csv(result, layout.root))
     record = {**detector.record(), "threshold": threshold}
+    metrics = result.metrics()
+    if result.multiclass:
+        atomic_write_text(run_dir / PER_CLASS_FILE, per_class_csv(metrics))
     summary = {
-        "metrics": result.metrics(),
+        "metrics": metrics,
         "split": options.split,
         "pairs": len(result.per_image),
         "threshold": threshold,
@@ -230,6 +270,8 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         "seconds": round(result.seconds, 3),
         "options": to_dict(options),
     }
+    if result.multiclass and result.scheme is not None:
+        summary["classes"] = result.scheme.to_dict()["classes"]
     atomic_write_text(run_dir / "metrics.json", strict_json(summary, indent=2, default=str))
     header = run_header("eval", checkpoint=model.spec, dataset=root, config=summary["options"],
                         device=str(detector.device), seconds=time.perf_counter() - started)

@@ -27,11 +27,13 @@ from mmchange_core.config import validate
 from mmchange_core.data.windows import RowSink, StripReader, TileGrid
 from mmchange_core.errors import CheckpointError, InputError
 from mmchange_core.inference.backends import ModelFile, open_model
+from mmchange_core.inference.decision import DecisionRule, logits_to_probability
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.inference.settings import DEFAULT_BATCH_SIZE, DetectorSettings, settings_record
 from mmchange_core.inference.sliding_window import WindowTimings, network_for, sliding_dates_logits
 from mmchange_core.io.caption_file import CaptionFile
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.geo import GeoReference, check_same_georeference
 from mmchange_core.io.images import Warn
 from mmchange_core.io.imagery import Imagery, parse_bands
@@ -40,7 +42,7 @@ from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.mmchange import MMChange
 from mmchange_core.progress import ProgressCallback
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ChangeDetector", "Prediction", "check_pair", "detector_imagery",
+__all__ = ["DEFAULT_BATCH_SIZE", "ChangeDetector", "DecisionRule", "Prediction", "check_pair", "detector_imagery",
            "logits_to_probability"]
 
 #: Longest side of the image handed to the captioner (larger scenes are area-downsampled first).
@@ -48,11 +50,6 @@ CAPTION_SIDE = 1024
 
 #: An image given to :meth:`ChangeDetector.predict`: a file path, a PIL image or a uint8 array.
 ImageInput = str | Path | Image.Image | np.ndarray
-
-
-def logits_to_probability(logits: np.ndarray) -> np.ndarray:
-    """Change probabilities (float32) of blended window logits: the one conversion every command uses."""
-    return torch.sigmoid(torch.from_numpy(logits)).numpy()
 
 
 @dataclass
@@ -68,6 +65,9 @@ class Prediction:
     """CRS and transform of the inputs when they were GeoTIFFs, else ``None``."""
     captions: list[str] | None = None
     """The captions of both dates (text models)."""
+    classes: np.ndarray | None = None
+    """K-class networks: the class of each pixel ``[H, W]`` as the class file's label values (uint8, 0 = no
+    change); None for binary networks."""
 
 
 class ChangeDetector:
@@ -93,7 +93,9 @@ class ChangeDetector:
                  runner_options: dict[str, Any] | None = None, model_file: ModelFile | None = None,
                  **overrides: Any) -> None:
         if meta is None:
-            meta = model.meta if isinstance(model, OnnxRunner) else CheckpointMeta(model=model.config)
+            meta = model.meta if isinstance(model, OnnxRunner) else CheckpointMeta(
+                model=model.config, classes=ClassScheme.numbered(model.config.num_classes)
+                if model.config.num_classes > 2 else None)
         settings = dataclasses.replace(settings or DetectorSettings(), **overrides)
         validate(settings)
         self.meta = meta
@@ -104,6 +106,8 @@ class ChangeDetector:
         self.overlap = settings.overlap
         self.batch_size = settings.batch_size
         self.threshold = self.meta.resolve_threshold(settings.threshold)
+        #: The threshold and classes that turn logits into the change probability and class map.
+        self.decision = DecisionRule(self.threshold, self.meta.classes)
         #: The bands read from each file and the radiometric rule: the checkpoint's, with ``--bands`` applied.
         self.imagery = detector_imagery(self.meta, settings)
         TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, self.overlap)  # validate before any work
@@ -245,8 +249,8 @@ class ChangeDetector:
     def stream_logits(self, read_a: StripReader, read_b: StripReader, grid: TileGrid, emit: RowSink,
                       text_a: torch.Tensor | None = None, text_b: torch.Tensor | None = None,
                       progress: ProgressCallback | None = None, **window_options: Any) -> WindowTimings:
-        """Run the windows of a pair and hand finished rows of blended logits ``[h, W]`` to ``emit``: the
-        pair case of :meth:`stream_dates_logits`."""
+        """Run the windows of a pair and hand finished rows of blended logits ``[h, W]`` (K-class networks:
+        ``[K, h, W]``) to ``emit``: the pair case of :meth:`stream_dates_logits`."""
         return self.stream_dates_logits([read_a, read_b], grid, lambda y0, rows: emit(y0, rows[0]), [text_a, text_b],
                                         [(0, 1)], progress, **window_options)
 
@@ -254,7 +258,8 @@ class ChangeDetector:
                             texts: Sequence[torch.Tensor | None], comparisons: Sequence[tuple[int, int]],
                             progress: ProgressCallback | None = None, **window_options: Any) -> WindowTimings:
         """Run the windows of ``grid`` over every date and hand finished rows of blended logits of each
-        comparison (``[comparisons, h, W]``) to ``emit`` (the streaming core of predict, eval and series).
+        comparison (``[comparisons, h, W]``; K-class networks ``[comparisons, K, h, W]``) to ``emit`` (the
+        streaming core of predict, eval and series); :attr:`decision` turns them into probabilities and classes.
 
         Rows with a NaN or infinite score raise an :class:`InputError` before they reach ``emit``, so no
         command ever turns an untrustworthy score into a mask. ``window_options`` go to
@@ -264,19 +269,29 @@ class ChangeDetector:
         network = network_for(self.runner, texts if self.uses_text else None, comparisons, self.batch_size,
                               mean=norm.mean, std=norm.std)
 
+        channels = network.channels
+
         def checked(y0: int, logits: np.ndarray) -> None:
             if not np.isfinite(logits).all():
                 raise InputError(f"{self.name} produced NaN or infinite change scores (rows {y0}-{y0 + logits.shape[-2] - 1}"
                                  f" of a {grid.width}x{grid.height} image), so no mask was written; check the "
                                  f"checkpoint (retrain or use another) and the caption embeddings")
+            if channels > 1:
+                logits = logits.reshape(len(comparisons), channels, *logits.shape[-2:])
             emit(y0, logits)
 
-        return sliding_dates_logits(network, grid, readers, checked, comparisons=len(comparisons),
+        return sliding_dates_logits(network, grid, readers, checked, comparisons=len(comparisons) * channels,
                                     batch_size=self.batch_size, progress=progress, **window_options)
 
     def probability_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
                         progress: ProgressCallback | None = None) -> np.ndarray:
-        """Change probabilities ``[H, W]`` (float32) of two uint8 ``[H, W, 3]`` arrays, given their text embeddings."""
+        """Change probabilities ``[H, W]`` (float32) of two uint8 ``[H, W, C]`` arrays, given their text embeddings."""
+        return self.decision_map(image_a, image_b, text_a, text_b, progress)[0]
+
+    def decision_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
+                     progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(change probability float32 ``[H, W]``, class index uint8 ``[H, W]``: 0 no change, 1 change or the
+        class of a K-class network) of two uint8 ``[H, W, C]`` arrays, given their text embeddings."""
         if image_a.shape != image_b.shape:
             raise InputError(f"the two dates differ in size: {image_a.shape[1]}x{image_a.shape[0]} vs "
                              f"{image_b.shape[1]}x{image_b.shape[0]} (width x height)")
@@ -284,13 +299,15 @@ class ChangeDetector:
         text_b = None if text_b is None else torch.as_tensor(np.asarray(text_b, dtype=np.float32))
         height, width = image_a.shape[:2]
         probs = np.empty((height, width), dtype=np.float32)
+        index = np.empty((height, width), dtype=np.uint8)
 
         def emit(y0: int, rows: np.ndarray) -> None:
-            probs[y0:y0 + len(rows)] = logits_to_probability(rows)
+            prob, classes = self.decision.decide(rows)
+            probs[y0:y0 + len(prob)], index[y0:y0 + len(prob)] = prob, classes
 
         self.stream_logits(lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], self.grid(height, width),
                            emit, text_a, text_b, progress)
-        return probs
+        return probs, index
 
     # ----------------------------------------------------------------------------------------------
     # the public one-call API
@@ -324,13 +341,16 @@ class ChangeDetector:
                 text_a, text_b, used = self.source_text(source_a, source_b, path_a, path_b)
             height, width = source_a.height, source_a.width
             probs = np.empty((height, width), dtype=np.float32)
+            index = np.empty((height, width), dtype=np.uint8)
 
             def emit(y0: int, rows: np.ndarray) -> None:
-                probs[y0:y0 + len(rows)] = logits_to_probability(rows)
+                prob, classes = self.decision.decide(rows)
+                probs[y0:y0 + len(prob)], index[y0:y0 + len(prob)] = prob, classes
 
             self.stream_logits(source_a.read_rows, source_b.read_rows, self.grid(height, width), emit, text_a, text_b,
                                progress)
-        return Prediction(probs, probs > self.threshold, self.threshold, georef, used)
+        classes = self.decision.values(index) if self.decision.multiclass else None
+        return Prediction(probs, index > 0, self.threshold, georef, used, classes)
 
 
 def detector_imagery(meta: CheckpointMeta, settings: DetectorSettings) -> Imagery:

@@ -27,7 +27,7 @@ from mmchange_core.models.export import QUANTIZATION_KEY, meta_from_properties, 
 #: ``D``: the model's text width). Text inputs exist only for models that use text.
 _FLOAT = "tensor(float)"
 _IMAGE_SHAPE = ("N", "C", "H", "W")  # C: the model's input bands
-_OUTPUT_SHAPE = ("N", 1, "H", "W")
+_OUTPUT_SHAPE = ("N", "O", "H", "W")  # O: 1, or the model's classes
 _TEXT_SHAPE = (1, "D")
 
 
@@ -84,7 +84,7 @@ class OnnxRunner:
         self.device = torch.device("cpu")
         self.input_names = [i.name for i in self.session.get_inputs()]
         problem = signature_problem(self.session, self.config.uses_text, self.config.text_dim,
-                                    self.config.in_channels)
+                                    self.config.in_channels, self.config.outputs)
         if problem is not None:
             raise CheckpointError(f"{path} {problem}; export it with 'mmchange export'")
         #: Seconds spent in the first call of each new input shape (onnxruntime's lazy allocations).
@@ -114,7 +114,8 @@ class OnnxRunner:
     @torch.no_grad()
     def logits(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
                text_b: torch.Tensor | None = None) -> torch.Tensor:
-        """Main change logits ``[B, 1, H, W]`` (float32, CPU) of normalised image batches ``[B, C, H, W]``."""
+        """Main change logits ``[B, O, H, W]`` (float32, CPU; O = 1, or K classes) of normalised image batches
+        ``[B, C, H, W]``."""
         feed = self._feed(img_a, img_b, text_a, text_b)
         key = tuple(array.shape for array in feed.values())
         start = time.perf_counter()
@@ -125,8 +126,9 @@ class OnnxRunner:
 
     def probabilities(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
                       text_b: torch.Tensor | None = None) -> torch.Tensor:
-        """Change probabilities ``[B, 1, H, W]``."""
-        return torch.sigmoid(self.logits(img_a, img_b, text_a, text_b))
+        """Change probabilities ``[B, 1, H, W]`` (K-class models: class probabilities ``[B, K, H, W]``)."""
+        logits = self.logits(img_a, img_b, text_a, text_b)
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
 def _shape_text(shape: Sequence[Any]) -> str:
@@ -152,13 +154,15 @@ def _io_problem(kind: str, value: Any, expected: Sequence[Any]) -> str | None:
     return None
 
 
-def signature_problem(session: Any, uses_text: bool, text_dim: int, in_channels: int = 3) -> str | None:
+def signature_problem(session: Any, uses_text: bool, text_dim: int, in_channels: int = 3,
+                      outputs: int = 1) -> str | None:
     """What in ``session``'s inputs and outputs differs from what ``mmchange export`` writes (None: nothing).
 
     Checked: the input names (``image_a``, ``image_b`` and, for text models, ``text_a``, ``text_b``; no
     others), an output ``logits``, and the element type (float32), rank and fixed axes of each of
     them and of ``probability`` when present. The answer completes ``"<path> ..."``.
     """
+    outputs_count = outputs
     inputs = {value.name: value for value in session.get_inputs()}
     outputs = {value.name: value for value in session.get_outputs()}
     expected_inputs = {"image_a": _IMAGE_SHAPE, "image_b": _IMAGE_SHAPE}
@@ -179,7 +183,8 @@ def signature_problem(session: Any, uses_text: bool, text_dim: int, in_channels:
         if (problem := _io_problem("input", inputs[name], shape)) is not None:
             return problem
     for name in ("logits", "probability"):
-        if name in outputs and (problem := _io_problem("output", outputs[name], _OUTPUT_SHAPE)) is not None:
+        shape = tuple(outputs_count if axis == "O" else axis for axis in _OUTPUT_SHAPE)
+        if name in outputs and (problem := _io_problem("output", outputs[name], shape)) is not None:
             return problem
     return None
 

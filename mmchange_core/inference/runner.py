@@ -226,7 +226,7 @@ class InferenceRunner:
     @torch.no_grad()
     def logits(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
                text_b: torch.Tensor | None = None) -> torch.Tensor:
-        """Main change logits ``[B, 1, H, W]`` (float32, on the runner's device)."""
+        """Main change logits ``[B, O, H, W]`` (float32, on the runner's device; O = 1, or K classes)."""
         tensors = self._prepare(img_a, img_b, text_a, text_b)
         if self.cuda_graphs:
             return self._graphed(tensors)
@@ -243,5 +243,6 @@ class InferenceRunner:
 
     def probabilities(self, img_a: torch.Tensor, img_b: torch.Tensor, text_a: torch.Tensor | None = None,
                       text_b: torch.Tensor | None = None) -> torch.Tensor:
-        """Change probabilities ``[B, 1, H, W]``."""
-        return torch.sigmoid(self.logits(img_a, img_b, text_a, text_b))
+        """Change probabilities ``[B, 1, H, W]`` (K-class models: class probabilities ``[B, K, H, W]``)."""
+        logits = self.logits(img_a, img_b, text_a, text_b)
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)

@@ -59,23 +59,34 @@ class WindowNetwork:
         self.texts = None if texts is None else [None if t is None else t.reshape(1, -1).to(runner.device)
                                                  for t in texts]
 
+    @property
+    def channels(self) -> int:
+        """Logit channels per comparison (1: binary; K: a K-class network)."""
+        return int(getattr(self.runner.config, "outputs", 1))
+
     def _images(self, batch: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(batch).to(self.runner.device, non_blocking=True)
         return normalize_batch(pixels.permute(0, 3, 1, 2).contiguous(), self.mean, self.std)
 
     def __call__(self, batches: Sequence[np.ndarray]) -> np.ndarray:
-        """Logits ``[comparisons, N, h, w]`` of the window batches of every date (one uint8 NHWC array each)."""
+        """Logits ``[comparisons * channels, N, h, w]`` of the window batches of every date (one uint8 NHWC
+        array each); a K-class network's channels of comparison ``k`` are entries ``k * K .. k * K + K - 1``."""
         count = n = batches[0].shape[0]
         if self.fixed_batch is not None and n < self.fixed_batch:
             pad = [(0, self.fixed_batch - n)] + [(0, 0)] * 3
             batches = [np.pad(batch, pad, mode="edge") for batch in batches]
         images = [self._images(batch) for batch in batches]
-        out = np.empty((len(self.comparisons), count, *batches[0].shape[1:3]), dtype=np.float32)
+        channels = self.channels
+        out = np.empty((len(self.comparisons) * channels, count, *batches[0].shape[1:3]), dtype=np.float32)
         for k, (i, j) in enumerate(self.comparisons):
             text_a = text_b = None
             if self.runner.uses_text:  # [1, D]: one TDE pass shared by all windows
                 text_a, text_b = self.texts[i], self.texts[j]
-            out[k] = self.runner.logits(images[i], images[j], text_a, text_b)[:count, 0].cpu().numpy()
+            logits = self.runner.logits(images[i], images[j], text_a, text_b)
+            if channels == 1:
+                out[k] = logits[:count, 0].cpu().numpy()
+            else:  # each class channel is blended as a comparison of its own: [C, N, h, w]
+                out[k * channels:(k + 1) * channels] = logits[:count].transpose(0, 1).cpu().numpy()
         return out
 
 

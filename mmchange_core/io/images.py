@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.atomic import atomic_path
 from mmchange_core.io.imagery import percentile_ranges, scale_to_uint8
 
@@ -256,6 +257,27 @@ def read_mask(path: str | Path, change_value: int | None = None) -> np.ndarray:
     return change
 
 
+def read_class_label(path: str | Path, classes: ClassScheme) -> np.ndarray:
+    """A class label as class indices (uint8 ``[H, W]``, 0 = no change) of ``classes``.
+
+    The label's values (grey level, palette index, or band 1 of a GeoTIFF) must be the class file's
+    values; any other value is refused naming the file and the value. JPEG labels are refused (lossy
+    compression invents values between classes).
+    """
+    path = Path(path)
+    with _decode(path) as img:
+        if img.format == "JPEG":
+            raise InputError(f"label {path} is a JPEG, whose lossy compression changes class values; write class "
+                             f"labels as PNG (grey or palette) or GeoTIFF")
+        values, colour = _label_values(img)
+    if colour:
+        raise InputError(f"label {path} is an RGB colour image; write class labels with one value per pixel "
+                         f"(grey or palette PNG, or GeoTIFF), the values of the class file")
+    if values.dtype == np.bool_:
+        values = values.view(np.uint8)
+    return classes.labels_to_index(values, path)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image from its header (pixels are not decoded; the pixel limit applies).
 
@@ -286,4 +308,18 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
         array = array.astype(np.uint8) * 255
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+    return path
+
+
+def write_palette_png(path: str | Path, values: np.ndarray, palette: list[int]) -> Path:
+    """Write a uint8 ``[H, W]`` class raster (label values) as a palette PNG (mode ``P``, ``palette`` a flat
+    256 x RGB list indexed by value), atomically: the values stay readable as labels, the colours show the classes."""
+    path = Path(path)
+    values = np.asarray(values)
+    if values.ndim != 2 or values.dtype != np.uint8:
+        raise ValueError(f"a class raster is uint8 [H, W], got {values.dtype} {list(values.shape)}")
+    image = Image.frombytes("P", (values.shape[1], values.shape[0]), np.ascontiguousarray(values).tobytes())
+    image.putpalette(list(palette)[:768])
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path

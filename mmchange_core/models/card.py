@@ -202,11 +202,25 @@ def _model_section(meta: CheckpointMeta) -> str:
                                                            if meta.threshold_tuning else "")),
             ("normalisation", f"mean {list(meta.normalization.mean)}, std {list(meta.normalization.std)}"),
             ("written by", f"mmchange {meta.mmchange_version}")]
+    if meta.classes is not None:
+        shown = ", ".join(f"{c.value} {c.name} (`#{c.colour[0]:02x}{c.colour[1]:02x}{c.colour[2]:02x}`)"
+                          for c in meta.classes.classes)
+        rows.insert(3, ("classes (label value, name, colour)", shown))
     if meta.model.uses_text:
         rows[3:3] = [("text width", str(meta.model.text_dim)),
                      ("captioner", f"`{meta.captioner_id}`" if meta.captioner_id else "not recorded"),
                      ("text encoder", f"`{meta.encoder_id}`" if meta.encoder_id else "not recorded")]
     return _table(("item", "value"), rows)
+
+
+def _use(meta: CheckpointMeta) -> str:
+    if meta.model.num_classes > 2:
+        return f"maps of {meta.model.num_classes - 1} change classes ({', '.join(meta.class_scheme.names[1:])})"
+    return "binary change maps (changed / unchanged)"
+
+
+def _not_for(meta: CheckpointMeta) -> str:
+    return "change classes other than those listed, " if meta.model.num_classes > 2 else "semantic change classes, "
 
 
 def _eval_section(evaluation: EvalSummary | None, meta: CheckpointMeta) -> str:
@@ -281,10 +295,10 @@ token from `HF_TOKEN` or `hf auth login`.
 {text_use}
 ## Intended use and limits
 
-- For: binary change maps (changed / unchanged) of co-registered RGB image pairs of the same size,
+- For: {_use(meta)} of co-registered RGB image pairs of the same size,
   of scenes like the training data (resolution, sensor, region, season); any size, processed in
   sliding windows of {meta.tile_size} px.
-- Not for: semantic change classes, SAR or multispectral bands, unregistered or differently
+- Not for: {_not_for(meta)}SAR or multispectral bands, unregistered or differently
   sized pairs, or decisions about people or property without review. Accuracy drops under domain
   shift (other sensors, resolutions, regions); check it with `mmchange eval` on labelled pairs of
   your own data before relying on it.

@@ -23,6 +23,7 @@ from mmchange_core.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from mmchange_core.environment import __version__
 from mmchange_core.errors import CheckpointError, InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_bytes
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.images import check_regular_file
 from mmchange_core.io.jsonio import strict_json
@@ -92,6 +93,8 @@ class CheckpointMeta:
     ``text_description``: the ``{"captioner": ..., "encoder": ...}`` settings that
     ``TextPipeline.from_description`` takes (None: trained without text, or converted).
     ``imagery``: the bands read from each file and the radiometric rule (reused by every command).
+    ``classes``: the class file's classes (value, name, colour) of a class-aware network; None for the
+    paper's binary network trained without a class file.
     ``mmchange_version``: the version that wrote the file (:func:`save_checkpoint` stamps it).
     ``training``: free-form provenance (dataset, iterations, epoch, caption store, source file...).
     """
@@ -103,6 +106,7 @@ class CheckpointMeta:
     threshold_tuning: dict[str, Any] | None = None
     text_description: dict[str, Any] | None = None
     imagery: Imagery = field(default_factory=Imagery)
+    classes: ClassScheme | None = None
     mmchange_version: str = __version__
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -118,6 +122,14 @@ class CheckpointMeta:
                              f"{len(self.normalization.mean)} means")
         if self.text_description is not None:
             _check_text_description(self.text_description, self.model)
+        count = 2 if self.classes is None else len(self.classes)
+        if count != self.model.num_classes:
+            raise InputError(f"the model predicts {self.model.num_classes} classes but its class list has {count}")
+
+    @property
+    def class_scheme(self) -> ClassScheme:
+        """The classes, the binary pair (no change, change) when trained without a class file."""
+        return self.classes if self.classes is not None else ClassScheme.binary()
 
     def resolve_threshold(self, override: float | None = None) -> float:
         """``override`` (checked) when given, else the checkpoint's threshold (tuned by ``mmchange eval``)."""
@@ -153,6 +165,7 @@ class CheckpointMeta:
             "threshold": f"{self.threshold:g}{tuned}",
             "normalization": f"mean {list(self.normalization.mean)}, std {list(self.normalization.std)}",
             "imagery": self.imagery.describe(),
+            "classes": ", ".join(f"{c.value} {c.name}" for c in self.class_scheme.classes),
             "captioner": self.captioner_id or "none",
             "text encoder": f"{self.encoder_id} (dim {self.encoder_dim})" if self.encoder_id else "none",
             "written by": f"mmchange {self.mmchange_version}",

@@ -76,7 +76,9 @@ IO_DESCRIPTION = (
     "normalization in "
     f"{META_KEY}, H and W multiples of 32; text models also text_a, text_b: float32 [1, D] caption embeddings of "
     "the two dates (the text pipeline in " + META_KEY + "), shared by the whole batch. outputs logits and "
-    "probability = sigmoid(logits): float32 [N, 1, H, W]; change where probability > threshold")
+    "probability = sigmoid(logits): float32 [N, 1, H, W]; change where probability > threshold. K-class models "
+    "(classes in " + META_KEY + "): logits and probability = softmax(logits) are [N, K, H, W], no change first; "
+    "change where 1 - probability[:, 0] > threshold, of the most probable other class")
 
 
 def import_onnx_module(name: str, what: str) -> ModuleType:
@@ -140,7 +142,9 @@ class _Exported(nn.Module):
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor, text_a: torch.Tensor | None = None,
                 text_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.network(image_a, image_b, text_a, text_b, main_only=True)[0]
-        return logits, torch.sigmoid(logits)
+        if logits.shape[1] == 1:
+            return logits, torch.sigmoid(logits)
+        return logits, torch.softmax(logits, dim=1)  # K classes: class probabilities
 
 
 def exportable_network(model: MMChange) -> nn.Module:

@@ -11,7 +11,7 @@ from mmchange_core.models.pretrained import load_trunk_weights
 
 def build_model(backbone: str = "resnet50", variant: str = "full", *, text_dim: int = 512,
                 pretrained_backbone: bool | str | Path = False, in_channels: int = 3,
-                rgb: tuple[int, int, int] | None = None) -> MMChange:
+                rgb: tuple[int, int, int] | None = None, num_classes: int = 2) -> MMChange:
     """Build an MMChange network.
 
     Args:
@@ -24,8 +24,10 @@ def build_model(backbone: str = "resnet50", variant: str = "full", *, text_dim: 
         in_channels: input bands (3: RGB; more for multispectral models).
         rgb: positions of the red, green and blue bands among the inputs, for the pretrained first
             convolution (:func:`~mmchange_core.models.pretrained.adapt_first_conv`); None: none are RGB.
+        num_classes: classes with "no change" (2: the paper's binary heads; K > 2: K-class heads).
     """
-    model = MMChange(ModelConfig(backbone=backbone, variant=variant, text_dim=text_dim, in_channels=in_channels))
+    model = MMChange(ModelConfig(backbone=backbone, variant=variant, text_dim=text_dim, in_channels=in_channels,
+                                 num_classes=num_classes))
     if pretrained_backbone:
         load_trunk_weights(model.encoder.trunk, backbone, pretrained_backbone, rgb)
     return model

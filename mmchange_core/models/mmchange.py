@@ -23,7 +23,8 @@ class MMChange(nn.Module):
     """Bitemporal change detector guided by the two dates' text embeddings.
 
     ``forward(img_a, img_b, text_a, text_b)`` takes normalised images [B, C, H, W] (C = ``config.in_channels``,
-    3 for RGB; H, W multiples of 32) and text embeddings [B, D]; it returns four logit maps [B, 1, H, W]: the main prediction
+    3 for RGB; H, W multiples of 32) and text embeddings [B, D]; it returns four logit maps [B, O, H, W] (O = ``config.outputs``: 1 for the binary
+    network, K for K classes): the main prediction
     followed by the three deep-supervision side outputs. Text embeddings of batch 1 are shared by
     every pair of the batch (one TDE pass), as for the windows of one large scene.
     """
@@ -41,7 +42,7 @@ class MMChange(nn.Module):
             self.tde = (TextDifferenceEnhancement(config.text_dim, width) if has_tde
                         else TextProjection(config.text_dim, width))
             self.itff = ImageTextFusion(width) if has_itff else AdditiveFusion(width)
-        self.decoder = ChangeDecoder(width)
+        self.decoder = ChangeDecoder(width, config.outputs)
 
     @property
     def uses_text(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -79,3 +80,10 @@ def fit_text(text: str, width: int, size: int) -> str:
         if font.getlength(candidate) <= width:
             return candidate
     return text[:4]
+
+
+def class_entries(names: Sequence[str], colours: Sequence[tuple[int, int, int]],
+                  values: Sequence[int] | None = None) -> list[Entry]:
+    """The colour key of a class map: one swatch per class, ``"<value> <name>"`` (or the name alone)."""
+    labels = [f"{v} {n}" for v, n in zip(values, names)] if values is not None else list(names)
+    return [(tuple(int(c) for c in colour), label) for colour, label in zip(colours, labels)]  # type: ignore[misc]

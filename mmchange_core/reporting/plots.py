@@ -261,3 +261,33 @@ def series_area_figure(labels: Sequence[str], values: Sequence[float], out: str 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
     return _save(fig, out)
+
+
+def confusion_figure(matrix: np.ndarray | Sequence[Sequence[int]], names: Sequence[str], out: str | Path, *,
+                     title: str = "") -> Path:
+    """The K x K confusion matrix as a heatmap: rows (label classes) normalised to the share of their pixels,
+    each cell labelled with its pixel count and share, the class names as tick labels."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.int64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(names):
+        raise InputError(f"a confusion matrix is K x K with one name per class, got shape {list(counts.shape)} "
+                         f"and {len(names)} names")
+    k = counts.shape[0]
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
+    side = max(4.5, 0.9 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("share of the label class's pixels (row-normalised)")
+    size = "small" if k <= 8 else "x-small"
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(counts[i, j]):,}\n{100 * shares[i, j]:.1f}%", ha="center", va="center",
+                    fontsize=size, color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), list(names), rotation=30 if k > 3 else 0, ha="right" if k > 3 else "center",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(k), list(names))
+    ax.set(xlabel="predicted class", ylabel="label class (truth)",
+           title=title or "confusion matrix (pixels; rows normalised by the label)")
+    return _save(fig, out)

@@ -19,6 +19,7 @@ from mmchange_core.config import (
     validate,
 )
 from mmchange_core.data.decoded_cache import CacheSettings
+from mmchange_core.io.classes import load_class_file
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.models.config import BACKBONES, VARIANTS
 from mmchange_core.runs import RUN_NAME
@@ -46,6 +47,9 @@ class TrainConfig:
 
     dataset: str = ""  # levir | whu | sysu | a dataset folder | a .csv/.json pair list
     change_value: int | None = setting(None, non_negative())  # label value of change (None: see read_mask)
+    # a class file (YAML: value, name and colour of each class; 0 = no change): K-class heads trained with
+    # cross-entropy; null: the paper's binary change (or the classes of the weights fine-tuned from)
+    classes: str | None = None
     backbone: str = setting("resnet50", choice(*BACKBONES))
     variant: str = setting("full", choice(*VARIANTS))
     pretrained: bool = True  # ImageNet trunk weights (torchvision IMAGENET1K_V1); ignored with weights
@@ -102,3 +106,7 @@ def validate_config(config: TrainConfig) -> None:
     if config.normalization == "imagenet" and config.imagery.channels != 3:
         raise ConfigError(f"normalization 'imagenet' has RGB statistics, but imagery.bands reads "
                           f"{config.imagery.channels} bands; use normalization auto or dataset")
+    if config.classes is not None:
+        if config.change_value is not None:
+            raise ConfigError("--classes reads the class values of each label; leave out --change-value")
+        load_class_file(config.classes)  # a bad class file stops here, before any data is read

@@ -91,7 +91,8 @@ def run_model_fields(config: TrainConfig, text_description: dict[str, Any] | Non
 
     A field that is also a :class:`TrainConfig` key comes from the config; ``text_dim`` is the width of the
     run's text encoder (None without text); ``in_channels`` the number of the config's ``imagery.bands``;
-    any other field keeps its ModelConfig default.
+    ``num_classes`` is not compared (None): weights of another number of classes fine-tune with new heads
+    (:func:`load_parent_weights`); any other field keeps its ModelConfig default.
     """
     uses_text = VARIANTS[config.variant][0] if config.variant in VARIANTS else False
     values: dict[str, Any] = {}
@@ -100,6 +101,8 @@ def run_model_fields(config: TrainConfig, text_description: dict[str, Any] | Non
             values[f.name] = int(text_description["encoder"]["dim"]) if uses_text and text_description else None
         elif f.name == "in_channels":
             values[f.name] = config.imagery.channels
+        elif f.name == "num_classes":
+            values[f.name] = None
         elif hasattr(config, f.name):
             values[f.name] = getattr(config, f.name)
         else:
@@ -183,6 +186,19 @@ def check_weights(parent: ParentWeights, config: TrainConfig, text_description: 
     if mismatches:
         raise InputError(f"weights {parent.spec} do not fit this run: {'; '.join(mismatches)}; "
                          f"{_remedy(parent.meta, config, mismatches, caption_hint)}")
+
+
+def load_parent_weights(model: MMChange, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load a parent's weights into ``model``; class heads whose shape differs (another number of classes) keep
+    their fresh initialisation. Returns the names of the tensors left out."""
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(k for k in state if k not in kept)
+    heads = ("decoder.cls.", ".cls.", "conv_context.")
+    if any(not any(h in k for h in heads) for k in skipped) or set(own) - set(state):
+        model.load_state_dict(state)  # not a head: the strict load names the problem
+    model.load_state_dict({**own, **kept})
+    return skipped
 
 
 # --------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmchange_core.config import ConfigError, Override, load_config, save_config, to_dict
-from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler
+from mmchange_core.data.dataset import ChangeDetectionDataset, EpochSampler, check_label_set
 from mmchange_core.data.layouts import DatasetLayout, detect_layout, resolve_dataset_root
 from mmchange_core.data.transforms import paper_augmentation
 from mmchange_core.device import resolve_precision
@@ -54,6 +54,7 @@ from mmchange_core.training.finetune import (
     freeze_model,
     hold_frozen,
     open_weights,
+    load_parent_weights,
     trainable_parameters,
 )
 from mmchange_core.training.interrupt import StopSignal, ignore_stop_signals
@@ -77,6 +78,7 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.evaluation.metrics import METRIC_NAMES
 from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.checkpoint import Normalization, read_checkpoint_meta
+from mmchange_core.io.classes import ClassScheme, load_class_file
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import read_band_plan
 from mmchange_core.data.band_stats import band_statistics
@@ -304,6 +306,23 @@ def _normalization(config: TrainConfig, train_pairs: Sequence[Any], parent: Pare
     return Normalization(mean, std)
 
 
+def _class_scheme(config: TrainConfig, parent: ParentWeights | None, resume_dir: Path | None,
+                  observer: TrainObserver) -> ClassScheme | None:
+    """The run's classes: the class file's, else the parent's (fine-tuning), else None (binary); a resumed run
+    must keep the classes it started with."""
+    classes = load_class_file(config.classes) if config.classes else None
+    if classes is None and parent is not None and parent.meta.classes is not None:
+        classes = parent.meta.classes
+        observer.on_message(f"classes of {parent.name}: {', '.join(classes.names)}")
+    if resume_dir is not None and (resume_dir / LAST_FILE).is_file():
+        before = read_checkpoint_meta(resume_dir / LAST_FILE).classes
+        if before != classes:
+            show = lambda s: "binary" if s is None else ", ".join(s.names)  # noqa: E731
+            raise InputError(f"{resume_dir} was trained with classes {show(before)}, the class file now gives "
+                             f"{show(classes)}; restore the class file or start a new run")
+    return classes
+
+
 def _check_parent(parent: ParentWeights, config: TrainConfig, description: dict | None, caption_hint: str | None,
                   observer: TrainObserver) -> None:
     """Stop with one line when ``parent``'s weights do not fit the run; note a text pipeline they do not record."""
@@ -418,11 +437,13 @@ class _Session:
     log: MetricsLog | None = None  # metrics.csv, curves.png, TensorBoard: process 0 of a run with iterations left
     parent: dict[str, str] | None = None  # fine-tuning: name and sha256 of the starting weights, for checkpoints
     normalization: Normalization = Normalization()  # the input statistics (ImageNet's, the parent's or measured)
+    classes: ClassScheme | None = None  # the class file's classes (None: binary change without names)
 
     def checkpoint_meta(self) -> CheckpointMeta:
-        """What the network needs to read images as training does: its window, bands, radiometry, statistics."""
+        """What the network needs to read images as training does: its window, bands, radiometry, statistics,
+        classes."""
         return CheckpointMeta(model=self.model.config, tile_size=self.config.crop_size,
-                              imagery=self.config.imagery, normalization=self.normalization)
+                              imagery=self.config.imagery, normalization=self.normalization, classes=self.classes)
 
     @classmethod
     def start(cls, config: TrainConfig, ctx: DistributedContext, resume_dir: Path | None,
@@ -460,6 +481,10 @@ class _Session:
             raise InputError(f"{exc}; validate on another split with --set val_split=NAME, or train without "
                              f"validation with --set val_split=null") from None
         rgb = _rgb_positions(train_pairs[0], config.imagery)  # the first pair has the bands (else one line)
+        classes = _class_scheme(config, parent, resume_dir, observer)
+        check_label_set(train_pairs, classes, f"split '{config.train_split}' of {root}")
+        if val_pairs:
+            check_label_set(val_pairs, classes, f"split '{config.val_split}' of {root}")
         normalization = _normalization(config, train_pairs, parent, resume_dir, observer)
         text = _TextSetup()
         if ModelConfig(config.backbone, config.variant).uses_text:
@@ -474,7 +499,7 @@ class _Session:
                                           config.augment.swap_p, config.augment.crop_p)
         train_set = ChangeDetectionDataset(layout, config.train_split, config.crop_size, text=text.train,
                                            transform=augmentation, seed=config.seed, cache=cache_settings(config),
-                                           imagery=config.imagery,
+                                           imagery=config.imagery, classes=classes,
                                            normalization=(normalization.mean, normalization.std))
         descriptions = [train_set.describe()]
         if val_pairs:
@@ -491,10 +516,14 @@ class _Session:
         text_dim = text.train[0].shape[1] if text.train is not None else 512
         model = build_model(config.backbone, config.variant, text_dim=text_dim,
                             pretrained_backbone=config.pretrained and payload is None and parent is None,
-                            in_channels=config.imagery.channels, rgb=rgb)
+                            in_channels=config.imagery.channels, rgb=rgb,
+                            num_classes=2 if classes is None else len(classes))
         parent_record = payload.get("parent") if payload is not None else None
         if parent is not None:  # --weights replaces the ImageNet trunk
-            model.load_state_dict(parent.state_dict())
+            fresh = load_parent_weights(model, parent.state_dict())
+            if fresh and ctx.is_main:
+                observer.on_message(f"{parent.name} predicts {parent.meta.model.num_classes} classes, this run "
+                                    f"{model.config.num_classes}: its class heads start afresh ({len(fresh)} tensors)")
             parent_record = parent.record() if ctx.is_main else None
             if ctx.is_main:
                 observer.on_message(f"fine-tuning from {parent.name} (sha256 {parent_record['sha256'][:12]})")
@@ -545,7 +574,7 @@ class _Session:
                                     text.description, payload is not None))
         return cls(config, ctx, observer, layout, text, train_set, val_pairs, sampler, per_rank_batch, epochs,
                    total_iters, precision, model, net, optimizer, scheduler, scaler, state, run_dir, stop, log,
-                   parent_record, normalization)
+                   parent_record, normalization, classes)
 
     # ------------------------------------------------------------------------------------------
     def run(self, stop_after: int | None) -> TrainResult:
@@ -635,12 +664,15 @@ class _Session:
             metrics = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
             self._train_mode()
             row.update({f"val_{k}": metrics[k] for k in METRIC_NAMES})
+            if "mean_f1" in metrics:  # K classes: the mean F1 of the change classes picks the best epoch
+                row["val_mean_f1"] = metrics["mean_f1"]
             if self.log is not None:
                 self.log.validation(state.iteration, epoch, metrics)
         # ties go to the later epoch; without validation the latest epoch is the best we know
-        is_best = (metrics["f1"] >= state.best_f1) if metrics is not None else not self.val_pairs
+        score = None if metrics is None else metrics.get("mean_f1", metrics["f1"])
+        is_best = (score >= state.best_f1) if score is not None else not self.val_pairs
         if is_best:
-            state.best_f1 = metrics["f1"] if metrics is not None else state.best_f1
+            state.best_f1 = score if score is not None else state.best_f1
             state.best_epoch = epoch
         row["best"] = is_best
         row["seconds"] = round(time.perf_counter() - started, 3)

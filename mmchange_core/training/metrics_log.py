@@ -46,18 +46,24 @@ def val_rows(history: Sequence[dict[str, Any]], best_epoch: int) -> list[dict[st
             continue
         row: dict[str, Any] = {"step": epoch_row["iterations"], "epoch": epoch_row["epoch"], "kind": "val"}
         row.update({k: epoch_row.get(f"val_{k}") for k in METRIC_NAMES})
+        if epoch_row.get("val_mean_f1") is not None:  # K-class runs: the mean F1 of the change classes
+            row["mean_f1"] = epoch_row["val_mean_f1"]
         row["best"] = int(epoch_row["epoch"] == best_epoch)
         rows.append(row)
     return rows
 
 
 def metrics_csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV text of ``rows`` in :data:`METRIC_COLUMNS` (empty cells for values a row does not have)."""
+    """CSV text of ``rows`` in :data:`METRIC_COLUMNS` (empty cells for values a row does not have); K-class runs
+    add ``mean_f1`` (the mean F1 of the change classes, which picks their best epoch) before ``best``."""
+    columns = METRIC_COLUMNS
+    if any(row.get("mean_f1") is not None for row in rows):
+        columns = (*METRIC_COLUMNS[:-1], "mean_f1", METRIC_COLUMNS[-1])
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     return buffer.getvalue()
 
 
@@ -123,7 +129,7 @@ class MetricsLog:
     def validation(self, step: int, epoch: int, metrics: dict[str, Any]) -> None:
         """The validation after ``epoch`` (at iteration ``step``) gave ``metrics``."""
         if self.writer is not None:
-            for key in METRIC_NAMES:
+            for key in (*METRIC_NAMES, *(("mean_f1",) if "mean_f1" in metrics else ())):
                 self.writer.add_scalar(f"val/{key}", float(metrics[key]), step)
             self.writer.add_scalar("train/epoch", epoch, step)
 

@@ -45,9 +45,9 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = dataset_module.read_labelled_pair
 
-    def counting(pair, imagery=None):
+    def counting(pair, imagery=None, classes=None):
         calls.append(pair.name)
-        return real(pair, imagery)
+        return real(pair, imagery, classes)
 
     monkeypatch.setattr(dataset_module, "read_labelled_pair", counting)
     return calls

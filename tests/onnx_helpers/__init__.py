@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.models import CheckpointMeta, build_model, save_checkpoint
 from mmchange_core.inference.backends import export_model_file
 from mmchange_core.models.export import ExportResult
@@ -37,13 +38,18 @@ class Exported:
 def tiny_meta(kind: str) -> tuple[torch.nn.Module, CheckpointMeta]:
     """A random resnet18 model (BatchNorm statistics randomised, so folding matters) and its metadata."""
     torch.manual_seed(3)
+    classes = None
     if kind == "image":
         model = build_model("resnet18", "image-only")
         text = None
     else:
         from mmchange_core.text import CaptionerConfig, TextEncoderConfig, TextPipeline
 
-        model = build_model("resnet18", "full", text_dim=64)
+        if kind == "classes":  # a K-class text model: 3 change classes
+            classes = ClassScheme.from_dict([{"value": 0, "name": "no change"}, {"value": 1, "name": "new building"},
+                                             {"value": 2, "name": "demolished building"},
+                                             {"value": 5, "name": "vegetation lost"}])
+        model = build_model("resnet18", "full", text_dim=64, num_classes=4 if classes else 2)
         text = TextPipeline(CaptionerConfig(name="basic"), TextEncoderConfig(name="hashing", dim=64),
                             device="cpu").describe()
     for module in model.modules():
@@ -51,12 +57,13 @@ def tiny_meta(kind: str) -> tuple[torch.nn.Module, CheckpointMeta]:
             module.running_mean.normal_(0, 0.1)
             module.running_var.uniform_(0.5, 2.0)
     meta = CheckpointMeta(model=model.config, tile_size=64, threshold=0.45, text_description=text,
-                          training={"note": "test"})
+                          training={"note": "test"}, classes=classes)
     return model.eval(), meta
 
 
 def exported(kind: str) -> Exported:
-    """The ``image`` (image-only) or ``text`` (full, text_dim 64) tiny model, saved and exported once per session."""
+    """The ``image`` (image-only), ``text`` (full, text_dim 64) or ``classes`` (``text`` with 4 classes) tiny model,
+    saved and exported once per session."""
     global _ROOT
     if kind not in _CACHE:
         keep = os.environ.get("MMCHANGE_TEST_ONNX_DIR")
