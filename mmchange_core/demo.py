@@ -207,12 +207,11 @@ def write_demo_report(demo: DemoReport, warn: Callable[[str], None] | None = Non
     """``<run>/report.html`` for a newcomer: what was trained, how well it did (curves, test metrics), where it
     fails (the worst test pairs), a prediction and the robustness table; a failure only warns."""
     import json
-    from dataclasses import asdict
 
     from mmchange_core.config import to_dict
     from mmchange_core.device import resolve_device
     from mmchange_core.evaluation.report import eval_sections, robustness_report
-    from mmchange_core.evaluation.robustness import severity_series
+    from mmchange_core.evaluation.robustness import row_dict, severity_series
     from mmchange_core.inference.report import pair_section
     from mmchange_core.reporting.report import REPORT_FILE, Report, Section, Text, run_header, try_write_report
     from mmchange_core.training.report import train_sections
@@ -235,7 +234,7 @@ def write_demo_report(demo: DemoReport, warn: Callable[[str], None] | None = Non
         sections += eval_sections(summary, evaluation.result, title="Test split")
         prediction, _row = pair_section(demo.prediction, title=f"Prediction on held-out pair {demo.prediction.name}")
         sections.append(prediction)
-        rows = [asdict(r) for r in demo.robustness.rows]
+        rows = [row_dict(r) for r in demo.robustness.rows]
         sections += robustness_report(header, rows, severity_series(demo.robustness.rows), None,
                                       demo.robustness.plot_path).sections
         return Report("mmchange demo: what was trained, how well it did, where it fails", header, sections)

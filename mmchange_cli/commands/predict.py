@@ -76,6 +76,8 @@ def _show_pair(result: Any) -> None:
     rows = [("status", result.status), ("size", f"{result.width}x{result.height}"), ("windows", result.windows),
             ("threshold", result.threshold), ("changed pixels", result.changed_pixels),
             ("change %", round(100 * result.change_fraction, 3)), ("seconds", round(result.seconds["total"], 2))]
+    for cls in (result.summary or {}).get("classes") or ():  # a K-class model: the changed area of each class
+        rows.append((f"changed: {cls['name']}", f"{cls['area_text']} ({cls['percent']:.3f} %)"))
     if result.crs:
         rows.append(("CRS", result.crs))
     if result.polygons is not None:

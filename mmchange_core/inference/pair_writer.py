@@ -23,15 +23,17 @@ import numpy as np
 from mmchange_core.data.windows import TileGrid
 from mmchange_core.distributed import DistributedContext
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.inference.detector import logits_to_probability
+from mmchange_core.inference.decision import DecisionRule
 from mmchange_core.inference.manifest import RunManifest, finished
 from mmchange_core.inference.summary import ChangeSummary, summarize_change
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.cog import StagedRaster, stage_path
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.images import is_tiff
 from mmchange_core.io.outputs import IMAGE_OUTPUT_SUFFIXES, MASK_SUFFIXES, VECTOR_SUFFIXES, OutputPlan
 from mmchange_core.io.raster import RasterSource
-from mmchange_core.io.vector import polygonize, write_polygons
+from mmchange_core.io.jsonio import strict_json
+from mmchange_core.io.vector import polygonize, polygonize_classes, write_polygons
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.reporting.overlay import write_overlay
 
@@ -157,43 +159,73 @@ class Stages(StageSet):
 
     def finish(self, outputs: PairOutputs, georef: GeoReference | None, *, invalid: bool, source_a: RasterSource,
                source_b: RasterSource, min_area: float, captions: Sequence[str] | None = None,
-               period: Sequence[str] | None = None,
-               generated: str | None = None) -> tuple[dict[str, str], int | None, ChangeSummary]:
+               period: Sequence[str] | None = None, generated: str | None = None,
+               classes: ClassScheme | None = None) -> tuple[dict[str, str], int | None, ChangeSummary]:
         """Summarise the staged mask and write the overlay and polygons from it, then the mask and probability
         files; returns the written files, the polygons written (``None`` without ``--vector``) and the summary
-        (``captions``, ``period`` and ``generated`` as :func:`summarize_change` takes them).
+        (``captions``, ``period`` and ``generated`` as :func:`summarize_change` takes them). ``classes`` (a
+        K-class network, see :func:`output_classes`): the staged mask is its class map, written with a colour
+        table, summarised, drawn and polygonized by class.
 
         The stages are removed whether this succeeds or not (an error, a signal): a failed pair leaves none.
         """
         try:
             return self._finish(outputs, georef, invalid=invalid, source_a=source_a, source_b=source_b,
-                                min_area=min_area, captions=captions, period=period, generated=generated)
+                                min_area=min_area, captions=captions, period=period, generated=generated,
+                                classes=classes)
         except BaseException:
             self.abort()
             raise
 
     def _finish(self, outputs: PairOutputs, georef: GeoReference | None, *, invalid: bool, source_a: RasterSource,
                 source_b: RasterSource, min_area: float, captions: Sequence[str] | None,
-                period: Sequence[str] | None,
-                generated: str | None) -> tuple[dict[str, str], int | None, ChangeSummary]:
+                period: Sequence[str] | None, generated: str | None,
+                classes: ClassScheme | None) -> tuple[dict[str, str], int | None, ChangeSummary]:
         written: dict[str, str] = {}
         polygons = None
-        changed = self.mask.read(0, self.mask.height) > 0  # the one whole-scene array: 1 byte per pixel
-        traced = polygonize(changed) if changed.any() else []  # once, for the summary and --vector
+        if classes is None:
+            changed = self.mask.read(0, self.mask.height) > 0  # the one whole-scene array: 1 byte per pixel
+            traced = polygonize(changed) if changed.any() else []  # once, for the summary and --vector
+        else:
+            changed = self.mask.read(0, self.mask.height)  # the class map: 1 byte per pixel too
+            traced = polygonize_classes(changed, classes)  # one class at a time
         summary = summarize_change(changed, georef, captions=captions, period=period, min_area=min_area,
-                                   generated=generated, polygons=traced)
+                                   generated=generated, polygons=traced, classes=classes)
         if outputs.overlay is not None:
-            written["overlay"] = str(write_overlay(outputs.overlay, source_a, source_b, changed))
+            written["overlay"] = str(write_overlay(outputs.overlay, source_a, source_b, changed, classes=classes))
         if outputs.vector is not None:
-            polygons = write_polygons(outputs.vector, traced, georef, min_area)
+            polygons = write_polygons(outputs.vector, traced, georef, min_area, classes)
             written["vector"] = str(outputs.vector)
         del changed, traced
         bad = self.invalid if invalid else None
-        written["mask"] = str(self.mask.finish(georef if is_tiff(outputs.mask) else None, invalid=bad))
+        written["mask"] = str(finish_mask(self.mask, georef if is_tiff(outputs.mask) else None, bad, classes))
         if self.prob is not None:
             written["prob"] = str(self.prob.finish(georef if is_tiff(self.prob.final_path) else None, invalid=bad))
         self.invalid.abort()
         return {k: written[k] for k in ("mask", "prob", "overlay", "vector") if k in written}, polygons, summary
+
+
+def output_classes(decision: DecisionRule) -> ClassScheme | None:
+    """The classes whose class map a mask output holds: the class file of a K-class network; ``None`` for
+    binary networks (0/255 masks, with or without class names)."""
+    return decision.classes if decision.multiclass else None
+
+
+def class_tags(classes: ClassScheme) -> dict[str, str]:
+    """The metadata of a class raster: the class file (value, name, colour of each class) as JSON, and each
+    class's name under ``MMCHANGE_CLASS_<value>``."""
+    return {"MMCHANGE_CLASSES": strict_json(classes.to_dict()["classes"], separators=(",", ":")),
+            **{f"MMCHANGE_CLASS_{cls.value}": cls.name for cls in classes.classes}}
+
+
+def finish_mask(stage: StagedRaster, georef: GeoReference | None, invalid: StagedRaster | None,
+                classes: ClassScheme | None, tags: dict[str, str] | None = None) -> Path:
+    """Finish a staged mask: as it is for binary networks; a class map (``classes``) gets the class colours (a
+    palette PNG, or a GeoTIFF colour table) and the class names in its metadata, besides ``tags``."""
+    if classes is None:
+        return stage.finish(georef, invalid=invalid, **({"tags": tags} if tags is not None else {}))
+    return stage.finish(georef, invalid=invalid, resampling="nearest", tags={**(tags or {}), **class_tags(classes)},
+                        colormap=classes.colour_table())
 
 
 StageLayout = list[tuple[Path, str, type]]
@@ -287,20 +319,23 @@ class BlockRecorder:
 
 
 class BlockWriter(BlockRecorder):
-    """Turns finished logit rows into mask/probability rows in a pair's stages and records each finished block."""
+    """Turns finished logit rows into mask/probability rows in a pair's stages and records each finished block.
 
-    def __init__(self, stages: Stages, blocks: PairBlocks, threshold: float,
+    ``decision`` (the detector's :class:`DecisionRule`, or a bare threshold for a binary network) makes the
+    rows: the change probability, and the mask as 0/255 (binary) or the class file's values (K-class)."""
+
+    def __init__(self, stages: Stages, blocks: PairBlocks, decision: DecisionRule | float,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, unit: str,
                  fp: str | None, counter: UnitProgress) -> None:
         super().__init__(stages, blocks, manifest, unit, fp, counter)
         self.stages: Stages = stages
-        self.threshold, self.validity = threshold, validity
+        self.decision = decision if isinstance(decision, DecisionRule) else DecisionRule(float(decision))
+        self.threshold, self.validity = self.decision.threshold, validity
 
     def write(self, y0: int, logits: np.ndarray) -> None:
-        prob = logits_to_probability(logits)
-        mask = np.empty(prob.shape, dtype=np.uint8)
-        np.greater(prob, self.threshold, out=mask, casting="unsafe")
-        mask *= 255
+        """Rows ``y0 ..`` of blended logits (``[h, W]``; K-class networks ``[K, h, W]``)."""
+        prob, classes = self.decision.decide(logits)
+        mask = self.decision.values(classes)
         index = self.blocks.index_of(y0)
         counts = self.changed.setdefault(index, [0, False])
         valid = self.validity(y0, len(prob))

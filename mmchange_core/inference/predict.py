@@ -5,6 +5,12 @@ How each pair's files are staged, resumed and recorded is :mod:`mmchange_core.in
 :func:`predict_pair` and :func:`predict_folder` load a :class:`~mmchange_core.inference.detector.ChangeDetector`
 and write, per pair: a 0/255 mask (PNG, or GeoTIFF with the input's CRS and transform), optionally the
 probability map, an outline overlay on date B and change polygons as GeoJSON.
+
+A K-class network (a checkpoint with a class file) goes through the same code: its mask is the class
+map, the class file's label values (uint8, 0 = no change; exactly ``ChangeDetector.predict(...).classes``)
+written as a palette PNG or a GeoTIFF with a colour table and the class names in its metadata; the
+probability map is the change probability (1 - p(no change)); the overlay, polygons, summary and STAC
+Item are by class (see :mod:`~mmchange_core.inference.pair_writer`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mmchange_core.inference.pair_writer import (
     UnitProgress,
     locked_reader,
     on_main,
+    output_classes,
     resumable_blocks,
     run_blocks,
     unit_recorded,
@@ -208,7 +215,7 @@ def predict_sources(detector: ChangeDetector, source_a: RasterSource, source_b: 
         open_stages=lambda create: Stages.open(outputs, height, width, create=create),
         resume=lambda: None if (restart or not track) else resumable_blocks(manifest, unit, unit_fingerprint,
                                                                             blocks, outputs),
-        writer_for=lambda stages_, counter: BlockWriter(stages_, blocks, detector.threshold,
+        writer_for=lambda stages_, counter: BlockWriter(stages_, blocks, detector.decision,
                                                         validity_reader([source_a, source_b], lock),
                                                         manifest if track else None, unit, unit_fingerprint,
                                                         counter))
@@ -225,7 +232,8 @@ def predict_sources(detector: ChangeDetector, source_a: RasterSource, source_b: 
         t0 = time.perf_counter()
         written, polygons, summary = stages.finish(
             outputs, georef, invalid=any(v[1] for v in done.values()), source_a=source_a, source_b=source_b,
-            min_area=min_area, captions=captions, period=period, generated=generated)
+            min_area=min_area, captions=captions, period=period, generated=generated,
+            classes=output_classes(detector.decision))
         changed_pixels = sum(v[0] for v in done.values())
         return PairResult(
             name=pair_name(path_a or Path(source_a.name), path_b or Path(source_b.name)),
@@ -413,7 +421,8 @@ def _finish_run(request: _RunRequest, results: list[PairResult], planned: list[P
     for result, outputs in zip(results, planned):
         if outputs.stac is not None and not (result.status == "skipped" and outputs.stac.is_file()
                                              and written is None and outputs.colorbar is None):
-            write_pair_item(result, outputs.stac, model, extra={"report": written} if written else None)
+            write_pair_item(result, outputs.stac, model, extra={"report": written} if written else None,
+                            classes=output_classes(detector.decision))
     return report_fields(written)
 
 

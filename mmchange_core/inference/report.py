@@ -3,7 +3,9 @@ map with its colour bar, the changed area (pixels, and m² for projected GeoTIFF
 the summary in words (:mod:`mmchange_core.inference.summary`).
 
 The report is built from what predict wrote (the mask, the probability map) and the inputs, read as
-thumbnails, so a scene is never held whole beyond the mask that predict itself holds.
+thumbnails, so a scene is never held whole beyond the mask that predict itself holds. The class raster of
+a K-class network is drawn in its class colours (read by strips and pooled, see
+:func:`~mmchange_core.inference.series_report.read_pooled`), with the changed area of each class.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import refuse_unsafe
 from mmchange_core.inference.summary import changed_area_m2
+from mmchange_core.io.classes import ChangeClass, ClassScheme
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import open_source, open_sources
 from mmchange_core.reporting.report import (
@@ -46,17 +49,38 @@ def _read_mask(path: Path) -> np.ndarray:
         return np.asarray(source.read_rows(0, source.height))[..., 0] > 0
 
 
+def summary_classes(summary: Mapping[str, Any] | None) -> ClassScheme | None:
+    """The change classes a pair's summary lists (a K-class network's), to draw its class raster; ``None`` for a
+    binary network."""
+    if not isinstance(summary, Mapping) or not summary.get("classes"):
+        return None
+    return ClassScheme((ChangeClass(0, "no change", (0, 0, 0)),
+                        *(ChangeClass(int(c["value"]), str(c["name"]), tuple(c["colour"])) for c in summary["classes"])))
+
+
+def class_colours(small: np.ndarray, classes: ClassScheme) -> np.ndarray:
+    """A class map (uint8 values) as an RGB picture in the class colours (no change black)."""
+    lut = np.asarray(classes.palette(), dtype=np.uint8).reshape(256, 3)
+    return lut[small]
+
+
 def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | None = None,
                  title: str | None = None) -> tuple[Section, dict[str, Any]]:
     """One pair's section and its summary row (``result`` is a :class:`~mmchange_core.inference.predict.PairResult`)."""
+    from mmchange_core.inference.series_report import read_pooled
     from mmchange_core.io.vector import polygonize
-    from mmchange_core.reporting.overlay import outlines, pool_any
+    from mmchange_core.reporting.overlay import outlines, paint_classes, pool_any
     from mmchange_core.reporting.plots import probability_figure, read_probability_preview
 
-    mask = _read_mask(Path(result.outputs["mask"]))
+    summary = getattr(result, "summary", None)
+    classes = summary_classes(summary)
     h, w = fit(result.height, result.width, max_side)
-    small = pool_any(mask, h, w) if (h, w) != mask.shape else mask
-    edge = outlines(small, 1)
+    if classes is None:
+        mask = _read_mask(Path(result.outputs["mask"]))
+        small = pool_any(mask, h, w) if (h, w) != mask.shape else mask
+        edge = outlines(small, 1)
+    else:  # the class raster, its largest value per block (a palette PNG is read as its values, not colours)
+        small = read_pooled(result.outputs["mask"], h, w, size=(result.height, result.width)).preview.astype(np.uint8)
     pictures = []
     sources = open_sources([result.image_a, result.image_b], None, Imagery.from_dict(getattr(result, "imagery", None)))
     georef = sources[0].georef or sources[1].georef
@@ -68,19 +92,27 @@ def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | N
 
             view = np.asarray(Image.fromarray(view).resize((w, h), Image.Resampling.BOX)).copy()
         pictures.append((label, Picture.from_array(view, f"{result.name} {label}", max_side=max_side, fmt="jpeg")))
-        view[edge] = OUTLINE
+        if classes is None:
+            view[edge] = OUTLINE
+        else:
+            paint_classes(view, small, classes, 1)
         pictures.append((f"{label[0]} + change outline", Picture.from_array(view, f"{result.name} {label} outline",
                                                                            max_side=max_side, fmt="jpeg")))
-    pictures.append(("predicted mask", Picture.from_array(small, f"{result.name} mask", max_side=max_side)))
-    summary = getattr(result, "summary", None)
+    if classes is None:
+        pictures.append(("predicted mask", Picture.from_array(small, f"{result.name} mask", max_side=max_side)))
+        legend = [("predicted change (outline)", OUTLINE)]
+    else:
+        pictures.append(("predicted classes", Picture.from_array(class_colours(small, classes),
+                                                                 f"{result.name} classes", max_side=max_side,
+                                                                 fmt="png")))
+        legend = [(cls.name, cls.colour) for cls in classes.change_classes]
     if result.polygons is not None:
         polygons = result.polygons
     else:
         polygons = summary["polygons"] if summary is not None else len(polygonize(mask))
     area, area_text = changed_area_m2(result.changed_pixels, georef)
     blocks: list[Any] = [Text(summary["text"])] if summary is not None else []
-    blocks += [Gallery([GalleryItem(result.name, pictures, swipe=("A (before)", "B (after)"))],
-                                 legend=[("predicted change (outline)", OUTLINE)])]
+    blocks += [Gallery([GalleryItem(result.name, pictures, swipe=("A (before)", "B (after)"))], legend=legend)]
     prob = prob_path or (Path(result.outputs["prob"]) if "prob" in result.outputs else None)
     if prob is not None and prob.is_file():
         with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +124,8 @@ def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | N
     facts = [["size", f"{result.width}x{result.height} px"], ["threshold", f"{result.threshold:.3f}"],
              ["changed pixels", f"{result.changed_pixels:,}"],
              ["changed %", f"{100 * result.change_fraction:.3f}"], ["changed area (m²)", area_text],
+             *[[f"changed: {c['name']}", f"{c['area_text']} ({c['percent']:.3f} %)"]
+               for c in (summary or {}).get("classes") or ()],
              ["polygons", polygons], ["CRS", result.crs or "none"],
              *[[f"output: {kind}", path] for kind, path in result.outputs.items()]]
     blocks.append(Table(["", "value"], facts, numeric=[False, False]))

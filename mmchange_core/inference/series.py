@@ -11,7 +11,9 @@ batch of windows per date, a window row of logits per comparison), whatever the 
 Outputs, in the output folder (``.tif`` for TIFF inputs, a Cloud-Optimized GeoTIFF with the inputs'
 CRS and transform and the dates in its metadata; ``.png`` otherwise):
 
-* ``interval_<k>_<date k-1>_<date k>``: the 0/255 change mask of interval ``k`` (1..N-1);
+* ``interval_<k>_<date k-1>_<date k>``: the 0/255 change mask of interval ``k`` (1..N-1); for a K-class
+  network the class map (the class file's values, 0 = no change; a palette PNG or a GeoTIFF with a colour
+  table and the class names in its metadata), as ``mmchange predict`` writes it for that pair;
 * ``first_to_last_<date 0>_<date N-1>``: the change mask from the first date to the last;
 * ``first_change`` / ``last_change`` (uint8): ``k`` where change was first / last detected in interval
   ``k``, i.e. first seen on date ``k`` (dates counted from 0); 0 where no interval changed;
@@ -42,7 +44,8 @@ from mmchange_core.data.series import DatedImage, check_coregistered, read_serie
 from mmchange_core.distributed import DistributedContext, distributed_session, share_cpu_threads
 from mmchange_core.errors import InputError
 from mmchange_core.inference.backends import ModelFile
-from mmchange_core.inference.detector import ChangeDetector, detector_imagery, logits_to_probability
+from mmchange_core.inference.decision import DecisionRule
+from mmchange_core.inference.detector import ChangeDetector, detector_imagery
 from mmchange_core.inference.manifest import RunManifest, file_stamp, fingerprint, finished
 from mmchange_core.inference.pair_writer import (
     BlockRecorder,
@@ -50,9 +53,11 @@ from mmchange_core.inference.pair_writer import (
     StageLayout,
     StageSet,
     UnitProgress,
+    finish_mask,
     locked_reader,
     on_main,
     open_stage_set,
+    output_classes,
     resumable_blocks,
     run_blocks,
     unit_recorded,
@@ -75,6 +80,7 @@ from mmchange_core.inference.sliding_window import WindowTimings
 from mmchange_core.inference.stac import model_fields, require_stac, summary_properties
 from mmchange_core.inference.summary import summarize_change
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.cog import StagedRaster
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.hashing import cached_sha256_file
@@ -83,7 +89,7 @@ from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import MASK_SUFFIXES, OutputPlan
 from mmchange_core.io.raster import RasterSource, open_sources
 from mmchange_core.io.stac import write_stac_item
-from mmchange_core.io.vector import polygonize
+from mmchange_core.io.vector import polygonize, polygonize_classes
 from mmchange_core.progress import ProgressCallback
 from mmchange_core.reporting.report import report_fields
 
@@ -218,22 +224,25 @@ class SeriesBlockWriter(BlockRecorder):
     """Turns finished logit rows of every comparison into masks and date-index rows, and records finished blocks.
 
     The stages are one mask per comparison, then ``first_change``, ``last_change``, ``change_count`` and the
-    invalid pixels (:meth:`SeriesOutputs.layout`); ``changed`` holds one count per comparison."""
+    invalid pixels (:meth:`SeriesOutputs.layout`); ``changed`` holds one count per comparison. ``decision`` (the
+    detector's rule, or a bare threshold for a binary network) decides each comparison as predict's
+    ``BlockWriter`` does: masks are 0/255, or a K-class network's class values."""
 
-    def __init__(self, stages: StageSet, blocks: PairBlocks, threshold: float,
+    def __init__(self, stages: StageSet, blocks: PairBlocks, decision: DecisionRule | float,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, fp: str | None,
                  counter: UnitProgress) -> None:
         super().__init__(stages, blocks, manifest, SERIES_UNIT, fp, counter)
-        self.threshold, self.validity = threshold, validity
+        self.decision = decision if isinstance(decision, DecisionRule) else DecisionRule(float(decision))
+        self.threshold, self.validity = self.decision.threshold, validity
         self.comparisons = len(stages.stages) - 4
 
     def write(self, y0: int, logits: np.ndarray) -> None:
-        """Rows ``y0 ..`` of every comparison (``[comparisons, h, W]`` logits)."""
+        """Rows ``y0 ..`` of every comparison (``[comparisons, h, W]`` logits; K-class ``[comparisons, K, h, W]``)."""
         stages = self.stages.stages
-        masks = np.empty(logits.shape, dtype=np.uint8)
+        masks = np.empty((self.comparisons, *logits.shape[-2:]), dtype=np.uint8)  # class indices, 0 = no change
         for c in range(self.comparisons):  # one comparison's probabilities at a time: as predict's BlockWriter
-            np.greater(logits_to_probability(logits[c]), self.threshold, out=masks[c], casting="unsafe")
-        height = logits.shape[1]
+            masks[c] = self.decision.decide(logits[c])[1]
+        height = logits.shape[-2]
         index = self.blocks.index_of(y0)
         counts = self.changed.setdefault(index, [[0] * self.comparisons, False])
         valid = self.validity(y0, height)
@@ -246,10 +255,10 @@ class SeriesBlockWriter(BlockRecorder):
         changed = count > 0
         first = np.where(changed, intervals.argmax(axis=0) + 1, 0).astype(np.uint8)
         last = np.where(changed, len(intervals) - intervals[::-1].argmax(axis=0), 0).astype(np.uint8)
-        masks *= 255
         for c in range(self.comparisons):
-            stages[c].write(y0, masks[c])
-            counts[0][c] += int(np.count_nonzero(masks[c]))
+            values = self.decision.values(masks[c])  # 0/255, or the class file's values
+            stages[c].write(y0, values)
+            counts[0][c] += int(np.count_nonzero(values))
         for stage, rows in zip(stages[self.comparisons:self.comparisons + 3], (first, last, count)):
             stage.write(y0, rows)
         self.rows_written(y0, height, index)
@@ -291,7 +300,7 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
                                                            name=outputs.folder)),
         resume=lambda: None if (restart or not track) else resumable_blocks(manifest, SERIES_UNIT,
                                                                             unit_fingerprint, blocks, layout),
-        writer_for=lambda stages_, counter: SeriesBlockWriter(stages_, blocks, detector.threshold,
+        writer_for=lambda stages_, counter: SeriesBlockWriter(stages_, blocks, detector.decision,
                                                               validity_reader(sources, lock),
                                                               manifest if track else None, unit_fingerprint,
                                                               counter))
@@ -302,7 +311,8 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
         try:
             generate = (lambda i, j: describe_pair(detector, sources[i], sources[j])) if describe else None
             intervals = _finish_stages(stages, outputs, dates, georef, captions, min_area,
-                                       invalid=any(v[1] for v in done.values()), describe=generate)
+                                       invalid=any(v[1] for v in done.values()), describe=generate,
+                                       classes=output_classes(detector.decision))
         except BaseException:
             stage_set.abort()
             raise
@@ -324,23 +334,29 @@ def predict_dates(detector: ChangeDetector, dates: Sequence[DatedImage], sources
 
 def _finish_stages(stages: list[StagedRaster], outputs: SeriesOutputs, dates: Sequence[DatedImage],
                    georef: GeoReference | None, captions: list[str] | None, min_area: float, *,
-                   invalid: bool, describe: Callable[[int, int], str] | None = None) -> list[IntervalResult]:
-    """Summarise each comparison's mask (read once, 1 byte a pixel), then write every file; stages are removed."""
+                   invalid: bool, describe: Callable[[int, int], str] | None = None,
+                   classes: ClassScheme | None = None) -> list[IntervalResult]:
+    """Summarise each comparison's mask (read once, 1 byte a pixel), then write every file; stages are removed.
+    ``classes`` (a K-class network): the masks are class maps, summarised by class and written with colours."""
     iso = [d.date.isoformat() for d in dates]
     comparisons = series_comparisons(len(dates))
     bad = stages[-1] if invalid else None
     results = []
     for c, (i, j) in enumerate(comparisons):
         stage = stages[c]
-        mask = stage.read(0, stage.height) > 0
-        polygons = polygonize(mask) if mask.any() else []  # as a pair's finish traces it
+        if classes is None:
+            mask = stage.read(0, stage.height) > 0
+            polygons = polygonize(mask) if mask.any() else []  # as a pair's finish traces it
+        else:
+            mask = stage.read(0, stage.height)  # the class map
+            polygons = polygonize_classes(mask, classes)
         summary = summarize_change(mask, georef, captions=[captions[i], captions[j]] if captions else None,
                                    period=(iso[i], iso[j]), min_area=min_area, polygons=polygons,
-                                   generated=describe(i, j) if describe is not None else None)
+                                   generated=describe(i, j) if describe is not None else None, classes=classes)
         del mask, polygons
         tags = {"MMCHANGE_DATE_A": iso[i], "MMCHANGE_DATE_B": iso[j], "MMCHANGE_IMAGE_A": dates[i].path.name,
                 "MMCHANGE_IMAGE_B": dates[j].path.name}
-        path = stage.finish(georef if is_tiff(stage.final_path) else None, invalid=bad, tags=tags)
+        path = finish_mask(stage, georef if is_tiff(stage.final_path) else None, bad, classes, tags)
         last = c == len(comparisons) - 1
         results.append(IntervalResult(
             index=0 if last else j, kind="first_to_last" if last else "interval", date_a=iso[i], date_b=iso[j],
@@ -455,13 +471,16 @@ def _write_run_files(result: SeriesResult, outputs: SeriesOutputs, detector: Cha
         fields_ = report_fields(written)
         result.report, result.report_bytes = fields_.get("report"), fields_.get("report_bytes")
     if outputs.stac is not None:
-        result.stac = str(write_series_item(result, outputs.stac, model_fields(detector), georef))
+        result.stac = str(write_series_item(result, outputs.stac, model_fields(detector), georef,
+                                            classes=output_classes(detector.decision)))
     atomic_write_text(outputs.result, strict_json(result.to_dict(), indent=2) + "\n")
 
 
-def write_series_item(result: SeriesResult, path: Path, model: dict[str, Any], georef: GeoReference | None) -> Path:
+def write_series_item(result: SeriesResult, path: Path, model: dict[str, Any], georef: GeoReference | None,
+                      classes: ClassScheme | None = None) -> Path:
     """The STAC Item of a series: every date as a source, every raster as an asset, the series' temporal extent,
-    and per comparison its dates, changed area and summary in words."""
+    and per comparison its dates, changed area and summary in words; ``classes`` (a K-class network): the
+    comparisons' masks are class rasters, listed with the classification extension."""
     assets: dict[str, str | Path] = {f"interval_{r.index}": r.mask for r in result.intervals}
     assets.update({"first_to_last": result.first_to_last.mask, **{k: result.outputs[k] for k in
                                                                    ("first_change", "last_change", "change_count")}})
@@ -476,5 +495,7 @@ def write_series_item(result: SeriesResult, path: Path, model: dict[str, Any], g
                                for r in result.intervals],
         **summary_properties(result.first_to_last.summary),
     }
+    masks = [f"interval_{r.index}" for r in result.intervals] + ["first_to_last"]
     return write_stac_item(path, name=result.name, inputs=result.images, georef=georef, model=model, assets=assets,
-                           properties=properties, shape=(result.height, result.width))
+                           properties=properties, shape=(result.height, result.width), classes=classes,
+                           classified=masks)

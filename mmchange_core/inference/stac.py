@@ -2,7 +2,8 @@
 
 The Item itself is :func:`mmchange_core.io.stac.write_stac_item`; this module picks its path, the
 model fields (checkpoint name and sha256, threshold, tile size, overlap, mmchange version), the
-georeference of the inputs, the pair's summary in words and its figures, and the assets a pair's result lists (written last, by predict, so it
+georeference of the inputs, the pair's summary in words and its figures (per class for a K-class network,
+whose mask asset lists its classes), and the assets a pair's result lists (written last, by predict, so it
 never needs a rewrite).
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmchange_core.environment import __version__
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.raster import read_georeference
 from mmchange_core.io.stac import require_pystac, write_stac_item
@@ -52,22 +54,25 @@ def pair_georef(*inputs: str | Path) -> GeoReference | None:
 
 
 def write_pair_item(result: Any, path: Path, model: Mapping[str, Any],
-                    extra: Mapping[str, str | Path] | None = None) -> Path:
+                    extra: Mapping[str, str | Path] | None = None, classes: ClassScheme | None = None) -> Path:
     """Write the Item of one pair's result (a ``PairResult``) to ``path``: inputs, model, every output, and
-    ``extra`` assets drawn from several pairs (the run's report)."""
+    ``extra`` assets drawn from several pairs (the run's report). ``classes`` (a K-class network): the mask is
+    its class raster, listed with the classification extension."""
     image_a, image_b = Path(result.image_a), Path(result.image_b)
     assets = {k: Path(v) for k, v in {**result.outputs, **(extra or {})}.items()}
     properties = {"mmchange:changed_pixels": int(result.changed_pixels),
                   "mmchange:change_fraction": float(result.change_fraction),
                   **summary_properties(getattr(result, "summary", None))}
     return write_stac_item(path, name=result.name, inputs=[image_a, image_b], georef=pair_georef(image_a, image_b),
-                           model=model, assets=assets, properties=properties, shape=(result.height, result.width))
+                           model=model, assets=assets, properties=properties, shape=(result.height, result.width),
+                           classes=classes)
 
 
 def summary_properties(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``mmchange:*`` Item properties of a pair's summary in words (a ``ChangeSummary.to_dict()``): the text,
-    the changed area in m² (projected CRS only), the change regions, the largest one and a generated sentence;
-    none for a pair finished by an older mmchange (no summary)."""
+    the changed area in m² (projected CRS only), the change regions, the largest one, a generated sentence and
+    (K-class networks) the changed area of each class; none for a pair finished by an older mmchange (no
+    summary)."""
     if summary is None:
         return {}
     properties = {"mmchange:summary": summary["text"], "mmchange:change_percent": float(summary["percent"]),
@@ -78,4 +83,6 @@ def summary_properties(summary: Mapping[str, Any] | None) -> dict[str, Any]:
         properties["mmchange:largest_change"] = summary["largest"]
     if summary.get("generated"):
         properties["mmchange:generated_description"] = summary["generated"]
+    if summary.get("classes") is not None:
+        properties["mmchange:class_areas"] = summary["classes"]
     return properties

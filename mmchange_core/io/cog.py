@@ -9,7 +9,8 @@ for float data), converts it with GDAL's COG driver (512-pixel tiles, deflate wi
 overviews by nearest for masks and by average for probabilities and colour images), renames the
 result onto the final path atomically and removes the stage. PNG and JPEG finals (and TIFF when
 rasterio, the ``geo`` extra, is missing: a plain TIFF) are written by Pillow from the whole array,
-as those formats have no partial writes nor nodata (invalid pixels are 0).
+as those formats have no partial writes nor nodata (invalid pixels are 0). A class raster (the label values
+of a K-class network) gets a colour table: a palette (mode ``P``) PNG, or a GeoTIFF colour table.
 
 Stages are created exclusively (``O_EXCL | O_NOFOLLOW``: a link or special file at a stage name is
 refused, never written through; a stale regular stage of a killed run is removed first) and are
@@ -24,7 +25,7 @@ import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,8 @@ class StagedRaster:
             os.unlink(self.path)
 
     def finish(self, georef: GeoReference | None = None, *, invalid: StagedRaster | None = None,
-               resampling: str | None = None, tags: Mapping[str, str] | None = None) -> Path:
+               resampling: str | None = None, tags: Mapping[str, str] | None = None,
+               colormap: Mapping[int, Sequence[int]] | None = None) -> Path:
         """Write the final file atomically, then delete the stage; returns the final path.
 
         ``.tif``: a Cloud-Optimized GeoTIFF with ``georef``'s CRS and transform; pixels where
@@ -305,15 +307,23 @@ class StagedRaster:
         overviews defaults to :func:`default_resampling`; ``tags`` are written as GeoTIFF metadata (e.g. the
         dates of a series). ``.png``/``.jpg`` (and ``.tif`` without rasterio): written by Pillow, invalid
         pixels 0, no tags. The ``invalid`` stage is left in place (it
-        may serve several outputs): abort it when done.
+        may serve several outputs): abort it when done. ``colormap`` (value -> RGB(A), a uint8 1-band raster
+        only) makes it a class raster: a GeoTIFF colour table, or a palette (mode ``P``) image whose ``tags``
+        are PNG text.
         """
         if invalid is not None and (invalid.height, invalid.width, invalid.bands) != (self.height, self.width, 1):
             raise ValueError(f"invalid-pixel stage {invalid.path} is {invalid.width}x{invalid.height}x{invalid.bands}, "
                              f"not {self.width}x{self.height}x1")
+        if colormap is not None and (self._out_dtype != np.uint8 or self.bands != 1):
+            raise ValueError(f"a colour table needs a uint8 1-band raster, not {self.dtype} x{self.bands}")
         if self.final_path.suffix.lower() in TIFF_SUFFIXES and (georef is not None or rasterio_available()):
             write_cog(self.final_path, self._strips(invalid), self.height, self.width, self.bands, self._out_dtype,
                       georef, masked=invalid is not None,
-                      resampling=resampling or default_resampling(self.dtype, self.bands), tags=tags)
+                      resampling=resampling or default_resampling(self.dtype, self.bands), tags=tags,
+                      colormap=colormap)
+        elif colormap is not None:
+            write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]),
+                              palette=palette_of(colormap), text=tags)
         else:
             write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]))
         self.abort()
@@ -335,21 +345,46 @@ class StagedRaster:
             yield y0, rows, bad
 
 
-def write_with_pillow(path: Path, array: np.ndarray) -> Path:
-    """Write a whole uint8 gray/RGB (or float32 gray, TIFF) array as PNG, JPEG or plain TIFF by suffix, atomically."""
+def palette_of(colormap: Mapping[int, Sequence[int]]) -> list[int]:
+    """The flat 256 x RGB palette of a colour table (value -> RGB(A)); unlisted values are black."""
+    flat = [0] * (256 * 3)
+    for value, colour in colormap.items():
+        flat[3 * int(value):3 * int(value) + 3] = [int(c) for c in colour[:3]]
+    return flat
+
+
+def write_with_pillow(path: Path, array: np.ndarray, *, palette: Sequence[int] | None = None,
+                      text: Mapping[str, str] | None = None) -> Path:
+    """Write a whole uint8 gray/RGB (or float32 gray, TIFF) array as PNG, JPEG or plain TIFF by suffix, atomically.
+
+    ``palette`` (flat RGB, 256 entries): a palette image (mode ``P``) whose pixel values are the indices, for
+    class rasters; ``text``: PNG text chunks (e.g. the class names)."""
     fmt = PIL_FORMATS[path.suffix.lower()]
     with atomic_path(path) as tmp:
         image = Image.fromarray(np.ascontiguousarray(array))
-        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        options: dict[str, Any] = {"quality": 92} if fmt == "JPEG" else {}
+        if palette is not None:
+            if image.mode != "L":
+                raise ValueError(f"a palette image holds uint8 values, not mode {image.mode}")
+            image.putpalette(list(palette))  # mode P: the values become the palette indices
+        if text and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            for key, value in text.items():
+                info.add_itxt(key, value)
+            options["pnginfo"] = info
+        image.save(tmp, format=fmt, **options)
     return path
 
 
 def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | None]], height: int, width: int,
               bands: int, dtype: np.dtype, georef: GeoReference | None, *, masked: bool, resampling: str,
-              tags: Mapping[str, str] | None = None) -> Path:
+              tags: Mapping[str, str] | None = None, colormap: Mapping[int, Sequence[int]] | None = None) -> Path:
     """Stream ``(y0, rows, invalid)`` strips into a COG at ``path`` (atomically), through a temporary tiled TIFF.
 
     Float data gets NaN as its nodata value; other data with ``masked`` gets an internal per-dataset mask.
+    ``colormap`` (value -> RGB(A)) is written as band 1's colour table (a class raster).
     """
     rasterio = require_rasterio(f"writing {path}")
     from rasterio.shutil import copy as gdal_copy
@@ -377,6 +412,9 @@ def write_cog(path: Path, strips: Iterator[tuple[int, np.ndarray, np.ndarray | N
             with rasterio.open(tiled, "w", **profile) as dst:
                 if tags:
                     dst.update_tags(**tags)
+                if colormap is not None:
+                    dst.write_colormap(1, {int(v): tuple(int(c) for c in (*rgb[:3], *(rgb[3:4] or (255,))))
+                                           for v, rgb in colormap.items()})
                 for y0, rows, bad in strips:
                     window = Window(0, y0, width, len(rows))
                     dst.write(rows[None] if rows.ndim == 2 else np.moveaxis(rows, -1, 0), window=window)

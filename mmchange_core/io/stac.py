@@ -7,7 +7,10 @@ tile size, overlap, mmchange version), the footprint in WGS84 (``bbox``/``geomet
 with the projection extension (``proj:code`` or ``proj:wkt2``, ``proj:shape``, ``proj:transform``,
 ``proj:bbox``). The time span is
 ``start_datetime``/``end_datetime`` when both input dates are known (GeoTIFF acquisition or file
-date tags), otherwise ``datetime`` is the time the Item was made (``created``).
+date tags), otherwise ``datetime`` is the time the Item was made (``created``). The class raster of a K-class
+network (the ``mask`` asset, or a series' masks) lists its classes with the classification extension
+(``classification:classes``: ``value``, ``name`` (machine-readable), ``title`` (the class file's name) and
+``color_hint``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import datetime as dt
 import importlib.util
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +28,7 @@ from urllib.parse import quote
 
 from mmchange_core.errors import InputError, install_hint, require_extra
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
 from mmchange_core.io.hashing import cached_sha256_file
 from mmchange_core.io.images import image_size, is_tiff
@@ -39,6 +44,10 @@ ASSET_KINDS: dict[str, tuple[list[str], str]] = {
     "overlay": (["overview", "visual"], "Change outlines on both dates"),
     "report": (["metadata"], "Prediction report"),
 }
+#: The classification extension of class rasters' ``classification:classes``.
+CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+#: Title of an asset that is a class raster (a K-class network's mask).
+CLASS_MASK_TITLE = "Change classes (the class file's values, 0 = no change)"
 #: Media type of each output suffix (TIFFs are written as Cloud-Optimized GeoTIFFs).
 MEDIA_TYPES = {
     ".tif": "image/tiff; application=geotiff; profile=cloud-optimized",
@@ -100,6 +109,13 @@ def output_asset(kind: str, path: str | Path, base: Path, georeferenced: bool) -
     return asset
 
 
+def classification_classes(classes: ClassScheme) -> list[dict[str, Any]]:
+    """The ``classification:classes`` of a class raster: each class's value, machine-readable name (letters,
+    digits, ``-`` and ``_``), title (its name in the class file) and colour hint (``RRGGBB``)."""
+    return [{"value": cls.value, "name": re.sub(r"[^0-9A-Za-z_-]+", "_", cls.name).strip("_") or f"class_{cls.value}",
+             "title": cls.name, "color_hint": "".join(f"{c:02X}" for c in cls.colour)} for cls in classes.classes]
+
+
 def parse_datetime(text: str) -> dt.datetime | None:
     """A datetime from a TIFF/ISO date string (``2021:06:01 10:00:00``, ``2021-06-01T10:00:00Z``); naive = UTC."""
     text = text.strip().rstrip("\x00")
@@ -151,7 +167,8 @@ def _geometry(bbox: list[float]) -> dict[str, Any]:
 
 def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path], georef: GeoReference | None,
                     model: Mapping[str, Any], assets: Mapping[str, str | Path],
-                    properties: Mapping[str, Any] | None = None, shape: tuple[int, int] | None = None) -> Path:
+                    properties: Mapping[str, Any] | None = None, shape: tuple[int, int] | None = None,
+                    classes: ClassScheme | None = None, classified: Collection[str] = ("mask",)) -> Path:
     """Write the STAC Item of one prediction to ``path`` (JSON, atomically) and return ``path``.
 
     ``inputs``: the images compared, first date first (assets ``image_a``, ``image_b``, role
@@ -160,6 +177,8 @@ def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path]
     ``shape`` (rows, columns) defaults to the size of the ``mask`` asset. ``properties`` are added
     last (and may set ``start_datetime``/``end_datetime`` when the input files do not say).
     Without a georeference the Item has no footprint (``geometry`` null) and no projection fields.
+    ``classes`` (a K-class network): the ``classified`` assets are class rasters, described with the
+    classification extension (:func:`classification_classes`).
     """
     pystac = require_pystac(f"the STAC item {path}")
     from pystac.extensions.projection import ProjectionExtension
@@ -201,7 +220,13 @@ def write_stac_item(path: str | Path, *, name: str, inputs: Sequence[str | Path]
         item.add_asset(key, pystac.Asset(_href(image, base), title=f"Input image, date {index + 1}: {image.name}",
                                          media_type=_INPUT_MEDIA_TYPES.get(image.suffix.lower()), roles=["source"]))
     for kind, asset_path in assets.items():
-        item.add_asset(kind, pystac.Asset.from_dict(output_asset(kind, asset_path, base, georef is not None)))
+        asset = output_asset(kind, asset_path, base, georef is not None)
+        if classes is not None and kind in classified:
+            asset["title"] = CLASS_MASK_TITLE if kind == "mask" else f"{asset['title']}: change classes"
+            asset["classification:classes"] = classification_classes(classes)
+        item.add_asset(kind, pystac.Asset.from_dict(asset))
+    if classes is not None and any(kind in classified for kind in assets):
+        item.stac_extensions.append(CLASSIFICATION_EXTENSION)
 
     if georef is not None:
         proj = ProjectionExtension.ext(item, add_if_missing=True)

@@ -1,6 +1,9 @@
 """Change polygons: a binary mask turned into GeoJSON, with rasterio or with a pure-numpy tracer.
 
-Polygons follow pixel edges, one per 4-connected change region, with holes. Coordinates are pixel
+Polygons follow pixel edges, one per 4-connected change region, with holes. A class map of a K-class
+network (the class file's label values, 0 = no change) is traced one change class at a time
+(:func:`polygonize_classes`), so a region is one class, and its features carry ``class_value`` and
+``class_name`` properties. Coordinates are pixel
 corners (x to the right, y down, the image's top-left corner at 0,0) for plain images, or CRS
 coordinates through the affine transform for georeferenced input, in which case the FeatureCollection
 carries a ``crs`` member (GeoJSON 2008 style, read by GDAL/QGIS). ``min_area`` is in pixels for
@@ -9,6 +12,7 @@ plain images and in squared CRS units (e.g. m^2) for georeferenced input.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.io.atomic import atomic_write_text
+from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.geo import GeoReference, rasterio_available
 from mmchange_core.io.jsonio import strict_json
 
@@ -30,6 +35,8 @@ class ChangePolygon:
     exterior: Ring
     holes: list[Ring]
     pixels: int
+    value: int | None = None
+    """The class value of the region (K-class networks); ``None`` for a binary change region."""
 
 
 def signed_area(ring: Ring) -> float:
@@ -217,6 +224,18 @@ def polygonize(mask: np.ndarray, backend: str = "auto") -> list[ChangePolygon]:
     raise ValueError(f"unknown polygonize backend '{backend}'; use auto, rasterio or numpy")
 
 
+def polygonize_classes(values: np.ndarray, classes: ClassScheme, backend: str = "auto") -> list[ChangePolygon]:
+    """Polygons of a class map (uint8 label values ``[H, W]``, 0 = no change), traced one change class at a time
+    so that each region is one class (its :attr:`ChangePolygon.value`), in the class file's order."""
+    values = np.asarray(values)
+    polygons: list[ChangePolygon] = []
+    for cls in classes.change_classes:
+        where = values == cls.value
+        if where.any():
+            polygons += [dataclasses.replace(p, value=cls.value) for p in polygonize(where, backend)]
+    return polygons
+
+
 def _crs_member(georef: GeoReference) -> dict[str, Any] | None:
     if georef.crs is None:
         return None
@@ -226,15 +245,17 @@ def _crs_member(georef: GeoReference) -> dict[str, Any] | None:
 
 
 def polygons_to_geojson(polygons: Sequence[ChangePolygon], georef: GeoReference | None = None,
-                        min_area: float = 0.0) -> dict[str, Any]:
+                        min_area: float = 0.0, classes: ClassScheme | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of the polygons whose area is at least ``min_area``.
 
     Without ``georef`` coordinates and areas are in pixels; with it, in CRS units (areas squared).
-    Exterior rings are counter-clockwise and holes clockwise in x/y axes, as RFC 7946 asks.
+    Exterior rings are counter-clockwise and holes clockwise in x/y axes, as RFC 7946 asks. Polygons of
+    a class (:func:`polygonize_classes`) add ``class_value`` and ``class_name`` (from ``classes``).
     """
     unit_area = georef.pixel_area() if georef is not None else 1.0
     features = []
-    for poly in sorted(polygons, key=lambda p: (float(p.exterior[:, 1].min()), float(p.exterior[:, 0].min()))):
+    for poly in sorted(polygons, key=lambda p: (float(p.exterior[:, 1].min()), float(p.exterior[:, 0].min()),
+                                                -1 if p.value is None else p.value)):
         area = poly.pixels * unit_area
         if area < min_area:
             continue
@@ -249,12 +270,24 @@ def polygons_to_geojson(polygons: Sequence[ChangePolygon], georef: GeoReference 
             "type": "Feature",
             "id": len(features),
             "geometry": {"type": "Polygon", "coordinates": coords},
-            "properties": {"id": len(features), "area": area, "pixels": poly.pixels},
+            "properties": {"id": len(features), "area": area, "pixels": poly.pixels,
+                           **_class_properties(poly.value, classes)},
         })
     collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     if georef is not None and (crs := _crs_member(georef)) is not None:
         collection["crs"] = crs
     return collection
+
+
+def _class_properties(value: int | None, classes: ClassScheme | None) -> dict[str, Any]:
+    """``class_value`` and ``class_name`` of a class region (none for a binary change region)."""
+    if value is None:
+        return {}
+    try:
+        name = classes.name_of(value) if classes is not None else f"class {value}"
+    except KeyError:
+        name = f"class {value}"
+    return {"class_value": int(value), "class_name": name}
 
 
 def write_change_polygons(path: str | Path, mask: np.ndarray, georef: GeoReference | None = None,
@@ -264,8 +297,9 @@ def write_change_polygons(path: str | Path, mask: np.ndarray, georef: GeoReferen
 
 
 def write_polygons(path: str | Path, polygons: Sequence[ChangePolygon], georef: GeoReference | None = None,
-                   min_area: float = 0.0) -> int:
-    """Write traced ``polygons`` (those of at least ``min_area``) as GeoJSON atomically; returns how many."""
-    collection = polygons_to_geojson(polygons, georef, min_area)
+                   min_area: float = 0.0, classes: ClassScheme | None = None) -> int:
+    """Write traced ``polygons`` (those of at least ``min_area``; class regions named by ``classes``) as GeoJSON
+    atomically; returns how many."""
+    collection = polygons_to_geojson(polygons, georef, min_area, classes)
     atomic_write_text(path, strict_json(collection, separators=(",", ":")))
     return len(collection["features"])
