@@ -60,7 +60,7 @@ from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.images import write_palette_png, write_png
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.reporting.legend import class_entries, font_size_for, legend_strip
-from mmchange_core.reporting.overlay import pool_any
+from mmchange_core.reporting.overlay import pool_classes
 from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, fit, mask_thumbnail, thumbnail
 from mmchange_core.reporting.visualize import MIN_WIDTH, TINT, error_overlay
 from mmchange_core.text.features import TextProvider
@@ -121,10 +121,7 @@ def class_thumbnail(index: np.ndarray, colours: Sequence[tuple[int, int, int]],
     h, w = fit(*index.shape, max_side)
     if (h, w) == index.shape:
         return class_colours(index, colours)
-    small = np.zeros((h, w), dtype=np.uint8)
-    for k in range(1, len(colours)):
-        small[pool_any(index == k, h, w)] = k
-    return class_colours(small, colours)
+    return class_colours(pool_classes(index, h, w, tuple(range(1, len(colours)))), colours)
 
 
 def class_error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.65) -> np.ndarray:

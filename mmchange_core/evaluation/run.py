@@ -10,7 +10,8 @@ K-class checkpoints (a class file): every label is checked against the class fil
 (:func:`~mmchange_core.data.dataset.check_label_set`); ``metrics.json`` holds the binary keys for any
 change against none (``f1`` = ``change_f1``) plus ``mean_f1``, ``miou``, ``class_oa``, ``per_class`` (P, R,
 F1, IoU of each class by name and value) and ``confusion`` (the K x K matrix, rows = label, with the class
-names), and the run's ``classes``; ``per_class.csv`` has one row per class and ``per_image.csv`` gains
+names), and the run's ``classes``; ``metrics.csv`` has one row per class, the mean of the change classes and
+any change against none, and ``per_image.csv`` gains
 ``mean_f1`` and one ``f1_<class name>`` column per change class. The threshold is tuned on the change
 probability ``1 - p(no change)`` against any change, the rule's own quantity.
 """
@@ -48,8 +49,9 @@ from mmchange_core.models.checkpoint import check_updatable
 from mmchange_core.reporting.report import REPORT_FILE, report_fields, run_header, try_write_report
 from mmchange_core.runs import RUN_NAME, next_run_dir
 
-#: The per-class metrics of a K-class evaluation, one row per class (binary runs do not write it).
-PER_CLASS_FILE = "per_class.csv"
+#: The per-class metrics of a K-class evaluation: one row per class, then the mean over the change classes and
+#: any change against none (binary runs do not write it; their figures are in metrics.json).
+PER_CLASS_FILE = "metrics.csv"
 #: Columns of :data:`PER_CLASS_FILE`.
 PER_CLASS_COLUMNS = ("index", "value", "name", "precision", "recall", "f1", "iou", "support", "predicted")
 
@@ -182,8 +184,16 @@ def per_class_csv(metrics: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PER_CLASS_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for row in metrics["per_class"]:
-        writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in PER_CLASS_COLUMNS})
+    change = metrics["per_class"][1:]
+    rows = [*metrics["per_class"],
+            {"name": "mean of change classes", "f1": metrics["mean_f1"], "iou": metrics["miou"],
+             "precision": sum(r["precision"] for r in change) / len(change),
+             "recall": sum(r["recall"] for r in change) / len(change)},
+            {"name": "any change", **{k: metrics[k] for k in ("precision", "recall", "f1", "iou")},
+             "support": metrics["tp"] + metrics["fn"], "predicted": metrics["tp"] + metrics["fp"]}]
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row.get(k), float) else row.get(k, ""))
+                         for k in PER_CLASS_COLUMNS})
     return buffer.getvalue()
 
 

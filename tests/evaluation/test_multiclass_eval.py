@@ -137,11 +137,14 @@ def test_eval_run_writes_per_class_outputs(dataset: Path, checkpoint: Path, tmp_
     f1s = [2 * m[i, i] / (m[i, :].sum() + m[:, i].sum()) for i in (1, 2) if m[i, :].sum() + m[:, i].sum()]
     assert metrics["mean_f1"] == pytest.approx(sum(f1s) / len(f1s), abs=1e-12)
     assert metrics["class_oa"] == pytest.approx(np.trace(m) / m.sum(), abs=1e-12)
-    # per_class.csv: one row per class; per_image.csv: mean F1 and F1 of each change class
-    with open(report.run_dir / "per_class.csv", newline="") as handle:
+    # metrics.csv: one row per class, then the mean and any change; per_image.csv: mean F1 and F1 of each class
+    with open(report.run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["value"], r["name"]) for r in rows] == [("0", "no change"), ("3", "new building"), ("7", "demolished")]
+    assert [(r["value"], r["name"]) for r in rows] == [("0", "no change"), ("3", "new building"), ("7", "demolished"),
+                                                       ("", "mean of change classes"), ("", "any change")]
     assert float(rows[1]["f1"]) == pytest.approx(metrics["per_class"][1]["f1"], abs=1e-6)
+    assert float(rows[3]["f1"]) == pytest.approx(metrics["mean_f1"], abs=1e-6)
+    assert float(rows[4]["f1"]) == pytest.approx(metrics["change_f1"], abs=1e-6)
     with open(report.run_dir / "per_image.csv", newline="") as handle:
         images = list(csv.DictReader(handle))
     assert {"mean_f1", "f1_new building", "f1_demolished"} <= set(images[0]) and len(images) == len(NAMES)

@@ -265,3 +265,31 @@ def test_series_intervals_of_a_kclass_model_are_class_maps_equal_to_predict(kcla
     np.testing.assert_array_equal(np.asarray(Image.open(result.outputs["change_count"])), counts)
     item = json.loads(Path(result.stac).read_text())
     assert [c["value"] for c in item["assets"]["interval_1"]["classification:classes"]] == [0, 1, 2, 9]
+
+
+def test_predict_eval_and_the_api_give_one_class_map(kclass_checkpoint, tmp_path, cli) -> None:
+    """predict = eval --save-pred = API, bit for bit, for a K-class model (folder mode, odd sizes)."""
+    rng = np.random.default_rng(4)
+    root = tmp_path / "ds"
+    for name, (h, w) in (("odd.png", (90, 131)), ("thin.png", (70, 45))):
+        image_a, image_b = scene(h, w, len(name))
+        label = rng.choice(np.asarray(SCHEME.values, np.uint8), (h, w))
+        for sub, array in (("A", image_a), ("B", image_b), ("label", label)):
+            (root / "test" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / "test" / sub / name)
+    threshold = repr(median_threshold(kclass_checkpoint, root / "test" / "A" / "odd.png", root / "test" / "B" / "odd.png"))
+    options = ("--tile-size", "64", "--overlap", "16", "--device", "cpu", "--threshold", threshold)
+    evaluated = cli("eval", "-c", kclass_checkpoint, "-d", root, "--save-pred", tmp_path / "eval", "-w", "0",
+                    "--project", tmp_path / "runs", *options)
+    assert evaluated.exit_code == 0, evaluated.output
+    folder = cli("predict", root / "test" / "A", root / "test" / "B", "-o", tmp_path / "folder",
+                 "-c", kclass_checkpoint, *options)
+    assert folder.exit_code == 0, folder.output
+    detector = ChangeDetector.from_checkpoint(kclass_checkpoint, threshold=float(threshold), **SETTINGS)
+    for name in ("odd.png", "thin.png"):
+        api = detector.predict(root / "test" / "A" / name, root / "test" / "B" / name).classes
+        from_eval = np.asarray(Image.open(tmp_path / "eval" / name))
+        from_predict = np.asarray(Image.open(tmp_path / "folder" / name))
+        assert len(set(np.unique(api).tolist())) >= 3, "several classes, so a mix-up would show"
+        np.testing.assert_array_equal(from_eval, api)
+        np.testing.assert_array_equal(from_predict, api)
