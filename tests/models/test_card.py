@@ -126,3 +126,19 @@ def test_an_evaluation_file_that_is_a_fifo_is_refused_unopened(tmp_path: Path) -
                                                                     r"evaluation file"):
         read_eval_summary(fifo)
     assert not blocked
+
+
+def test_a_class_aware_model_lists_its_classes_on_the_card_and_in_info() -> None:
+    from mmchange_core.io.classes import ClassScheme
+
+    classes = ClassScheme.from_dict([{"value": 0, "name": "no change"},
+                                     {"value": 4, "name": "new building", "colour": [230, 25, 75]},
+                                     {"value": 9, "name": "vegetation lost", "colour": "#3cb44b"}])
+    kclass = meta(model=ModelConfig(backbone="resnet18", variant="image-only", num_classes=3), classes=classes)
+    text = model_card(kclass, "alice/classes")
+    assert "4 new building (`#e6194b`), 9 vegetation lost (`#3cb44b`)" in text
+    assert "maps of 2 change classes (new building, vegetation lost)" in text
+    assert "binary change maps" in model_card(meta(), "alice/binary")
+    assert kclass.summary()["classes"] == "0 no change, 4 new building, 9 vegetation lost"
+    with pytest.raises(InputError, match="predicts 3 classes but its class list has 2"):
+        CheckpointMeta(model=kclass.model, classes=ClassScheme.binary())
