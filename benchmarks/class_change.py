@@ -13,6 +13,9 @@ Models are trained and evaluated on the CPU through the library's own API (:func
   dates never differ in text): if the network relies on the text, these drop;
 * ``image-only``: the same recipe without the text branch (the paper's Table II first row).
 
+It also prints how much the trained full model's output moves when its captions are replaced by a constant
+one, and how similar the caption embeddings of the two dates of a pair (and of different pairs) are.
+
 Held-out: pairs of another data seed. Usage::
 
     python benchmarks/class_change.py --out bench-classes            # 416 training pairs, 64 px
@@ -100,6 +103,35 @@ def _score(checkpoint: Path, dataset: Path, captions: str = "true") -> tuple[dic
     return scores, time.perf_counter() - started
 
 
+def _text_sensitivity(checkpoint: Path, dataset: Path) -> dict:
+    """How much the trained full model's output depends on its captions, and how much the captions differ:
+    per test pair, the class maps with true and with constant captions (share of pixels that agree, mean
+    |change probability difference|), and the cosine similarity of the caption embeddings of the two dates
+    (of one pair) and of date B of different pairs."""
+    from mmchange_core.data.dataset import read_labelled_pair
+    from mmchange_core.data.layouts import detect_layout
+    from mmchange_core.inference.detector import ChangeDetector
+
+    detector = ChangeDetector.from_checkpoint(checkpoint, device="cpu")
+    pairs = detect_layout(dataset).pairs("test")
+    emb_a, emb_b = (np.asarray(e, dtype=np.float32) for e in _provider(checkpoint, dataset, "true")(pairs))
+    agree, diffs = [], []
+    for i, pair in enumerate(pairs):
+        image_a, image_b, _ = read_labelled_pair(pair, detector.imagery, detector.meta.classes)
+        prob, classes = detector.decision_map(image_a, image_b, emb_a[i], emb_b[i])
+        prob_c, classes_c = detector.decision_map(image_a, image_b, emb_a[0], emb_a[0])
+        agree.append(float((classes == classes_c).mean()))
+        diffs.append(float(np.abs(prob - prob_c).mean()))
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    a, b = unit(emb_a), unit(emb_b)
+    between_pairs = b @ b.T
+    off_diagonal = between_pairs[~np.eye(len(b), dtype=bool)]
+    return {"class_map_agreement_true_vs_constant": round(float(np.mean(agree)), 5),
+            "mean_abs_prob_diff_true_vs_constant": round(float(np.mean(diffs)), 5),
+            "caption_cosine_a_vs_b_same_pair": round(float(np.mean(np.sum(a * b, axis=1))), 4),
+            "caption_cosine_b_across_pairs": round(float(np.mean(off_diagonal)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-classes"))
@@ -126,6 +158,8 @@ def main() -> None:
                    "eval_s": round(eval_s, 1)}
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if variant == "full":
+            print(json.dumps({"text_sensitivity": _text_sensitivity(checkpoint, held_out)}), flush=True)
     class_keys = [k for k in rows[0] if k.startswith("f1 ")]
     print("\n| model | captions at test | " + " | ".join(k[3:] for k in class_keys) +
           " | mean F1 | mIoU | change F1 | training (s) | eval (s) |")

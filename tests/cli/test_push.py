@@ -76,7 +76,8 @@ def test_an_old_checkpoint_is_upgraded_and_its_metadata_becomes_the_config(tmp_p
     with safe_open(str(tmp_path / "upload" / "model.safetensors"), "pt") as handle:
         assert handle.metadata()["format_version"] == "2"
     config = yaml.safe_load((tmp_path / "upload" / "config.yaml").read_text())
-    assert config["model"] == {"backbone": "resnet18", "variant": "full", "text_dim": 64, "in_channels": 3}
+    assert config["model"] == {"backbone": "resnet18", "variant": "full", "text_dim": 64, "in_channels": 3,
+                               "num_classes": 2}
     assert config["threshold"] == 0.4
 
 
