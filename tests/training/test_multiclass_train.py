@@ -140,3 +140,20 @@ def test_resuming_after_the_class_file_changed_is_refused(tmp_path: Path) -> Non
     class_file.write_text(CLASSES.replace("demolished building", "gone"))  # edited in place
     with pytest.raises(InputError, match="trained with classes .*demolished building.* gives .*gone"):
         train(resume_config(Path(first.run_dir)), resume_dir=first.run_dir)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("- {value: 0, name: none}\n- {value: 1, name: a}\n- {value: 1, name: b}\n", "value 1 twice"),
+    ("- {value: 0, name: none}\n- {value: 1, name: a}\n- {value: 2, name: a}\n", "name a twice"),
+    ("- {value: 0, name: none}\n- {value: 1, name: a, colour: [1, 2, 3, 4]}\n", "not RGB"),
+])
+def test_train_refuses_a_bad_class_file_in_one_line_writing_nothing(tmp_path: Path, cli, text: str,
+                                                                    words: str) -> None:
+    path = tmp_path / "classes.yaml"
+    path.write_text(text)
+    data = class_dataset(tmp_path / "ds", pairs=2)
+    result = cli("train", "--dataset", data, "--classes", path, "--project", tmp_path / "runs", "--device", "cpu")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert words in lines[0] and str(path) in lines[0]
+    assert not (tmp_path / "runs").exists()
