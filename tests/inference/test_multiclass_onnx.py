@@ -42,3 +42,33 @@ def test_onnxruntime_gives_the_torch_networks_probability_and_classes() -> None:
     assert (ours.classes == theirs.classes).mean() >= 0.9999
     # the rule: change where 1 - p(no change) > threshold, of the most probable change class
     assert ((ours.classes > 0) == (ours.probability > onnx.threshold)).all()
+
+
+def test_eval_through_onnxruntime_counts_the_torch_networks_classes(tmp_path) -> None:
+    """eval of the K-class export equals eval of its checkpoint up to fp32 rounding, on a class-labelled split."""
+    from PIL import Image
+
+    from mmchange_core.evaluation.evaluate import evaluate
+    from mmchange_core.evaluation.run import checkpoint_text_provider
+    from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
+
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(2)
+    values = np.asarray(exported("classes").meta.classes.values, np.uint8)
+    for i in range(2):
+        a, b = scenes(64, 96, seed=i)
+        for sub, array in (("A", a), ("B", b), ("label", rng.choice(values, (64, 96)))):
+            (root / "test" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / "test" / sub / f"{i}.png")
+    caption_dataset(root, captioner=CaptionerConfig(name="basic"), encoder=TextEncoderConfig(name="hashing", dim=64),
+                    device="cpu")
+    results = []
+    for path in (exported("classes").checkpoint, exported("classes").onnx):
+        detector = ChangeDetector.from_checkpoint(path, device="cpu")
+        provider = checkpoint_text_provider(detector.meta, root)
+        results.append(evaluate(detector, root, "test", text_provider=provider))
+    torch_result, onnx_result = results
+    assert torch_result.multiclass and onnx_result.multiclass
+    differing = np.abs(torch_result.confusion.matrix - onnx_result.confusion.matrix).sum()
+    assert differing <= 2 * 0.0001 * torch_result.confusion.total  # a pixel moved between cells counts twice
+    assert onnx_result.metrics()["mean_f1"] == pytest.approx(torch_result.metrics()["mean_f1"], abs=1e-3)
