@@ -76,7 +76,7 @@ from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_path, atomic_write_text
 from mmchange_core.io.classes import ChangeClass, ClassScheme
 from mmchange_core.io.geo import GeoReference, require_rasterio
-from mmchange_core.io.images import write_png
+from mmchange_core.io.images import write_palette_png, write_png
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.raster import write_image
 from mmchange_core.progress import ProgressCallback, report
@@ -1248,11 +1248,7 @@ def class_file_text(scheme: ClassScheme = CHANGE_CLASSES) -> str:
 def write_class_label(path: Path, label: np.ndarray, scheme: ClassScheme = CHANGE_CLASSES) -> Path:
     """Write a class label (uint8 values ``[H, W]``) as a palette PNG whose index is the value and whose palette
     holds the classes' colours, atomically."""
-    with atomic_path(path) as tmp:
-        img = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8))
-        img.putpalette(scheme.palette())
-        img.save(tmp, format="PNG")
-    return path
+    return write_palette_png(path, np.ascontiguousarray(label, dtype=np.uint8), scheme.palette())
 
 
 # --------------------------------------------------------------------------------------------------

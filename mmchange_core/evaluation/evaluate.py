@@ -369,7 +369,8 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
                 if scheme is None:
                     write_png(pred_path / name, pred.astype(np.uint8) * 255)
                 else:
-                    write_palette_png(pred_path / name, detector.decision.values(pred), scheme.palette())
+                    write_palette_png(pred_path / name, detector.decision.values(pred), scheme.palette(),
+                                      text=scheme.raster_tags())  # the file predict writes
             report(progress, "pairs", len(results), len(pairs))
     except MMChangeError as exc:
         raise unwrap_worker_error(exc) from None

@@ -32,7 +32,6 @@ from mmchange_core.io.geo import GeoReference
 from mmchange_core.io.images import is_tiff
 from mmchange_core.io.outputs import IMAGE_OUTPUT_SUFFIXES, MASK_SUFFIXES, VECTOR_SUFFIXES, OutputPlan
 from mmchange_core.io.raster import RasterSource
-from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.vector import polygonize, polygonize_classes, write_polygons
 from mmchange_core.progress import ProgressCallback, report
 from mmchange_core.reporting.overlay import write_overlay
@@ -211,20 +210,13 @@ def output_classes(decision: DecisionRule) -> ClassScheme | None:
     return decision.classes if decision.multiclass else None
 
 
-def class_tags(classes: ClassScheme) -> dict[str, str]:
-    """The metadata of a class raster: the class file (value, name, colour of each class) as JSON, and each
-    class's name under ``MMCHANGE_CLASS_<value>``."""
-    return {"MMCHANGE_CLASSES": strict_json(classes.to_dict()["classes"], separators=(",", ":")),
-            **{f"MMCHANGE_CLASS_{cls.value}": cls.name for cls in classes.classes}}
-
-
 def finish_mask(stage: StagedRaster, georef: GeoReference | None, invalid: StagedRaster | None,
                 classes: ClassScheme | None, tags: dict[str, str] | None = None) -> Path:
     """Finish a staged mask: as it is for binary networks; a class map (``classes``) gets the class colours (a
     palette PNG, or a GeoTIFF colour table) and the class names in its metadata, besides ``tags``."""
     if classes is None:
         return stage.finish(georef, invalid=invalid, **({"tags": tags} if tags is not None else {}))
-    return stage.finish(georef, invalid=invalid, resampling="nearest", tags={**(tags or {}), **class_tags(classes)},
+    return stage.finish(georef, invalid=invalid, resampling="nearest", tags={**(tags or {}), **classes.raster_tags()},
                         colormap=classes.colour_table())
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.errors import InputError
+from mmchange_core.io.jsonio import strict_json
 
 #: Most classes a class file may list (a uint8 class raster; 32 keeps legends and reports readable).
 MAX_CLASSES = 32
@@ -108,15 +109,18 @@ class ClassScheme:
         return np.asarray(self.values, dtype=np.uint8)
 
     def palette(self) -> list[int]:
-        """A 256-entry flat RGB palette (PNG ``P`` mode / GeoTIFF colour table) indexed by label value."""
-        flat = [0] * (256 * 3)
-        for cls in self.classes:
-            flat[3 * cls.value:3 * cls.value + 3] = list(cls.colour)
-        return flat
+        """A 256-entry flat RGB palette (PNG ``P`` mode) indexed by label value."""
+        return palette_of(self.colour_table())
 
     def colour_table(self) -> dict[int, tuple[int, int, int, int]]:
         """The GeoTIFF colour table (value -> RGBA) of a class raster."""
         return {cls.value: (*cls.colour, 255) for cls in self.classes}
+
+    def raster_tags(self) -> dict[str, str]:
+        """The metadata of a class raster (GeoTIFF tags, PNG text): the class file (value, name, colour of each
+        class) as JSON under ``MMCHANGE_CLASSES``, and each class's name under ``MMCHANGE_CLASS_<value>``."""
+        return {"MMCHANGE_CLASSES": strict_json(self.to_dict()["classes"], separators=(",", ":")),
+                **{f"MMCHANGE_CLASS_{cls.value}": cls.name for cls in self.classes}}
 
     def name_of(self, value: int) -> str:
         for cls in self.classes:
@@ -175,6 +179,14 @@ class ClassScheme:
             classes.append(ChangeClass(value, name.strip(), _rgb(colour, f"{source}: class '{name}'")))
         classes.sort(key=lambda c: c.value != 0)  # no change first, the rest in the file's order
         return cls(tuple(classes))
+
+
+def palette_of(colormap: dict[int, tuple[int, ...]] | Any) -> list[int]:
+    """The flat 256 x RGB palette of a colour table (value -> RGB(A)); unlisted values are black."""
+    flat = [0] * (256 * 3)
+    for value, colour in colormap.items():
+        flat[3 * int(value):3 * int(value) + 3] = [int(c) for c in colour[:3]]
+    return flat
 
 
 def _rgb(colour: Any, where: str) -> tuple[int, int, int]:

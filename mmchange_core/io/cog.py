@@ -44,7 +44,8 @@ from mmchange_core.io.atomic import (
     write_error,
 )
 from mmchange_core.io.geo import GeoReference, rasterio_available, require_rasterio
-from mmchange_core.io.images import JPEG_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES
+from mmchange_core.io.classes import palette_of
+from mmchange_core.io.images import JPEG_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES, write_palette_png
 
 #: Tile side of the COG (pixels) and the strip height used to stream the stage into it.
 COG_BLOCKSIZE = 512
@@ -322,8 +323,8 @@ class StagedRaster:
                       resampling=resampling or default_resampling(self.dtype, self.bands), tags=tags,
                       colormap=colormap)
         elif colormap is not None:
-            write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]),
-                              palette=palette_of(colormap), text=tags)
+            write_palette_png(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]),
+                              palette_of(colormap), text=tags)
         else:
             write_with_pillow(self.final_path, np.concatenate([rows for _, rows, _ in self._strips(invalid)]))
         self.abort()
@@ -345,36 +346,12 @@ class StagedRaster:
             yield y0, rows, bad
 
 
-def palette_of(colormap: Mapping[int, Sequence[int]]) -> list[int]:
-    """The flat 256 x RGB palette of a colour table (value -> RGB(A)); unlisted values are black."""
-    flat = [0] * (256 * 3)
-    for value, colour in colormap.items():
-        flat[3 * int(value):3 * int(value) + 3] = [int(c) for c in colour[:3]]
-    return flat
-
-
-def write_with_pillow(path: Path, array: np.ndarray, *, palette: Sequence[int] | None = None,
-                      text: Mapping[str, str] | None = None) -> Path:
-    """Write a whole uint8 gray/RGB (or float32 gray, TIFF) array as PNG, JPEG or plain TIFF by suffix, atomically.
-
-    ``palette`` (flat RGB, 256 entries): a palette image (mode ``P``) whose pixel values are the indices, for
-    class rasters; ``text``: PNG text chunks (e.g. the class names)."""
+def write_with_pillow(path: Path, array: np.ndarray) -> Path:
+    """Write a whole uint8 gray/RGB (or float32 gray, TIFF) array as PNG, JPEG or plain TIFF by suffix, atomically."""
     fmt = PIL_FORMATS[path.suffix.lower()]
     with atomic_path(path) as tmp:
         image = Image.fromarray(np.ascontiguousarray(array))
-        options: dict[str, Any] = {"quality": 92} if fmt == "JPEG" else {}
-        if palette is not None:
-            if image.mode != "L":
-                raise ValueError(f"a palette image holds uint8 values, not mode {image.mode}")
-            image.putpalette(list(palette))  # mode P: the values become the palette indices
-        if text and fmt == "PNG":
-            from PIL.PngImagePlugin import PngInfo
-
-            info = PngInfo()
-            for key, value in text.items():
-                info.add_itxt(key, value)
-            options["pnginfo"] = info
-        image.save(tmp, format=fmt, **options)
+        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return path
 
 

@@ -14,7 +14,8 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -311,15 +312,25 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
     return path
 
 
-def write_palette_png(path: str | Path, values: np.ndarray, palette: list[int]) -> Path:
+def write_palette_png(path: str | Path, values: np.ndarray, palette: Sequence[int],
+                      text: Mapping[str, str] | None = None) -> Path:
     """Write a uint8 ``[H, W]`` class raster (label values) as a palette PNG (mode ``P``, ``palette`` a flat
-    256 x RGB list indexed by value), atomically: the values stay readable as labels, the colours show the classes."""
+    256 x RGB list indexed by value), atomically: the values stay readable as labels, the colours show the classes;
+    ``text``: PNG text chunks (e.g. the class names)."""
     path = Path(path)
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype != np.uint8:
         raise ValueError(f"a class raster is uint8 [H, W], got {values.dtype} {list(values.shape)}")
     image = Image.frombytes("P", (values.shape[1], values.shape[0]), np.ascontiguousarray(values).tobytes())
     image.putpalette(list(palette)[:768])
+    options: dict[str, Any] = {}
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
+        options["pnginfo"] = info
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", **options)
     return path

@@ -293,3 +293,4 @@ def test_predict_eval_and_the_api_give_one_class_map(kclass_checkpoint, tmp_path
         assert len(set(np.unique(api).tolist())) >= 3, "several classes, so a mix-up would show"
         np.testing.assert_array_equal(from_eval, api)
         np.testing.assert_array_equal(from_predict, api)
+        assert (tmp_path / "eval" / name).read_bytes() == (tmp_path / "folder" / name).read_bytes()  # one writer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmchange_core.inference.pair_writer import class_tags, finish_mask
+from mmchange_core.inference.pair_writer import finish_mask
 from mmchange_core.inference.summary import summarize_change
 from mmchange_core.io.classes import ChangeClass, ClassScheme
 from mmchange_core.io.cog import StagedRaster
@@ -78,7 +78,7 @@ def test_a_class_cog_has_a_colour_table_names_and_nodata(tmp_path) -> None:
         read = ds.read(1)
         np.testing.assert_array_equal(ds.dataset_mask() == 0, invalid)
     np.testing.assert_array_equal(read, np.where(invalid, 0, values))
-    assert class_tags(SCHEME)["MMCHANGE_CLASS_0"] == "no change"
+    assert SCHEME.raster_tags()["MMCHANGE_CLASS_0"] == "no change"
 
 
 def test_a_binary_mask_is_finished_as_before(tmp_path) -> None:
