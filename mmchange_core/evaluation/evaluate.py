@@ -23,7 +23,6 @@ the change classes present in label or prediction (:func:`class_gallery_score`).
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 import time
@@ -327,11 +326,8 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
     vis_path = Path(vis_dir) if vis_dir is not None else None
     pred_path = Path(pred_dir) if pred_dir is not None else None
     histogram = ProbabilityHistogram() if collect_histogram else None
-    multiclass = detector.decision.multiclass
-    scheme = detector.decision.classes if multiclass else None
-    if multiclass and threshold != detector.decision.threshold:  # the same network, decided at this threshold
-        detector = copy.copy(detector)
-        detector.threshold, detector.decision = threshold, DecisionRule(threshold, scheme)
+    decision = DecisionRule(threshold, detector.decision.classes)  # the detector's rule at this threshold
+    scheme = decision.classes if decision.multiclass else None
     loader = DataLoader(_EvalPairs(pairs, image_transform, detector.imagery, scheme), batch_size=None, shuffle=False,
                         num_workers=workers, collate_fn=_as_is)
     results: list[ImageResult] = []
@@ -343,12 +339,11 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
             text_a = None if emb_a is None else emb_a[index]
             text_b = None if emb_b is None else emb_b[index]
             classes = None
+            prob, pred = detector.decision_map(image_a, image_b, text_a, text_b, decision=decision)
             if scheme is None:
-                prob = detector.probability_map(image_a, image_b, text_a, text_b)
-                pred = prob > threshold
+                pred = pred > 0  # change where prob > threshold
                 stats = confusion_stats(pred, label)
             else:
-                prob, pred = detector.decision_map(image_a, image_b, text_a, text_b)
                 classes = class_confusion(pred, label, len(scheme))
                 stats = change_stats(classes)
                 confusion = confusion + classes
@@ -369,7 +364,7 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
                 if scheme is None:
                     write_png(pred_path / name, pred.astype(np.uint8) * 255)
                 else:
-                    write_palette_png(pred_path / name, detector.decision.values(pred), scheme.palette(),
+                    write_palette_png(pred_path / name, decision.values(pred), scheme.palette(),
                                       text=scheme.raster_tags())  # the file predict writes
             report(progress, "pairs", len(results), len(pairs))
     except MMChangeError as exc:

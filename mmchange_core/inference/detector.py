@@ -289,9 +289,12 @@ class ChangeDetector:
         return self.decision_map(image_a, image_b, text_a, text_b, progress)[0]
 
     def decision_map(self, image_a: np.ndarray, image_b: np.ndarray, text_a: Any = None, text_b: Any = None,
-                     progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     progress: ProgressCallback | None = None, *,
+                     decision: DecisionRule | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(change probability float32 ``[H, W]``, class index uint8 ``[H, W]``: 0 no change, 1 change or the
-        class of a K-class network) of two uint8 ``[H, W, C]`` arrays, given their text embeddings."""
+        class of a K-class network) of two uint8 ``[H, W, C]`` arrays, given their text embeddings; ``decision``
+        replaces the detector's rule (e.g. another threshold)."""
+        decision = decision or self.decision
         if image_a.shape != image_b.shape:
             raise InputError(f"the two dates differ in size: {image_a.shape[1]}x{image_a.shape[0]} vs "
                              f"{image_b.shape[1]}x{image_b.shape[0]} (width x height)")
@@ -302,7 +305,7 @@ class ChangeDetector:
         index = np.empty((height, width), dtype=np.uint8)
 
         def emit(y0: int, rows: np.ndarray) -> None:
-            prob, classes = self.decision.decide(rows)
+            prob, classes = decision.decide(rows)
             probs[y0:y0 + len(prob)], index[y0:y0 + len(prob)] = prob, classes
 
         self.stream_logits(lambda y, h: image_a[y:y + h], lambda y, h: image_b[y:y + h], self.grid(height, width),

@@ -313,16 +313,15 @@ class BlockRecorder:
 class BlockWriter(BlockRecorder):
     """Turns finished logit rows into mask/probability rows in a pair's stages and records each finished block.
 
-    ``decision`` (the detector's :class:`DecisionRule`, or a bare threshold for a binary network) makes the
-    rows: the change probability, and the mask as 0/255 (binary) or the class file's values (K-class)."""
+    ``decision`` (the detector's :class:`DecisionRule`) makes the rows: the change probability, and the mask as
+    0/255 (binary) or the class file's values (K-class)."""
 
-    def __init__(self, stages: Stages, blocks: PairBlocks, decision: DecisionRule | float,
+    def __init__(self, stages: Stages, blocks: PairBlocks, decision: DecisionRule,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, unit: str,
                  fp: str | None, counter: UnitProgress) -> None:
         super().__init__(stages, blocks, manifest, unit, fp, counter)
         self.stages: Stages = stages
-        self.decision = decision if isinstance(decision, DecisionRule) else DecisionRule(float(decision))
-        self.threshold, self.validity = self.decision.threshold, validity
+        self.decision, self.validity = decision, validity
 
     def write(self, y0: int, logits: np.ndarray) -> None:
         """Rows ``y0 ..`` of blended logits (``[h, W]``; K-class networks ``[K, h, W]``)."""

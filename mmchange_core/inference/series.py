@@ -225,15 +225,14 @@ class SeriesBlockWriter(BlockRecorder):
 
     The stages are one mask per comparison, then ``first_change``, ``last_change``, ``change_count`` and the
     invalid pixels (:meth:`SeriesOutputs.layout`); ``changed`` holds one count per comparison. ``decision`` (the
-    detector's rule, or a bare threshold for a binary network) decides each comparison as predict's
-    ``BlockWriter`` does: masks are 0/255, or a K-class network's class values."""
+    detector's rule) decides each comparison as predict's ``BlockWriter`` does: masks are 0/255, or a K-class
+    network's class values."""
 
-    def __init__(self, stages: StageSet, blocks: PairBlocks, decision: DecisionRule | float,
+    def __init__(self, stages: StageSet, blocks: PairBlocks, decision: DecisionRule,
                  validity: Callable[[int, int], np.ndarray | None], manifest: RunManifest | None, fp: str | None,
                  counter: UnitProgress) -> None:
         super().__init__(stages, blocks, manifest, SERIES_UNIT, fp, counter)
-        self.decision = decision if isinstance(decision, DecisionRule) else DecisionRule(float(decision))
-        self.threshold, self.validity = self.decision.threshold, validity
+        self.decision, self.validity = decision, validity
         self.comparisons = len(stages.stages) - 4
 
     def write(self, y0: int, logits: np.ndarray) -> None:
