@@ -24,7 +24,6 @@ the change classes present in label or prediction (:func:`class_gallery_score`).
 from __future__ import annotations
 
 import heapq
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,10 +57,15 @@ from mmchange_core.inference.predict import pair_name
 from mmchange_core.io.classes import ClassScheme
 from mmchange_core.io.images import write_palette_png, write_png
 from mmchange_core.progress import ProgressCallback, report
-from mmchange_core.reporting.legend import class_entries, font_size_for, legend_strip
-from mmchange_core.reporting.overlay import pool_classes
-from mmchange_core.reporting.thumbnails import THUMB_SIDE, error_blend, fit, mask_thumbnail, thumbnail
-from mmchange_core.reporting.visualize import MIN_WIDTH, TINT, error_overlay
+from mmchange_core.reporting.thumbnails import (
+    THUMB_SIDE,
+    class_error_blend,
+    class_thumbnail,
+    error_blend,
+    mask_thumbnail,
+    thumbnail,
+)
+from mmchange_core.reporting.visualize import class_overlay, error_overlay
 from mmchange_core.text.features import TextProvider
 
 #: ``transform(image_a, image_b, index) -> (image_a, image_b)`` on uint8 ``[H, W, C]`` arrays, applied
@@ -102,51 +106,6 @@ def class_gallery_score(classes: ClassConfusion) -> float:
 def _wrong_pixels(stats: ConfusionStats, classes: ClassConfusion | None) -> int:
     """Pixels given the wrong answer: FP + FN, or every pixel off the diagonal of a class confusion."""
     return stats.fp + stats.fn if classes is None else classes.total - int(np.trace(classes.matrix))
-
-
-#: Tint of change pixels given the wrong change class in a K-class error picture (Okabe-Ito reddish purple).
-WRONG_CLASS_COLOUR = (204, 121, 167)
-
-
-def class_colours(index: np.ndarray, colours: Sequence[tuple[int, int, int]]) -> np.ndarray:
-    """uint8 ``[H, W, 3]``: each pixel in the colour of its class index."""
-    return np.asarray(colours, dtype=np.uint8)[index]
-
-
-def class_thumbnail(index: np.ndarray, colours: Sequence[tuple[int, int, int]],
-                    max_side: int = THUMB_SIDE) -> np.ndarray:
-    """A class index map as a colour picture of at most ``max_side``: a thumbnail pixel shows a change class present
-    in its block (the last listed when several are), so a small change stays visible as in :func:`mask_thumbnail`."""
-    h, w = fit(*index.shape, max_side)
-    if (h, w) == index.shape:
-        return class_colours(index, colours)
-    return class_colours(pool_classes(index, h, w, tuple(range(1, len(colours)))), colours)
-
-
-def class_error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.65) -> np.ndarray:
-    """:func:`error_blend` of any change, with change pixels given the wrong change class tinted in
-    :data:`WRONG_CLASS_COLOUR` instead of as true change."""
-    out = error_blend(image, pred > 0, target > 0, alpha)
-    wrong = (pred > 0) & (target > 0) & (pred != target)
-    tinted = (1 - alpha) * image[wrong].astype(np.float32) + alpha * np.asarray(WRONG_CLASS_COLOUR, np.float32)
-    out[wrong] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
-    return out
-
-
-def class_overlay(index: np.ndarray, image: np.ndarray, scheme: ClassScheme) -> np.ndarray:
-    """``image`` (RGB, the second date) with the predicted change classes tinted in their colours (enlarged to at
-    least :data:`MIN_WIDTH` px wide), with the classes' colour key below (the ``--save-vis`` picture of K classes)."""
-    out = image[..., :3].astype(np.float32)
-    change = index > 0
-    out[change] = (1 - TINT) * out[change] + TINT * class_colours(index[change], scheme.colours).astype(np.float32)
-    picture = np.rint(out).astype(np.uint8)
-    enlarge = max(1, math.ceil(MIN_WIDTH / picture.shape[1]))
-    if enlarge > 1:
-        picture = np.repeat(np.repeat(picture, enlarge, axis=0), enlarge, axis=1)
-    width = picture.shape[1]
-    change_classes = scheme.classes[1:]
-    key = class_entries([c.name for c in change_classes], [c.colour for c in change_classes])
-    return np.concatenate([picture, legend_strip(width, key, size=font_size_for(width))], axis=0)
 
 
 @dataclass
@@ -195,10 +154,11 @@ class WorstPairs:
                         "label": mask_thumbnail(target, side), "prediction": mask_thumbnail(pred, side),
                         "errors on B": thumbnail(error_blend(image_b, pred, target), side)}
         else:
-            colours = (scheme or ClassScheme.numbered(classes.classes)).colours
+            scheme = scheme or ClassScheme.numbered(classes.classes)
+            values = scheme.index_to_value()
             pictures = {"A": thumbnail(image_a, side), "B": thumbnail(image_b, side),
-                        "label": class_thumbnail(label, colours, side),
-                        "prediction": class_thumbnail(pred, colours, side),
+                        "label": class_thumbnail(values[label], scheme, side),
+                        "prediction": class_thumbnail(values[pred], scheme, side),
                         "errors on B": thumbnail(class_error_blend(image_b, pred, label), side)}
         key = self._goodness(index, stats, classes)
         item = GalleryPair(index, pair, stats, key[0], pictures, classes)
@@ -359,7 +319,7 @@ def evaluate(detector: ChangeDetector, dataset: DatasetLayout | str | Path, spli
             name = f"{pair_name(pair.image_a, pair.image_b)}.png"
             if vis_path is not None:
                 write_png(vis_path / name, error_overlay(pred, label > 0, image_b) if scheme is None
-                          else class_overlay(pred, image_b, scheme))
+                          else class_overlay(decision.values(pred), image_b, scheme))
             if pred_path is not None:
                 if scheme is None:
                     write_png(pred_path / name, pred.astype(np.uint8) * 255)

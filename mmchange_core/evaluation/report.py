@@ -16,7 +16,6 @@ import numpy as np
 
 from mmchange_core.data.layouts import ImagePair
 from mmchange_core.evaluation.evaluate import (
-    WRONG_CLASS_COLOUR,
     EvaluationResult,
     class_gallery_score,
     gallery_score,
@@ -39,7 +38,7 @@ from mmchange_core.reporting.report import (
     Text,
     metric_text,
 )
-from mmchange_core.reporting.thumbnails import ERROR_COLOURS
+from mmchange_core.reporting.thumbnails import ERROR_COLOURS, WRONG_CLASS_COLOUR
 
 #: The colour key of the error overlays (:func:`~mmchange_core.reporting.thumbnails.error_blend`).
 ERROR_LEGEND = [("true change", ERROR_COLOURS["true change"]), ("missed (false negative)", ERROR_COLOURS["missed"]),

@@ -36,7 +36,7 @@ from mmchange_core.reporting.report import (
     run_header,
     try_write_report,
 )
-from mmchange_core.reporting.thumbnails import THUMB_SIDE, fit
+from mmchange_core.reporting.thumbnails import THUMB_SIDE, class_colours, fit
 
 #: Pairs shown with pictures in a folder's report (all of them are in its summary table).
 REPORT_PAIRS = 48
@@ -56,12 +56,6 @@ def summary_classes(summary: Mapping[str, Any] | None) -> ClassScheme | None:
         return None
     return ClassScheme((ChangeClass(0, "no change", (0, 0, 0)),
                         *(ChangeClass(int(c["value"]), str(c["name"]), tuple(c["colour"])) for c in summary["classes"])))
-
-
-def class_colours(small: np.ndarray, classes: ClassScheme) -> np.ndarray:
-    """A class map (uint8 values) as an RGB picture in the class colours (no change black)."""
-    lut = np.asarray(classes.palette(), dtype=np.uint8).reshape(256, 3)
-    return lut[small]
 
 
 def pair_section(result: Any, *, max_side: int = THUMB_SIDE, prob_path: Path | None = None,

@@ -12,7 +12,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from mmchange_core.reporting.overlay import pool_any
+from mmchange_core.io.classes import ClassScheme
+from mmchange_core.reporting.overlay import pool_any, pool_classes
 
 #: Longest side of a report picture, in pixels.
 THUMB_SIDE = 320
@@ -24,6 +25,8 @@ ERROR_COLOURS: dict[str, tuple[int, int, int]] = {
     "missed": (86, 180, 233),        # sky blue: changed, predicted as unchanged (false negative)
     "false alarm": (213, 94, 0),     # vermillion: unchanged, predicted as change (false positive)
 }
+#: Tint of change pixels given the wrong change class in a K-class error picture (Okabe-Ito reddish purple).
+WRONG_CLASS_COLOUR = (204, 121, 167)
 
 
 def fit(height: int, width: int, max_side: int = THUMB_SIDE) -> tuple[int, int]:
@@ -49,6 +52,21 @@ def mask_thumbnail(mask: np.ndarray, max_side: int = THUMB_SIDE) -> np.ndarray:
     return pool_any(mask, h, w)
 
 
+def class_colours(values: np.ndarray, classes: ClassScheme) -> np.ndarray:
+    """A class map (uint8 label values) as an RGB picture in the class colours (no change black)."""
+    return np.asarray(classes.palette(), dtype=np.uint8).reshape(256, 3)[values]
+
+
+def class_thumbnail(values: np.ndarray, classes: ClassScheme, max_side: int = THUMB_SIDE) -> np.ndarray:
+    """A class map (label values) as a colour picture of at most ``max_side``: a thumbnail pixel shows a change
+    class present in its block (the last listed when several are), so a small change stays visible as in
+    :func:`mask_thumbnail`."""
+    h, w = fit(*values.shape, max_side)
+    if (h, w) != values.shape:
+        values = pool_classes(values, h, w, tuple(c.value for c in classes.change_classes))
+    return class_colours(values, classes)
+
+
 def error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """``image`` (uint8 RGB) with true change, missed and false-alarm pixels tinted in :data:`ERROR_COLOURS`."""
     pred, target = np.asarray(pred).astype(bool), np.asarray(target).astype(bool)
@@ -57,6 +75,16 @@ def error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: 
                           (pred & ~target, ERROR_COLOURS["false alarm"])):
         out[where] = (1 - alpha) * out[where] + alpha * np.asarray(colour, np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def class_error_blend(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """:func:`error_blend` of any change, with change pixels given the wrong change class tinted in
+    :data:`WRONG_CLASS_COLOUR` instead of as true change (``pred``, ``target``: class maps, 0 = no change)."""
+    out = error_blend(image, pred > 0, target > 0, alpha)
+    wrong = (pred > 0) & (target > 0) & (pred != target)
+    tinted = (1 - alpha) * image[wrong].astype(np.float32) + alpha * np.asarray(WRONG_CLASS_COLOUR, np.float32)
+    out[wrong] = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+    return out
 
 
 def encode(image: np.ndarray, fmt: str = "auto", quality: int = 82) -> tuple[bytes, str]:

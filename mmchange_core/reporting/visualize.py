@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
-from mmchange_core.reporting.legend import font_size_for, legend_strip
+from mmchange_core.io.classes import ClassScheme
+from mmchange_core.reporting.legend import class_entries, font_size_for, legend_strip
+from mmchange_core.reporting.thumbnails import class_colours
 
 #: Tint of correctly detected change (true positive).
 TP_COLOUR = (255, 221, 0)
@@ -49,3 +51,20 @@ def error_overlay(pred: np.ndarray, target: np.ndarray, image: np.ndarray) -> np
         picture = np.repeat(np.repeat(picture, enlarge, axis=0), enlarge, axis=1)
     width = picture.shape[1]
     return np.concatenate([picture, legend_strip(width, ERROR_KEY, size=font_size_for(width))], axis=0)
+
+
+def class_overlay(values: np.ndarray, image: np.ndarray, classes: ClassScheme) -> np.ndarray:
+    """``image`` (RGB, the second date) with the predicted change classes (a class map of label values) tinted in
+    their colours (enlarged to at least :data:`MIN_WIDTH` px wide), with the classes' colour key below (the
+    ``--save-vis`` picture of K classes)."""
+    out = image[..., :3].astype(np.float32)
+    change = values > 0
+    out[change] = (1 - TINT) * out[change] + TINT * class_colours(values[change], classes).astype(np.float32)
+    picture = np.rint(out).astype(np.uint8)
+    enlarge = max(1, math.ceil(MIN_WIDTH / picture.shape[1]))
+    if enlarge > 1:
+        picture = np.repeat(np.repeat(picture, enlarge, axis=0), enlarge, axis=1)
+    width = picture.shape[1]
+    change_classes = classes.change_classes
+    key = class_entries([c.name for c in change_classes], [c.colour for c in change_classes])
+    return np.concatenate([picture, legend_strip(width, key, size=font_size_for(width))], axis=0)
