@@ -70,7 +70,7 @@ def _train(dataset: Path, project: Path, name: str, variant: str, iters: int, lr
 
 def _provider(checkpoint: Path, dataset: Path, captions: str):
     """The test split's caption embeddings: true, permuted across pairs, or constant (None: image-only)."""
-    from mmchange_core.evaluation.run import checkpoint_text_provider
+    from mmchange_core.text.features import checkpoint_text_provider
     from mmchange_core.models import read_checkpoint_meta
 
     provider = checkpoint_text_provider(read_checkpoint_meta(checkpoint), dataset)

@@ -52,7 +52,7 @@ def _text_checks(checkpoint: Path, data: Path, workers: int) -> dict[str, float]
 
     from mmchange_core.evaluation.evaluate import evaluate
     from mmchange_core.inference.detector import ChangeDetector
-    from mmchange_core.evaluation.run import checkpoint_text_provider
+    from mmchange_core.text.features import checkpoint_text_provider
     from mmchange_core.models import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
@@ -90,7 +90,7 @@ def main() -> None:
     from mmchange_core.inference.settings import DetectorSettings
     from mmchange_core.training.config import TrainConfig
     from mmchange_core.training.loop import resume_config, train
-    from mmchange_core.evaluation.metrics import METRIC_NAMES
+    from mmchange_core.metrics import METRIC_NAMES
     from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
 
     out = args.out

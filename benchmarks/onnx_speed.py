@@ -6,7 +6,7 @@ Without --checkpoint a resnet18 image-only model with random weights (BatchNorm 
 is used. Timing: the same random batch of windows through the torch runner (the CPU fast path), the
 fp32 .onnx and the int8 .onnx, interleaved round by round so load changes hit every backend alike;
 medians per backend and their ratios are printed. With --check: mask agreement, F1 and max |probability
-difference| of each .onnx against the plain fp32 torch network (mmchange_core.evaluation.drift).
+difference| of each .onnx against the plain fp32 torch network (mmchange_core.inference.drift).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mmchange_core.evaluation.drift import measure_drift
+from mmchange_core.inference.drift import measure_drift
 from mmchange_core.evaluation.export_check import calibration_batches, calibration_reader
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner

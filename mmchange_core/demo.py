@@ -95,7 +95,7 @@ class DemoReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The demo's summary as ``mmchange demo --json`` prints it."""
-        from mmchange_core.evaluation.metrics import METRIC_NAMES
+        from mmchange_core.metrics import METRIC_NAMES
         from mmchange_core.reporting.report import report_fields
 
         metrics = self.evaluation.metrics()

@@ -37,7 +37,7 @@ def eval_command(
     detector: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
-    from mmchange_core.evaluation.metrics import METRIC_NAMES
+    from mmchange_core.metrics import METRIC_NAMES
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
 
     options = opt.resolve(EvalOptions, config, overrides, detector=detector,

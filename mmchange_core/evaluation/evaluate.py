@@ -14,7 +14,7 @@ matching text embeddings (``text_provider``).
 K-class networks (a class file): labels are read as class indices, each pixel is decided by the
 detector's :class:`~mmchange_core.inference.decision.DecisionRule` (the threshold applies to the total
 change probability ``1 - p(no change)``, then the class is the most probable change class) and one
-K x K :class:`~mmchange_core.evaluation.metrics.ClassConfusion` is accumulated beside the binary
+K x K :class:`~mmchange_core.metrics.ClassConfusion` is accumulated beside the binary
 statistics of any change against none (:attr:`EvaluationResult.stats`); the threshold histogram stays
 on the change probability against "any change". ``pred_dir`` masks are the class file's values as a
 palette PNG, overlays tint the predicted classes, and the gallery ranks pairs by their mean F1 over
@@ -39,7 +39,7 @@ from mmchange_core.io.imagery import Imagery
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.data.loader_errors import unwrap_worker_error
 from mmchange_core.errors import InputError, MMChangeError
-from mmchange_core.evaluation.metrics import (
+from mmchange_core.metrics import (
     ClassConfusion,
     ConfusionStats,
     ProbabilityHistogram,
@@ -197,7 +197,7 @@ class EvaluationResult:
     def metrics(self) -> dict[str, Any]:
         """precision, recall, f1, iou, oa, kappa (fractions) and tp, fp, fn, tn (pixel counts); K-class networks:
         those of any change against none, plus change_f1, mean_f1, miou, class_oa, per_class and confusion
-        (:func:`~mmchange_core.evaluation.metrics.summarize_classes`)."""
+        (:func:`~mmchange_core.metrics.summarize_classes`)."""
         if self.confusion is None:
             return summarize(self.stats)
         scheme = self.scheme or ClassScheme.numbered(self.confusion.classes)

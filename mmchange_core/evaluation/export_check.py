@@ -3,7 +3,7 @@
 :func:`run_export` writes the ``.onnx`` file (:func:`mmchange_core.inference.backends.export_model_file`);
 ``--quantize int8`` calibrates onnxruntime's static quantisation on windows of a dataset's pairs
 (:func:`calibration_reader`), and ``check`` predicts a labelled split with the plain fp32 torch
-network and with the exported model (:func:`~mmchange_core.evaluation.drift.measure_drift`): mask
+network and with the exported model (:func:`~mmchange_core.inference.drift.measure_drift`): mask
 agreement, F1 of both, and seconds per pair of both, so what quantisation costs is measured, not assumed.
 """
 
@@ -23,8 +23,8 @@ from mmchange_core.io.raster import read_images
 from mmchange_core.data.layouts import detect_layout, resolve_dataset_root
 from mmchange_core.data.normalize import normalize_batch
 from mmchange_core.data.windows import TileGrid, iter_window_batches
-from mmchange_core.evaluation.drift import DriftReport, measure_drift
-from mmchange_core.evaluation.run import checkpoint_text_provider
+from mmchange_core.inference.drift import DriftReport, measure_drift
+from mmchange_core.text.features import checkpoint_text_provider
 from mmchange_core.errors import InputError
 from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.inference.backends import export_model_file, open_model

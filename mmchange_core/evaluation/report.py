@@ -20,7 +20,7 @@ from mmchange_core.evaluation.evaluate import (
     class_gallery_score,
     gallery_score,
 )
-from mmchange_core.evaluation.metrics import class_stats, f1, iou, precision, recall
+from mmchange_core.metrics import class_stats, f1, iou, precision, recall
 from mmchange_core.evaluation.perturbations import Perturbation
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import read_images

@@ -31,7 +31,8 @@ from mmchange_core.data.dataset import check_label_set, is_multiclass
 from mmchange_core.data.layouts import DatasetLayout, ImagePair, detect_layout, resolve_dataset_root
 from mmchange_core.evaluation.evaluate import evaluate
 from mmchange_core.evaluation.report import write_robustness_report
-from mmchange_core.evaluation.run import checkpoint_text_provider, eval_dataset
+from mmchange_core.evaluation.run import eval_dataset
+from mmchange_core.text.features import checkpoint_text_provider
 from mmchange_core.inference.backends import open_model
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.settings import DetectorSettings
@@ -43,7 +44,7 @@ from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.imagery import Imagery
 from mmchange_core.io.raster import read_composite
-from mmchange_core.evaluation.metrics import ClassConfusion, class_stats, f1, iou, mean_f1, precision, recall
+from mmchange_core.metrics import ClassConfusion, class_stats, f1, iou, mean_f1, precision, recall
 from mmchange_core.io.classes import ClassScheme
 from mmchange_core.runs import RUN_NAME, next_run_dir
 

@@ -37,14 +37,13 @@ from mmchange_core.inference.backends import ModelFile, open_model
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.settings import DetectorSettings
 from mmchange_core.progress import ProgressCallback
-from mmchange_core.text.features import TextProvider, open_caption_store, store_text_provider, verify_pair_captions
+from mmchange_core.text.features import checkpoint_text_provider
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.jsonio import strict_json
 from mmchange_core.io.outputs import OutputPlan
 from mmchange_core.inference.predict import pair_name
-from mmchange_core.evaluation.metrics import class_stats, f1, iou, mean_f1, precision, recall
-from mmchange_core.models import CheckpointMeta
+from mmchange_core.metrics import class_stats, f1, iou, mean_f1, precision, recall
 from mmchange_core.models.checkpoint import check_updatable
 from mmchange_core.reporting.report import REPORT_FILE, report_fields, run_header, try_write_report
 from mmchange_core.runs import RUN_NAME, next_run_dir
@@ -107,26 +106,6 @@ class EvalReport:
         if self.tuned:
             data["threshold_tuning"] = self.tuned
         return data
-
-
-def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None = None,
-                             pairs: Sequence[ImagePair] = (), *, accept_stale: bool = False,
-                             warn: Callable[[str], None] | None = None) -> TextProvider | None:
-    """Embeddings for a checkpoint's text model from the dataset's caption store (None: image-only).
-
-    The captions of ``pairs`` (those the caller will use) are checked against the images first
-    (:func:`verify_pair_captions`), so a stale caption stops the command before any work.
-    """
-    description = meta.text_description
-    if not description:
-        return None
-    try:
-        caption_store = open_caption_store(root, store)
-    except ImportError as exc:
-        raise InputError("this checkpoint uses text but mmchange's text module is not available; "
-                         "install mmchange with its text support") from exc
-    verify_pair_captions(caption_store, root, pairs, description, accept_stale=accept_stale, warn=warn)
-    return store_text_provider(caption_store, root, description)
 
 
 def plan_eval_outputs(options: EvalOptions, pairs: Sequence[ImagePair], checkpoint: Path | None = None) -> None:

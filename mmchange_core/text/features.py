@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from mmchange_core.data.layouts import ImagePair
+from mmchange_core.errors import InputError
+from mmchange_core.models.checkpoint import CheckpointMeta
 
 #: ``provider(pairs) -> (emb_a, emb_b)``, each ``[len(pairs), D]`` float32.
 TextProvider = Callable[[Sequence[ImagePair]], tuple[np.ndarray, np.ndarray]]
@@ -58,3 +60,23 @@ def store_text_provider(store: Any, root: Path, description: dict | None = None)
         return pair_embeddings(store, root, pairs, description)
 
     return provide
+
+
+def checkpoint_text_provider(meta: CheckpointMeta, root: Path, store: str | None = None,
+                             pairs: Sequence[ImagePair] = (), *, accept_stale: bool = False,
+                             warn: Callable[[str], None] | None = None) -> TextProvider | None:
+    """Embeddings for a checkpoint's text model from the dataset's caption store (None: image-only).
+
+    The captions of ``pairs`` (those the caller will use) are checked against the images first
+    (:func:`verify_pair_captions`), so a stale caption stops the command before any work.
+    """
+    description = meta.text_description
+    if not description:
+        return None
+    try:
+        caption_store = open_caption_store(root, store)
+    except ImportError as exc:
+        raise InputError("this checkpoint uses text but mmchange's text module is not available; "
+                         "install mmchange with its text support") from exc
+    verify_pair_captions(caption_store, root, pairs, description, accept_stale=accept_stale, warn=warn)
+    return store_text_provider(caption_store, root, description)

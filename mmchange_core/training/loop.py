@@ -75,7 +75,7 @@ from mmchange_core.training.state import (
 )
 from mmchange_core.errors import InputError, MMChangeError
 from mmchange_core.io.atomic import atomic_write_text
-from mmchange_core.evaluation.metrics import METRIC_NAMES
+from mmchange_core.metrics import METRIC_NAMES
 from mmchange_core.models import CheckpointMeta, ModelConfig, build_model, save_checkpoint
 from mmchange_core.models.checkpoint import Normalization, read_checkpoint_meta
 from mmchange_core.io.classes import ClassScheme, load_class_file

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmchange_core.errors import install_hint
-from mmchange_core.evaluation.metrics import METRIC_NAMES
+from mmchange_core.metrics import METRIC_NAMES
 from mmchange_core.io.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.csv"

@@ -19,7 +19,7 @@ from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.reporting.visualize import FN_COLOUR, FP_COLOUR, TINT, TP_COLOUR, error_overlay
 from mmchange_core.errors import InputError
 from mmchange_core.io.images import read_mask, read_rgb
-from mmchange_core.evaluation.metrics import ConfusionStats, confusion_stats
+from mmchange_core.metrics import ConfusionStats, confusion_stats
 from mmchange_core.models import CheckpointMeta, build_model, read_checkpoint_meta, save_checkpoint
 from tests.data_helpers import write_image
 

@@ -16,7 +16,7 @@ from PIL import Image
 from mmchange_core.data.layouts import detect_layout
 from mmchange_core.errors import InputError
 from mmchange_core.evaluation.evaluate import class_gallery_score, evaluate
-from mmchange_core.evaluation.metrics import ConfusionStats, change_stats
+from mmchange_core.metrics import ConfusionStats, change_stats
 from mmchange_core.evaluation.robustness import RobustnessConfig, run_robustness
 from mmchange_core.evaluation.run import EvalOptions, run_evaluation
 from mmchange_core.inference.detector import ChangeDetector

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmchange_core.evaluation.evaluate import class_gallery_score
-from mmchange_core.evaluation.metrics import (
+from mmchange_core.metrics import (
     ClassConfusion,
     ConfusionStats,
     change_stats,

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import mmchange_core.evaluation.robustness as robustness
-from mmchange_core.evaluation.metrics import ConfusionStats
+from mmchange_core.metrics import ConfusionStats
 from mmchange_core.evaluation.perturbations import Perturbation
 from mmchange_core.evaluation.robustness import RobustnessReport, RobustnessRow, rows_csv
 

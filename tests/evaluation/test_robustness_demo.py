@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmchange_core.evaluation.drift import measure_drift
+from mmchange_core.inference.drift import measure_drift
 from tests.data_helpers import assert_metrics_match_counts
 
 

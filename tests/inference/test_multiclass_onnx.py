@@ -49,7 +49,7 @@ def test_eval_through_onnxruntime_counts_the_torch_networks_classes(tmp_path) ->
     from PIL import Image
 
     from mmchange_core.evaluation.evaluate import evaluate
-    from mmchange_core.evaluation.run import checkpoint_text_provider
+    from mmchange_core.text.features import checkpoint_text_provider
     from mmchange_core.text import CaptionerConfig, TextEncoderConfig, caption_dataset
 
     root = tmp_path / "ds"

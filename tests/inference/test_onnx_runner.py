@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmchange_core.benchmark import BenchmarkConfig, run_benchmark
 from mmchange_core.errors import InputError
-from mmchange_core.evaluation.drift import measure_drift
+from mmchange_core.inference.drift import measure_drift
 from mmchange_core.inference.detector import ChangeDetector
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from tests.inference_helpers import scene, write_pair

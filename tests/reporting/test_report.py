@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mmchange_core.evaluation.evaluate import WorstPairs, gallery_score
-from mmchange_core.evaluation.metrics import ConfusionStats
+from mmchange_core.metrics import ConfusionStats
 from mmchange_core.reporting.report import METRIC_COLUMNS
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmchange_core.evaluation.metrics import (
+from mmchange_core.metrics import (
     ConfusionStats,
     ProbabilityHistogram,
     confusion_stats,

@@ -18,8 +18,8 @@ import numpy as np
 from mmchange_core.data.dataset import read_labelled_pair
 from mmchange_core.data.layouts import detect_layout, resolve_dataset_root
 from mmchange_core.data.windows import DEFAULT_OVERLAP
-from mmchange_core.evaluation.metrics import ConfusionStats, confusion_stats, f1
-from mmchange_core.evaluation.run import checkpoint_text_provider
+from mmchange_core.metrics import ConfusionStats, confusion_stats, f1
+from mmchange_core.text.features import checkpoint_text_provider
 from mmchange_core.errors import InputError
 from mmchange_core.inference.detector import DEFAULT_BATCH_SIZE, ChangeDetector
 from mmchange_core.inference.backends import open_model
