@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mmchange_core.inference.drift import measure_drift
-from mmchange_core.evaluation.export_check import calibration_batches, calibration_reader
+from mmchange_core.inference.int8 import calibration_batches, calibration_reader
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.models import CheckpointMeta, build_model, load_checkpoint, save_checkpoint
