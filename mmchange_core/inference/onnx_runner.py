@@ -28,7 +28,9 @@ from mmchange_core.models.export import QUANTIZATION_KEY, meta_from_properties, 
 _FLOAT = "tensor(float)"
 _IMAGE_SHAPE = ("N", "C", "H", "W")  # C: the model's input bands
 _OUTPUT_SHAPE = ("N", "O", "H", "W")  # O: 1, or the model's classes
-_TEXT_SHAPE = (1, "D")
+#: T: dynamic (1 or N rows: text shared by the batch or one per image), or fixed at 1 in files exported by
+#: earlier mmchange versions (shared text only).
+_TEXT_SHAPE = ("T", "D")
 
 
 class OnnxRunner:
@@ -55,7 +57,7 @@ class OnnxRunner:
         if str(device) != "auto" and resolve_device(device).type != "cpu":
             raise InputError(f"{path.name} is an ONNX model, which mmchange runs with onnxruntime on the CPU; "
                              f"use --device cpu (or auto), or the torch checkpoint for --device {device}")
-        if precision not in ("auto", "fp32"):
+        if precision not in ("auto", "fp32", "int8"):
             raise InputError(f"--precision {precision} does not apply to the ONNX model {path.name}: it runs at the "
                              f"precision it was exported with (fp32, or int8 with 'mmchange export --quantize int8'); "
                              f"drop --precision")
@@ -81,12 +83,22 @@ class OnnxRunner:
         self.config = self.meta.model
         self.quantization = properties.get(QUANTIZATION_KEY, "none")
         self.precision = "fp32" if self.quantization == "none" else self.quantization
+        if precision != "auto" and precision != ("int8" if self.precision.startswith("int8") else "fp32"):
+            raise InputError(f"{path.name} is an {self.precision} ONNX model, so --precision {precision} does not apply; "
+                             f"drop --precision, or give the torch checkpoint (--precision int8 makes and caches its "
+                             f"certified int8 export)")
+        #: The accuracy certificate of a certified int8 export (see mmchange_core.inference.int8), else None.
+        self.certificate: Any = None
         self.device = torch.device("cpu")
         self.input_names = [i.name for i in self.session.get_inputs()]
         problem = signature_problem(self.session, self.config.uses_text, self.config.text_dim,
                                     self.config.in_channels, self.config.outputs)
         if problem is not None:
             raise CheckpointError(f"{path} {problem}; export it with 'mmchange export'")
+        #: Text inputs whose first axis is fixed at 1 (exported by an earlier mmchange): one embedding shared
+        #: by the batch, no per-window text.
+        self.shared_text_only = {value.name for value in self.session.get_inputs()
+                                 if value.name in ("text_a", "text_b") and isinstance((value.shape or [None])[0], int)}
         #: Seconds spent in the first call of each new input shape (onnxruntime's lazy allocations).
         self.warmup_seconds: dict[tuple, float] = {}
 
@@ -101,12 +113,21 @@ class OnnxRunner:
         if self.uses_text:
             if text_a is None or text_b is None:
                 raise InputError(f"this {self.config.variant} model needs text embeddings for both dates")
+            batch, dim = feed["image_a"].shape[0], self.config.text_dim
             for name, text in (("text_a", text_a), ("text_b", text_b)):
-                text = _array(text).reshape(-1, self.config.text_dim)
-                if text.shape[0] != 1:
+                text = _array(text)
+                if text.ndim == 0 or text.shape[-1] != dim:
+                    raise InputError(f"{name} has shape {list(text.shape)}; the ONNX model takes [1, {dim}] (shared "
+                                     f"by the batch) or [{batch}, {dim}] (one per window)")
+                text = text.reshape(-1, dim)
+                if text.shape[0] not in (1, batch):
+                    raise InputError(f"{name} has {text.shape[0]} embeddings for a batch of {batch} windows; give one "
+                                     f"shared by the batch ([1, {dim}]) or one per window ([{batch}, {dim}])")
+                if text.shape[0] != 1 and name in self.shared_text_only:
                     if not (text == text[:1]).all():
-                        raise InputError(f"the ONNX model takes one {name} embedding shared by the batch ([1, "
-                                         f"{self.config.text_dim}]); run pairs with different captions separately")
+                        raise InputError(f"{self.path.name} takes one {name} embedding shared by the batch ([1, "
+                                         f"{dim}]: exported by an earlier mmchange); export the model again with "
+                                         f"this mmchange to run windows of different captions in one batch")
                     text = text[:1]
                 feed[name] = text
         return feed
@@ -135,12 +156,20 @@ def _shape_text(shape: Sequence[Any]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _expected_text(expected: Sequence[Any]) -> str:
+    """``expected`` as the message names it: a text axis ``T`` reads ``[1, D] or [N, D]``."""
+    if expected and expected[0] == "T":
+        return f"{_shape_text((1, *expected[1:]))} or {_shape_text(('N', *expected[1:]))}"
+    return _shape_text(expected)
+
+
 def _io_problem(kind: str, value: Any, expected: Sequence[Any]) -> str | None:
     """Why the graph's input/output ``value`` (an onnxruntime NodeArg) differs from ``expected``, or None.
 
-    ``expected``: the exported shape, an int for a fixed axis and a letter for a dynamic one.
+    ``expected``: the exported shape, an int for a fixed axis and a letter for a dynamic one (``T``: dynamic, or
+    fixed at 1).
     """
-    wanted = f"float32 {_shape_text(expected)}"
+    wanted = f"float32 {_expected_text(expected)}"
     if value.type != _FLOAT:
         return f"has {kind} '{value.name}' of type {value.type}, but mmchange exports {wanted}"
     shape = list(value.shape or [])
@@ -151,6 +180,9 @@ def _io_problem(kind: str, value: Any, expected: Sequence[Any]) -> str | None:
         if isinstance(got, int) and got > 0 and isinstance(want, int) and got != want:
             return (f"has {kind} '{value.name}' of shape {_shape_text(shape)} (axis {axis} is {got}, not "
                     f"{want}), but mmchange exports {wanted}")
+        if isinstance(got, int) and got > 1 and want == "T":
+            return (f"has {kind} '{value.name}' of shape {_shape_text(shape)} (axis {axis} is {got}, not 1 or "
+                    f"dynamic), but mmchange exports {wanted}")
     return None
 
 

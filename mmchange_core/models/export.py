@@ -4,19 +4,22 @@
 
 * inputs (float32): ``image_a``, ``image_b`` ``[N, C, H, W]`` (C: the input bands, 3 for RGB), normalised as
   ``(pixels / 255 - mean) / std`` with the metadata's normalisation; N, H and W are dynamic (H and W any multiples of 32).
-  Text models also take ``text_a``, ``text_b`` ``[1, D]``: one embedding per date, shared by every
-  image of the batch (the windows of one scene), as the torch runner uses them;
+  Text models also take ``text_a``, ``text_b`` ``[T, D]``, the caption embeddings of the two dates, with a
+  dynamic T (axis ``text_batch``) of 1 (one embedding per date shared by every image of the batch: the
+  windows of one scene) or N (one per image: windows of several pairs with different captions in one batch),
+  as the torch network takes them. Files of earlier mmchange versions have a fixed ``[1, D]``;
 * outputs: ``logits`` ``[N, 1, H, W]`` (what mmchange's windowing blends, so the ``.onnx`` path blends
   exactly as the torch path does) and ``probability`` = sigmoid(logits) (for plain onnxruntime users);
 * ``metadata_props``: the full :class:`CheckpointMeta` JSON (model config, tile size, normalisation,
   threshold, text pipeline) under :data:`META_KEY`, plus format, exporter, quantisation and I/O notes.
 
 The graph comes from torch's dynamo exporter (``torch.onnx.export(dynamo=True)``) on the plain fp32
-network with folded BatchNorm. Two shape-dependent Python branches of the network would be frozen at
-the example's size, so they are traced through shape-free equivalents (same values): ITFF's edge
-padding (reflect, or replicate on maps of 3 pixels or less) and the spatial-group gate's single-pixel
-case. The CPU runner's rewrites (``inference.runner._rewrite_for_cpu``) are not exported: onnxruntime
-does its own graph optimisation.
+network with folded BatchNorm. Shape-dependent Python branches would be frozen at the example's size,
+so they are traced through shape-free equivalents (same values): ITFF's edge padding (reflect, or
+replicate on maps of 3 pixels or less), the spatial-group gate's single-pixel case, and the choice
+between shared and per-image text (the graph gathers row ``i % T`` of the text for image ``i``). The
+CPU runner's rewrites (``inference.runner._rewrite_for_cpu``) are not exported: onnxruntime does its own
+graph optimisation.
 
 ``quantize="int8"`` writes onnxruntime's static int8 quantisation (calibrated on real windows; see
 :mod:`mmchange_core.evaluation.export_check`), ``"int8-dynamic"`` its dynamic one; both are timed
@@ -74,9 +77,10 @@ _MAX_SIDE_32 = 2048
 IO_DESCRIPTION = (
     "inputs image_a, image_b: float32 [N, C, H, W] (C: input bands), (pixels / 255 - mean) / std with the "
     "normalization in "
-    f"{META_KEY}, H and W multiples of 32; text models also text_a, text_b: float32 [1, D] caption embeddings of "
-    "the two dates (the text pipeline in " + META_KEY + "), shared by the whole batch. outputs logits and "
-    "probability = sigmoid(logits): float32 [N, 1, H, W]; change where probability > threshold. K-class models "
+    f"{META_KEY}, H and W multiples of 32; text models also text_a, text_b: float32 [1 or N, D] caption "
+    "embeddings of the two dates (the text pipeline in " + META_KEY + "), [1, D] shared by the whole batch or "
+    "[N, D] one per image. outputs logits and probability = sigmoid(logits): float32 [N, 1, H, W]; change where "
+    "probability > threshold. K-class models "
     "(classes in " + META_KEY + "): logits and probability = softmax(logits) are [N, K, H, W], no change first; "
     "change where 1 - probability[:, 0] > threshold, of the most probable other class")
 
@@ -132,6 +136,11 @@ def _shape_free_padding() -> Iterator[None]:
         itff.edge_pad = original
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """``x.shape[0]`` as a 0-d int64 tensor computed in the graph."""
+    return torch.arange(x.shape[0], device=x.device)[-1] + 1
+
+
 class _Exported(nn.Module):
     """The graph's signature: normalised images (and text embeddings) -> (logits, probability)."""
 
@@ -141,6 +150,13 @@ class _Exported(nn.Module):
 
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor, text_a: torch.Tensor | None = None,
                 text_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if text_a is not None and text_b is not None:
+            # text [T, D] with T = 1 (shared) or N (per image) -> [N, D]: a gather of row i % T, so the graph
+            # takes both without a branch on T frozen at the example's value (T as a tensor: torchlib's
+            # remainder takes no symbolic scalar)
+            images = torch.arange(image_a.shape[0], device=image_a.device)
+            text_a = text_a.index_select(0, images % _rows(text_a))
+            text_b = text_b.index_select(0, images % _rows(text_b))
         logits = self.network(image_a, image_b, text_a, text_b, main_only=True)[0]
         if logits.shape[1] == 1:
             return logits, torch.sigmoid(logits)
@@ -207,13 +223,14 @@ def check_export_options(opset: int, quantize: str | None) -> None:
         raise InputError(f"--quantize {quantize} cannot be exported{hint}; choose one of {', '.join(QUANTIZE_MODES)}")
 
 
-def _example_inputs(config: ModelConfig, height: int, width: int, batch: int = 2,
-                    seed: int = 0) -> tuple[torch.Tensor, ...]:
+def _example_inputs(config: ModelConfig, height: int, width: int, batch: int = 2, seed: int = 0,
+                    text_rows: int = 1) -> tuple[torch.Tensor, ...]:
+    """Random normalised images ``[batch, C, height, width]`` and, for text models, text ``[text_rows, D]``."""
     generator = torch.Generator().manual_seed(seed)
     images = tuple(torch.randn(batch, config.in_channels, height, width, generator=generator) for _ in range(2))
     if not config.uses_text:
         return images
-    return images + tuple(torch.randn(1, config.text_dim, generator=generator) for _ in range(2))
+    return images + tuple(torch.randn(text_rows, config.text_dim, generator=generator) for _ in range(2))
 
 
 def _dynamo_export(model: MMChange, opset: int) -> Any:
@@ -227,9 +244,11 @@ def _dynamo_export(model: MMChange, opset: int) -> Any:
     image = {0: batch, 2: 32 * rows, 3: 32 * cols}
     shapes: dict[str, Any] = {"image_a": image, "image_b": image}
     if model.uses_text:
-        shapes.update(text_a=None, text_b=None)
+        text = {0: Dim("text_batch", min=1, max=4096)}
+        shapes.update(text_a=text, text_b=text)
     names = list(INPUT_NAMES if model.uses_text else INPUT_NAMES[:2])
-    example = _example_inputs(model.config, 64, 96)
+    # one text row per image: an example text axis of 1 would be specialised (torch.export fixes axes of size 1)
+    example = _example_inputs(model.config, 64, 96, batch=2, text_rows=2)
     with _shape_free_padding(), torch.no_grad(), warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         warnings.simplefilter("ignore")
@@ -245,10 +264,10 @@ def _dynamo_export(model: MMChange, opset: int) -> Any:
     # name the dynamic axes after what they are
     for value in [*proto.graph.input, *proto.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            for dim, label in zip(dims, ("batch", None, "height", "width")):
-                if label is not None and dim.dim_param:
-                    dim.dim_param = label
+        labels = {4: ("batch", None, "height", "width"), 2: ("text_batch", None)}.get(len(dims), ())
+        for dim, label in zip(dims, labels):
+            if label is not None and dim.dim_param:
+                dim.dim_param = label
     return proto
 
 
@@ -336,8 +355,9 @@ def _check_size(meta: CheckpointMeta) -> int:
 
 
 def _write(proto: Any, output: Path, meta: CheckpointMeta, props: dict[str, str], quantize: str | None,
-           calibration: Any | None, fp32_diff: float, start: float, source: str, opset: int) -> ExportResult:
-    """Write the fp32 graph ``proto`` to ``output``, or its int8 version timed and compared against it."""
+           calibration: Any | None, fp32_diff: float, start: float, source: str, opset: int,
+           timed: bool = True) -> ExportResult:
+    """Write the fp32 graph ``proto`` to ``output``, or its int8 version compared against it (and timed)."""
     onnx = import_onnx_module("onnx", "mmchange export")
     threads = torch.get_num_threads()
     size = _check_size(meta)
@@ -349,8 +369,9 @@ def _write(proto: Any, output: Path, meta: CheckpointMeta, props: dict[str, str]
         onnx.checker.check_model(proto)
         session = onnx_session(proto.SerializeToString(), threads=threads)
         fp32, diff = fp32_diff, _max_logit_diff(session, meta.model, size, fp32_session)
-        fp32_timing = _seconds_per_batch(fp32_session, meta.model, meta.tile_size)
-        timing = _seconds_per_batch(session, meta.model, meta.tile_size)
+        if timed:
+            fp32_timing = _seconds_per_batch(fp32_session, meta.model, meta.tile_size)
+            timing = _seconds_per_batch(session, meta.model, meta.tile_size)
     atomic_write_bytes(output, proto.SerializeToString())
     return ExportResult(output, source, props.get(EXPORTER_KEY, "unknown").split(",")[0], opset, quantize or "none",
                         [i.name for i in proto.graph.input], list(OUTPUT_NAMES), output.stat().st_size / 2**20,
@@ -399,8 +420,9 @@ def export_model(model: MMChange, meta: CheckpointMeta, output: str | Path, *, o
 
 
 def quantize_export(source: str | Path, output: str | Path, quantize: str, *,
-                    calibration: Any | None = None) -> ExportResult:
-    """Quantise an fp32 ``.onnx`` written by ``mmchange export`` (no new export); metadata is kept."""
+                    calibration: Any | None = None, timed: bool = True) -> ExportResult:
+    """Quantise an fp32 ``.onnx`` written by ``mmchange export`` (no new export); metadata is kept. ``timed``: time
+    the quantised graph against the fp32 one on 4 random windows (callers that measure it themselves skip it)."""
     check_export_options(DEFAULT_OPSET, quantize)
     source = Path(source)
     output = check_export_output(output, source)
@@ -412,7 +434,7 @@ def quantize_export(source: str | Path, output: str | Path, quantize: str, *,
         raise InputError(f"{source} is already quantised ({props[QUANTIZATION_KEY]}); quantise the fp32 export")
     props[QUANTIZATION_KEY] = quantize
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), DEFAULT_OPSET)
-    return _write(proto, output, meta, props, quantize, calibration, 0.0, start, source.name, opset)
+    return _write(proto, output, meta, props, quantize, calibration, 0.0, start, source.name, opset, timed)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -154,10 +154,14 @@ _MAP = ("float", ["N", 1, "H", "W"])
      "has no input 'text_a' (inputs: image_a, image_b), which its metadata's text model needs"),
     (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "text_a": ("float", [1, 32]),
                   "text_b": ("float", [1, 32])}, text=True),
-     "has input 'text_a' of shape [1, 32] (axis 1 is 32, not 64), but mmchange exports float32 [1, 64]"),
+     "has input 'text_a' of shape [1, 32] (axis 1 is 32, not 64), but mmchange exports float32 [1, 64] or [N, 64]"),
     (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "text_a": ("float", [64]), "text_b": ("float", [1, 64])},
           text=True),
-     "has input 'text_a' of rank 1 (shape [64]), but mmchange exports float32 [1, 64]"),
+     "has input 'text_a' of rank 1 (shape [64]), but mmchange exports float32 [1, 64] or [N, 64]"),
+    (dict(inputs={"image_a": _IMAGE, "image_b": _IMAGE, "text_a": ("float", [3, 64]), "text_b": ("float", [1, 64])},
+          text=True),
+     ("has input 'text_a' of shape [3, 64] (axis 0 is 3, not 1 or dynamic), but mmchange exports float32 [1, 64] "
+      "or [N, 64]")),
 ])
 def test_a_foreign_model_is_refused_at_load_naming_the_difference(tmp_path, options, difference) -> None:
     from mmchange_core.errors import CheckpointError
@@ -183,3 +187,82 @@ def test_a_model_with_the_exported_signature_loads_and_runs(tmp_path, text: bool
     embedding = torch.zeros(1, 64) if text else None
     assert runner.logits(torch.zeros(2, 3, 64, 96), torch.zeros(2, 3, 64, 96), embedding, embedding).shape == \
         (2, 1, 64, 96)
+
+
+# --------------------------------------------------------------------------------------------------
+# text: one caption embedding shared by the batch, or one per window
+
+
+def _windows(batch: int, seed: int) -> tuple:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.randn(batch, 3, 64, 64, generator=generator) for _ in range(2)]
+    # large embeddings: the tiny random network's text branch moves its logits by ~1e-4 per unit of text, by ~0.1 here
+    texts = [100 * torch.randn(batch, 64, generator=generator) for _ in range(2)]
+    return images, texts
+
+
+def test_windows_of_different_captions_run_in_one_onnxruntime_batch() -> None:
+    """3 windows of 3 pairs, each with its own captions: one onnxruntime call equals the torch network on each
+    window alone with its own text."""
+    import torch
+
+    from mmchange_core.models import load_checkpoint
+
+    network, _ = load_checkpoint(exported("text").checkpoint)
+    runner = OnnxRunner(exported("text").onnx, "cpu")
+    assert runner.shared_text_only == set()
+    (img_a, img_b), (text_a, text_b) = _windows(3, seed=11)
+    batched = runner.logits(img_a, img_b, text_a, text_b).numpy()
+    assert batched.shape == (3, 1, 64, 64)
+    with torch.no_grad():
+        for i in range(3):
+            alone = network(img_a[i:i + 1], img_b[i:i + 1], text_a[i:i + 1], text_b[i:i + 1], main_only=True)[0]
+            assert np.abs(batched[i:i + 1] - alone.numpy()).max() <= 1e-4
+    # the text of each window is its own: other captions give other logits
+    rolled = runner.logits(img_a, img_b, text_a.roll(1, 0), text_b.roll(1, 0)).numpy()
+    assert np.abs(rolled - batched).max() > 1e-2
+
+
+def test_shared_text_still_equals_the_torch_runner() -> None:
+    """[1, D] (and [D], and N equal rows) is one embedding per date shared by every window, as predict gives it."""
+    from mmchange_core.inference.runner import InferenceRunner
+    from mmchange_core.models import load_checkpoint
+
+    network, _ = load_checkpoint(exported("text").checkpoint)
+    runner = OnnxRunner(exported("text").onnx, "cpu")
+    (img_a, img_b), (text_a, text_b) = _windows(3, seed=12)
+    text_a, text_b = text_a[:1], text_b[:1]
+    expected = InferenceRunner(network, "cpu").logits(img_a, img_b, text_a, text_b).float().numpy()
+    for given_a, given_b in [(text_a, text_b), (text_a[0], text_b[0]), (text_a.expand(3, -1), text_b.expand(3, -1))]:
+        assert np.abs(runner.logits(img_a, img_b, given_a, given_b).numpy() - expected).max() <= 1e-4
+
+
+def test_a_file_with_fixed_one_row_text_loads_and_refuses_different_captions_in_one_line(tmp_path) -> None:
+    """Files exported by earlier mmchange versions take text [1, D]: shared text runs, per-window text is refused."""
+    from tests.onnx_helpers.foreign import foreign_model, text_inputs
+
+    runner = OnnxRunner(foreign_model(tmp_path / "old.onnx", text_inputs(), text=True), "cpu")
+    assert runner.shared_text_only == {"text_a", "text_b"}
+    (img_a, img_b), (text_a, text_b) = _windows(3, seed=13)
+    assert runner.logits(img_a, img_b, text_a[:1], text_b[:1]).shape == (3, 1, 64, 64)
+    same = text_a[:1].expand(3, -1)
+    assert runner.logits(img_a, img_b, same, same).shape == (3, 1, 64, 64)  # equal rows: one shared embedding
+    with pytest.raises(InputError) as caught:
+        runner.logits(img_a, img_b, text_a, text_b)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("old.onnx takes one text_a embedding shared by the batch")
+    assert "export the model again with this mmchange to run windows of different captions in one batch" in message
+
+
+@pytest.mark.parametrize("rows", [2, 4])
+def test_a_text_batch_of_neither_one_nor_n_rows_is_refused_in_one_line(rows: int) -> None:
+    runner = OnnxRunner(exported("text").onnx, "cpu")
+    (img_a, img_b), (text_a, text_b) = _windows(4, seed=14)
+    with pytest.raises(InputError) as caught:
+        runner.logits(img_a[:3], img_b[:3], text_a[:rows], text_b[:1])
+    assert str(caught.value) == (f"text_a has {rows} embeddings for a batch of 3 windows; give one shared by the batch "
+                                 f"([1, 64]) or one per window ([3, 64])")
+    with pytest.raises(InputError, match=r"^text_b has shape \[3, 32\]; the ONNX model takes \[1, 64\]"):
+        runner.logits(img_a[:3], img_b[:3], text_a[:3], text_b[:3, :32])

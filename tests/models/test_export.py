@@ -28,6 +28,8 @@ def test_export_passes_the_checker_and_carries_the_checkpoint_metadata(kind: str
     assert [o.name for o in proto.graph.output] == ["logits", "probability"]
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
+    for text in proto.graph.input[2:]:  # one text row shared by the batch, or one per image: a dynamic axis
+        assert [d.dim_param or d.dim_value for d in text.type.tensor_type.shape.dim] == ["text_batch", 64]
     assert model.result.max_abs_logit_diff < 1e-4
 
 
@@ -85,3 +87,21 @@ def test_onnx_without_mmchange_metadata_is_refused_in_one_line(tmp_path) -> None
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all" * 10)
     with pytest.raises(CheckpointError, match="not a readable ONNX model"):
         read_onnx_properties(tmp_path / "junk.onnx")
+
+
+def test_text_graph_takes_one_embedding_shared_by_the_batch_or_one_per_image() -> None:
+    """T = 1 and T = N through the same graph (a gather of row i % T, no branch frozen at export)."""
+    model = exported("text")
+    network, _ = load_checkpoint(model.checkpoint)
+    session = onnx_session(model.onnx)
+    generator = torch.Generator().manual_seed(9)
+    images = [torch.randn(3, 3, 64, 64, generator=generator) for _ in range(2)]
+    for rows in (1, 3):
+        # large embeddings, so that each image's own text moves its logits (by ~0.1) well beyond the tolerance
+        texts = [100 * torch.randn(rows, 64, generator=generator) for _ in range(2)]
+        (logits,) = session.run(["logits"], {"image_a": images[0].numpy(), "image_b": images[1].numpy(),
+                                             "text_a": texts[0].numpy(), "text_b": texts[1].numpy()})
+        with torch.no_grad():
+            expected = network(*images, *texts, main_only=True)[0].numpy()
+        assert logits.shape == (3, 1, 64, 64)
+        assert np.abs(logits - expected).max() <= 1e-4
