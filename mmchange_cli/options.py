@@ -138,6 +138,24 @@ def precision(help: str = "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."
     return typer.Option(None, "--precision", help=help)
 
 
+DETECTOR_PRECISION_HELP = ("auto (GPU: bf16; CPU: the checkpoint's certified int8 export when it has one within the "
+                           "accuracy bound, else fp32), fp32, bf16, fp16, or int8 (CPU: a calibrated int8 export with "
+                           "an accuracy certificate, made once and cached).")
+
+
+def calibrate() -> Any:
+    """--calibrate"""
+    return typer.Option(None, "--calibrate", help="--precision int8: a dataset folder or pair list whose 'train' "
+                                                  "split (or all pairs) calibrates the int8 export when none is "
+                                                  "cached (default: the checkpoint's training dataset).")
+
+
+def accept_int8_drift() -> Any:
+    """--accept-int8-drift"""
+    return flag("--accept-int8-drift", "Run an int8 export whose accuracy certificate is below the bound "
+                                       "(refused otherwise).")
+
+
 def compile() -> Any:
     """--compile"""
     return flag("--compile", "torch.compile the network (GPU; cached on disk).")
@@ -192,7 +210,9 @@ def _detector_options(captions_help: str) -> dict[str, tuple[Any, Any]]:
         "threshold": (float | None, threshold()),
         "workers": (int | None, workers("DataLoader worker processes (default 2).")),
         "device": (str | None, device()),
-        "precision": (str | None, precision()),
+        "precision": (str | None, precision(DETECTOR_PRECISION_HELP)),
+        "calibrate": (str | None, calibrate()),
+        "accept_int8_drift": (bool, accept_int8_drift()),
         "compile": (bool, compile()),
         "captions": (str | None, captions(captions_help)),
         "bands": (str | None, bands()),
@@ -223,7 +243,9 @@ def detector_options(*, captions_help: str = CAPTIONS_STORE_HELP, without: tuple
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name in declared}
-            given["compile"] = given.get("compile") or None
+            for switch in ("compile", "accept_int8_drift"):  # a flag not given leaves the config's value
+                if switch in given:
+                    given[switch] = given[switch] or None
             return command(*args, detector={k: v for k, v in given.items() if v is not None}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*positional, *keyword_only, *added])  # type: ignore[attr-defined]

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mmchange_core.device import PRECISIONS
+from mmchange_core.device import DETECTOR_PRECISIONS, PRECISIONS
 from mmchange_core.errors import InputError, MMChangeError
 
 T = TypeVar("T")
@@ -113,6 +113,8 @@ def matches(pattern: str, allowed: str) -> Rule:
 DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 #: Inference precisions (``auto``: bf16 on GPUs, fp32 on CPUs).
 PRECISION = choice(*PRECISIONS)
+#: Precisions of a trained detector: the above, and int8 on the CPU.
+DETECTOR_PRECISION = choice(*DETECTOR_PRECISIONS)
 #: Random seeds (NumPy and PyTorch take 0 .. 2**32 - 1).
 SEED = Rule(lambda v: 0 <= v < 2**32, "a whole number from 0 to 4294967295")
 #: The network halves its input five times, so every image side it sees is a multiple of this.

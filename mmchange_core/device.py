@@ -10,6 +10,9 @@ from mmchange_core.errors import MMChangeError
 EXPLICIT_PRECISIONS = ("fp32", "bf16", "fp16")
 #: Every precision option: ``auto`` resolves per device (:func:`resolve_precision`).
 PRECISIONS = ("auto", *EXPLICIT_PRECISIONS)
+#: A trained detector also runs at ``int8`` on the CPU: a calibrated, certified int8 export run by onnxruntime
+#: (:mod:`mmchange_core.inference.int8`); ``auto`` then picks it where a certified one exists.
+DETECTOR_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

@@ -24,6 +24,17 @@ def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["MMCHANGE_CACHE"] = str(tmp_path_factory.mktemp("mmchange_cache"))
 
 
+@pytest.fixture(autouse=True)
+def _no_int8_at_training_end(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process training runs skip the int8 export made at the end of a run (a dynamo export, calibration and
+    certificate: tens of seconds each), except in tests marked ``int8_export``, which test it; subprocess
+    runs pass ``--no-int8``."""
+    if request.node.get_closest_marker("int8_export") is None:
+        from mmchange_core.training import loop
+
+        monkeypatch.setattr(loop, "_make_run_int8", lambda *args, **kwargs: None)
+
+
 @pytest.fixture(scope="session")
 def spec_dir() -> Path:
     """The shared spec folder; the test is skipped when it is absent."""

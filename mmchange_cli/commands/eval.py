@@ -39,6 +39,7 @@ def eval_command(
     """Evaluate a checkpoint: precision, recall, F1, IoU (change class), OA and kappa over all pixels."""
     from mmchange_core.metrics import METRIC_NAMES
     from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.reporting.report import runtime_text
 
     options = opt.resolve(EvalOptions, config, overrides, detector=detector,
                           checkpoint=str(checkpoint) if checkpoint is not None else None, dataset=dataset,
@@ -66,6 +67,8 @@ def eval_command(
     else:
         err.print("precision, recall, F1 and IoU are for the change class, from one confusion matrix over all pixels",
                   soft_wrap=True)
+    if report.summary and report.summary.get("detector"):
+        out.print(f"runtime: {runtime_text(report.summary['detector'])}")
     out.print(f"results: {report.run_dir}")
     if report.report is not None:
         out.print(f"report: {report_size(report.report)}")

@@ -57,6 +57,12 @@ def export_command(
                  f"export for speed")
     if report.calibration_windows:
         out.print(f"calibrated on {report.calibration_windows} windows of {report.calibration_pairs} pairs")
+    if report.certificate is not None:
+        from mmchange_core.models.int8_record import record_of
+
+        verdict = "within the bound" if report.certificate.within_bound else \
+            f"below the bound ({report.certificate.problem()}): runs only with --accept-int8-drift"
+        out.print(f"certificate ({record_of(result.path).name}): {report.certificate.figures()}; {verdict}")
     if report.check is not None:
         c = report.check
         out.print(table(f"check on {c.pairs} pairs ({c.pixels:,} pixels): fp32 torch vs {result.path.name}",

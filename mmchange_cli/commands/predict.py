@@ -76,6 +76,10 @@ def _show_pair(result: Any) -> None:
     rows = [("status", result.status), ("size", f"{result.width}x{result.height}"), ("windows", result.windows),
             ("threshold", result.threshold), ("changed pixels", result.changed_pixels),
             ("change %", round(100 * result.change_fraction, 3)), ("seconds", round(result.seconds["total"], 2))]
+    if result.settings:
+        from mmchange_core.reporting.report import runtime_text
+
+        rows.append(("runtime", runtime_text(result.settings)))
     for cls in (result.summary or {}).get("classes") or ():  # a K-class model: the changed area of each class
         rows.append((f"changed: {cls['name']}", f"{cls['area_text']} ({cls['percent']:.3f} %)"))
     if result.crs:
@@ -115,6 +119,10 @@ def _show_folder(result: Any, dir_a: Path, dir_b: Path, as_json: bool) -> None:
         out.print(table(f"{units.get('done', len(result.pairs))} pairs predicted{skipped}{processes} in "
                         f"{result.seconds:.1f} s",
                         ["pair", "size", "windows", "change %", "seconds", "status", "mask"], rows))
+        if result.settings:
+            from mmchange_core.reporting.report import runtime_text
+
+            out.print(f"runtime: {runtime_text(result.settings)}")
         if result.report is not None:
             out.print(f"report: {report_size(Path(result.report))}")
     if result.failed:

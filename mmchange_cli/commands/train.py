@@ -36,6 +36,9 @@ def train(
                                                              "encoder)."),
     precision: str | None = opt.precision("fp32 (default, the paper's), auto, bf16 or fp16 (autocast)."),
     compile: bool = opt.compile(),
+    no_int8: bool = opt.flag("--no-int8", "Skip the int8 export made at the end (best.int8.onnx, calibrated on the "
+                                          "training split, certified on the validation split; used by predict on "
+                                          "CPUs)."),
     device: str | None = opt.device(),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     workers: int | None = opt.workers(),
@@ -62,7 +65,7 @@ def train(
     flags = {"dataset": dataset, "backbone": backbone, "variant": variant, "iters": iters, "batch_size": batch_size,
              "crop_size": crop_size, "pretrained": False if no_pretrained else None, "weights": weights,
              "freeze": freeze, "precision": precision, "imagery.bands": bands,
-             "compile": compile or None, "device": device, "seed": seed, "workers": workers, "captions": captions,
+             "compile": compile or None, "int8": False if no_int8 else None, "device": device, "seed": seed, "workers": workers, "captions": captions,
              "accept_stale_captions": accept_stale_captions or None,
              "name": name, "project": project, "change_value": change_value, "classes": classes}
     resume_dir = None
@@ -96,6 +99,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         err.print(f"best epoch {result.best_epoch} (val F1 {result.best_f1:.4f})")
     out.print(f"run folder: {result.run_dir}")
     out.print(f"best checkpoint: {result.best_checkpoint if result.best_checkpoint else 'none yet'}")
+    if result.int8 is not None:
+        out.print(f"int8 export: {result.int8}")
     if files["curves"].exists():
         out.print(f"curves: {files['curves']} (values in {files['metrics_csv'].name})")
     if files["tensorboard"].exists():

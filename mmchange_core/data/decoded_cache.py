@@ -152,6 +152,10 @@ class DecodedCache:
                     found.append((st.st_mtime, st.st_size, path))
         return found
 
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(last use, bytes, path) of every entry (none when the folder does not exist)."""
+        return self._entries() if self.folder.is_dir() else []
+
     def usage(self) -> int:
         """Bytes the entries take now."""
         return sum(size for _, size, _ in self._entries()) if self.folder.is_dir() else 0

@@ -18,7 +18,7 @@ from mmchange_core.data.layouts import detect_layout, resolve_dataset_root
 from mmchange_core.inference.drift import DriftReport, measure_drift
 from mmchange_core.errors import InputError
 from mmchange_core.inference.backends import export_model_file, open_model
-from mmchange_core.inference.int8 import calibration_batches, calibration_reader
+from mmchange_core.inference.int8 import Calibration, calibration_batches, calibration_reader, make_int8
 from mmchange_core.models.export import (
     DEFAULT_OPSET,
     QUANTIZE_MODES,
@@ -53,6 +53,8 @@ class ExportReport:
     check: DriftReport | None = None
     calibration_pairs: int = 0
     calibration_windows: int = 0
+    certificate: Any = None
+    """The int8 export's accuracy certificate (``--quantize int8`` of a torch checkpoint; in ``NAME.int8.json``)."""
 
     @property
     def speedup(self) -> float | None:
@@ -68,6 +70,7 @@ class ExportReport:
         data = to_dict(self.export)
         data["speedup"] = self.export.speedup
         data["calibration"] = {"pairs": self.calibration_pairs, "windows": self.calibration_windows}
+        data["certificate"] = None if self.certificate is None else self.certificate.to_dict()
         data["check"] = None if self.check is None else {**to_dict(self.check),
                                                          "f1_diff_points": self.check.f1_diff_points,
                                                          "speedup_vs_torch_fp32": self.speedup}
@@ -89,16 +92,24 @@ def run_export(options: ExportOptions) -> ExportReport:
     if options.check:  # refused before the export is written
         detect_layout(resolve_dataset_root(options.check)).require_labels(options.check_split)
     model = open_model(options.checkpoint)  # resolved once for the export and the check
-    if options.quantize == "int8":
-        meta = model.meta
-        feeds, pairs = calibration_batches(meta, options.calibrate, options.calibrate_split,
-                                           windows=options.calibration_windows, captions=options.captions)
-        windows = len(feeds)
-        calibration = calibration_reader(feeds)
-    result = export_model_file(model, options.output, opset=options.opset, quantize=options.quantize,
-                               calibration=calibration)
+    certificate = None
+    if options.quantize == "int8" and model.backend.name == "torch":  # certified, with its record beside it
+        made = make_int8(model, Calibration(options.calibrate, options.calibrate_split, options.calibration_windows,
+                                            options.captions), check_export_output(options.output))
+        result, certificate = made.export, made.certificate
+        windows = certificate.calibration_windows
+        pairs = min(windows, len(Calibration(options.calibrate, options.calibrate_split).layout().pairs(
+            options.calibrate_split)))
+    else:
+        if options.quantize == "int8":  # an fp32 .onnx quantised: calibrated, not certified (no torch network)
+            feeds, pairs = calibration_batches(model.meta, options.calibrate, options.calibrate_split,
+                                               windows=options.calibration_windows, captions=options.captions)
+            windows = len(feeds)
+            calibration = calibration_reader(feeds)
+        result = export_model_file(model, options.output, opset=options.opset, quantize=options.quantize,
+                                   calibration=calibration)
     check = None
     if options.check:
         check = measure_drift(options.checkpoint, options.check, options.check_split, device="cpu",
                               overlap=options.overlap, captions=options.captions, candidate=result.path)
-    return ExportReport(result, check, pairs, windows)
+    return ExportReport(result, check, pairs, windows, certificate)

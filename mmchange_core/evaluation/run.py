@@ -263,7 +263,7 @@ def run_evaluation(options: EvalOptions, progress: ProgressCallback | None = Non
         summary["classes"] = result.scheme.to_dict()["classes"]
     atomic_write_text(run_dir / "metrics.json", strict_json(summary, indent=2, default=str))
     header = run_header("eval", checkpoint=model.spec, dataset=root, config=summary["options"],
-                        device=str(detector.device), seconds=time.perf_counter() - started)
+                        device=str(detector.device), seconds=time.perf_counter() - started, detector=record)
     report = try_write_report(run_dir / REPORT_FILE, lambda: eval_report(header, summary, result), warn=say)
     return EvalReport(run_dir, model.spec, layout, result, tuned, detector.tile_size, detector.overlap, report,
                       summary)

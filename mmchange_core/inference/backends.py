@@ -144,8 +144,15 @@ class OnnxBackend(Backend):
         if extra:
             raise InputError(f"{model.spec} is an ONNX model; the torch runner options {sorted(extra)} do not "
                              f"apply to it")
-        return OnnxRunner(model.path, settings.device, settings.precision, compile=settings.compile,
-                          threads=options.get("threads"))
+        runner = OnnxRunner(model.path, settings.device, settings.precision, compile=settings.compile,
+                            threads=options.get("threads"))
+        if runner.precision == "int8":  # a certified export carries its record beside it (best.int8.json)
+            from mmchange_core.inference.int8 import certificate_of_file, check_bound
+
+            runner.certificate = certificate_of_file(model.path)
+            if runner.certificate is not None:
+                check_bound(runner.certificate, model.spec, settings.accept_int8_drift)
+        return runner
 
     def export(self, model: ModelFile, output: Path, *, opset: int, quantize: str | None,
                calibration: Any | None) -> Any:
@@ -212,7 +219,12 @@ class ModelFile:
         from mmchange_core.models.checkpoint import check_updatable
 
         check_updatable(self.spec)
+        before = self.sha256() if self.backend.name == "torch" else None
         self.meta = self.backend.update_meta(self.path, **changes)
+        if before is not None:  # the weights are the same: its int8 export stays valid
+            from mmchange_core.inference.int8 import rebind_beside
+
+            rebind_beside(self.path, before, self.sha256())
         return self.meta
 
 

@@ -28,6 +28,7 @@ from mmchange_core.data.windows import RowSink, StripReader, TileGrid
 from mmchange_core.errors import CheckpointError, InputError
 from mmchange_core.inference.backends import ModelFile, open_model
 from mmchange_core.inference.decision import DecisionRule, logits_to_probability
+from mmchange_core.inference.int8 import select_int8
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
 from mmchange_core.inference.settings import DEFAULT_BATCH_SIZE, DetectorSettings, settings_record
@@ -111,6 +112,9 @@ class ChangeDetector:
         #: The bands read from each file and the radiometric rule: the checkpoint's, with ``--bands`` applied.
         self.imagery = detector_imagery(self.meta, settings)
         TileGrid.plan(self.tile_size, self.tile_size, self.tile_size, self.overlap)  # validate before any work
+        if isinstance(model, MMChange) and settings.precision == "int8":
+            raise InputError("int8 runs the checkpoint's calibrated int8 export: load it with "
+                             "ChangeDetector.load(checkpoint, precision='int8')")
         if isinstance(model, MMChange):
             self.runner: InferenceRunner | OnnxRunner = InferenceRunner(
                 model, settings.device, settings.precision, compile=settings.compile, **(runner_options or {}))
@@ -126,6 +130,7 @@ class ChangeDetector:
         self.caption_cache = None if caption_cache is None else Path(caption_cache)
         self._pipeline: Any = None
         self._store: Any = None
+        self._int8: dict[str, Any] | None = None
         if not self.uses_text and captions is not None:
             self.warn(f"{name} is an image-only model; --captions is ignored")
             self.captions = None
@@ -143,7 +148,13 @@ class ChangeDetector:
         model = open_model(spec)
         if captions is not None and not isinstance(captions, CaptionFile):
             captions = CaptionFile.load(captions)
-        runner = model.runner(settings, **(runner_options or {}))
+        int8 = select_int8(model, settings.precision, settings.device, calibrate=settings.calibrate,
+                           accept_drift=settings.accept_int8_drift, say=warn)
+        if int8 is not None:  # the certified int8 export of this checkpoint, run by onnxruntime
+            runner = OnnxRunner(int8.path, "cpu", "int8", threads=(runner_options or {}).get("threads"))
+            runner.certificate = int8.certificate
+        else:
+            runner = model.runner(settings, **(runner_options or {}))
         return cls(runner, model.meta, settings, captions=captions, caption_cache=caption_cache, warn=warn,
                    name=model.spec, model_file=model)
 
@@ -163,10 +174,23 @@ class ChangeDetector:
         return "onnxruntime" if isinstance(self.runner, OnnxRunner) else "torch"
 
     def record(self, *, outputs_only: bool = False) -> dict[str, Any]:
-        """The settings it runs with, as the manifest, the STAC Item and metrics.json write them."""
+        """The settings it runs with, as the manifest, the STAC Item and metrics.json write them (with the int8
+        export and its certificate when one ran)."""
         chosen = self.model_file.chosen if self.model_file is not None else None
         return settings_record(self.settings, backend=self.backend, checkpoint=self.name, chosen=chosen,
-                               outputs_only=outputs_only)
+                               outputs_only=outputs_only, int8=self.int8_record())
+
+    def int8_record(self) -> dict[str, Any] | None:
+        """The int8 export that runs (file, sha256, certificate or None for a hand-made one); None at fp32."""
+        if not isinstance(self.runner, OnnxRunner) or self.runner.precision != "int8":
+            return None
+        if self._int8 is None:
+            from mmchange_core.io.hashing import cached_sha256_file
+
+            certificate = getattr(self.runner, "certificate", None)
+            self._int8 = {"file": str(self.runner.path), "sha256": cached_sha256_file(self.runner.path),
+                          "certificate": None if certificate is None else certificate.to_dict()}
+        return self._int8
 
     @property
     def uses_text(self) -> bool:

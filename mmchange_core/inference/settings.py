@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmchange_core.config import DEVICE, PRECISION, SIZE, THRESHOLD, non_negative, positive, setting, to_dict
+from mmchange_core.config import DETECTOR_PRECISION, DEVICE, SIZE, THRESHOLD, non_negative, positive, setting, to_dict
 from mmchange_core.data.windows import DEFAULT_OVERLAP
 
 #: Windows per network call unless a command says otherwise (the same for every command, so that
@@ -29,8 +29,14 @@ class DetectorSettings:
 
     device: str = setting("auto", DEVICE)
     """``auto`` (the first GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    precision: str = setting("auto", PRECISION)
-    """``auto`` (bf16 on GPUs, fp32 on CPUs), ``fp32``, ``bf16`` or ``fp16``."""
+    precision: str = setting("auto", DETECTOR_PRECISION)
+    """``auto`` (bf16 on GPUs; on CPUs a certified int8 export within the bound when the checkpoint has one,
+    else fp32), ``fp32``, ``bf16``, ``fp16`` or ``int8`` (CPU: the calibrated, certified int8 export)."""
+    calibrate: str | None = None
+    """``--precision int8``: the dataset (folder or pair list) whose ``train`` split calibrates the int8 export
+    when none is cached; ``None``: the training dataset the checkpoint records."""
+    accept_int8_drift: bool = False
+    """Run an int8 export whose certificate is below the bound (refused otherwise)."""
     compile: bool = False
     """``torch.compile`` the network (GPU; the compiled code is cached on disk for later runs)."""
     tile_size: int | None = setting(None, SIZE, renamed_from=["tile"])
@@ -56,18 +62,25 @@ OUTPUT_SETTINGS = ("device", "precision", "compile", "tile_size", "overlap", "ba
 
 
 def settings_record(settings: DetectorSettings, *, backend: str, checkpoint: str, chosen: str | None = None,
-                    outputs_only: bool = False) -> dict[str, Any]:
+                    outputs_only: bool = False, int8: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings a detector ran with, as written to the manifest, the STAC Item and metrics.json.
 
     ``settings`` are the resolved ones (:attr:`ChangeDetector.settings`); ``outputs_only`` keeps the
     keys that change the outputs (:data:`OUTPUT_SETTINGS`), for fingerprints that decide what a rerun redoes.
-    ``chosen`` says why this checkpoint when none was named (the most recent training run's).
+    ``chosen`` says why this checkpoint when none was named (the most recent training run's). ``int8``: the
+    int8 export that ran (its file, sha256 and certificate), under the key ``int8``.
     """
     values = to_dict(settings)
     if outputs_only:  # the kind of device changes the numbers, not which one of a kind (cuda:0 or cuda:1)
-        return {"backend": backend, **{key: values[key] for key in OUTPUT_SETTINGS},
-                "device": str(values["device"]).split(":")[0]}
+        record = {"backend": backend, **{key: values[key] for key in OUTPUT_SETTINGS},
+                  "device": str(values["device"]).split(":")[0]}
+        if int8 is not None:  # another int8 export gives other numbers
+            record["int8_sha256"] = int8.get("sha256")
+        return record
     record = {"checkpoint": checkpoint, "backend": backend, **values}
     if chosen is not None:
         record["checkpoint_chosen"] = chosen
+    if int8 is not None:
+        record["int8"] = int8
     return record
+

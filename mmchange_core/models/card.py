@@ -23,6 +23,10 @@ from mmchange_core.io.images import check_regular_file
 from mmchange_core.models.checkpoint import CheckpointMeta
 from mmchange_core.models.config import ModelConfig
 from mmchange_core.models.hub import HUB_SCHEME, WEIGHTS_FILE, import_hub, is_hub_spec, parse_hub_spec
+from mmchange_core.models.int8_record import int8_files
+
+#: The certified int8 export and its record in a model repository (when the checkpoint has one).
+INT8_FILES = tuple(path.name for path in int8_files(WEIGHTS_FILE))
 
 #: The Hub task closest to a binary change mask (one label per pixel).
 PIPELINE_TAG = "image-segmentation"
@@ -240,9 +244,21 @@ def _eval_section(evaluation: EvalSummary | None, meta: CheckpointMeta) -> str:
             f"(the paper's protocol).\n\n" + _table(("metric", "%"), rows) + note)
 
 
+def _int8_section(certificate: Any) -> str:
+    """The card's paragraph on the certified int8 export (empty without one)."""
+    if certificate is None:
+        return ""
+    state = ("within the accuracy bound, so `--precision auto` runs it on CPUs" if certificate.within_bound else
+             f"below the accuracy bound ({certificate.problem()}), so it runs only with `--accept-int8-drift`")
+    return (f"\n`{INT8_FILES[0]}` is the model's int8 export for CPUs (onnxruntime, statically quantised, calibrated "
+            f"on {certificate.calibration}), with its accuracy certificate in `{INT8_FILES[1]}`: "
+            f"{certificate.figures()}. It is {state}; `--precision fp32` runs the full-precision network.\n")
+
+
 def model_card(meta: CheckpointMeta, repo_id: str, *, evaluation: EvalSummary | None = None,
-               license: str = "mit") -> str:
-    """The full README.md of the model repository ``repo_id`` (front matter + body)."""
+               license: str = "mit", int8: Any = None) -> str:
+    """The full README.md of the model repository ``repo_id`` (front matter + body); ``int8``: the certificate of
+    the int8 export uploaded with it."""
     hub = import_hub("model cards")
     data = card_metadata(meta, repo_id, evaluation, license)
     spec = f"{HUB_SCHEME}{repo_id}"
@@ -292,7 +308,7 @@ result = detector.predict("before.png", "after.png")   # result.mask, result.pro
 also with `HF_HUB_OFFLINE=1`. For a machine without internet access, run
 `hf download {repo_id} {WEIGHTS_FILE}` elsewhere and copy the cache over. Private models read the
 token from `HF_TOKEN` or `hf auth login`.
-{text_use}
+{text_use}{_int8_section(int8)}
 ## Intended use and limits
 
 - For: {_use(meta)} of co-registered RGB image pairs of the same size,

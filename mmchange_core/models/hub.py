@@ -217,3 +217,15 @@ def resolve_checkpoint(spec: str | PurePath) -> Path:
             raise InputError(f"{hub_spec}: {' '.join(str(exc).split())}; write {_SPEC_SYNTAX}") from exc
         raise _download_error(hub, hub_spec, exc) from exc
     return Path(path)
+
+
+def companion_file(spec: str | PurePath, filename: str) -> Path | None:
+    """Another file of the Hub model ``spec`` (e.g. its ``model.int8.onnx``) from the cache or the Hub, or
+    None when the repository has none or it cannot be had now (offline and not cached): companions are optional."""
+    hub_spec = parse_hub_spec(spec)
+    hub = import_hub()
+    try:
+        return Path(hub.hf_hub_download(hub_spec.repo_id, filename, revision=hub_spec.revision,
+                                        library_name="mmchange", library_version=__version__))
+    except Exception:  # noqa: BLE001 - absent, offline or unreachable: the model runs without it
+        return None

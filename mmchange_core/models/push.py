@@ -10,6 +10,7 @@ without any network access (``mmchange push --dry-run DIR``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -22,9 +23,11 @@ from mmchange_core.config import dump_config
 from mmchange_core.errors import InputError
 from mmchange_core.io.atomic import atomic_write_text
 from mmchange_core.io.images import check_regular_file
-from mmchange_core.models.card import EvalSummary, check_eval_matches, model_card, read_eval_summary
+from mmchange_core.models.card import INT8_FILES, EvalSummary, check_eval_matches, model_card, read_eval_summary
 from mmchange_core.models.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from mmchange_core.models.convert import convert_reference_checkpoint
+from mmchange_core.io.hashing import sha256_file
+from mmchange_core.models.int8_record import Int8Certificate, Int8RecordError, int8_files, read_int8_record, write_int8_record
 from mmchange_core.models.hub import (
     WEIGHTS_FILE,
     HubError,
@@ -38,7 +41,7 @@ from mmchange_core.models.hub import (
 CONFIG_FILE = "config.yaml"
 CARD_FILE = "README.md"
 #: Every file of a model repository that mmchange writes, in upload order.
-REPO_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
+REPO_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, *INT8_FILES)
 #: Checkpoint names a training run writes beside its config.yaml.
 RUN_CHECKPOINTS = ("best", "last")
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -116,9 +119,28 @@ def _stage(plan: _Plan, folder: Path) -> list[str]:
     else:
         atomic_write_text(folder / CONFIG_FILE, "# mmchange checkpoint metadata (the training run's config.yaml "
                                                 "was not found)\n" + dump_config(meta))
+    certificate = _stage_int8(plan.local, weights)
     atomic_write_text(folder / CARD_FILE, model_card(meta, plan.repo_id, evaluation=plan.evaluation,
-                                                     license=plan.license))
-    return list(REPO_FILES)
+                                                     license=plan.license, int8=certificate))
+    return [name for name in REPO_FILES if (folder / name).is_file()]
+
+
+def _stage_int8(local: Path, weights: Path) -> Int8Certificate | None:
+    """Copy the checkpoint's certified int8 export beside the staged weights (``model.int8.onnx``), its record
+    bound to them: the weights are the checkpoint's, rewritten. Skipped (None) when there is none or it does not
+    belong to this very checkpoint."""
+    onnx, record = int8_files(local)
+    if not onnx.is_file():
+        return None
+    try:
+        certificate = read_int8_record(onnx, sha256_file(local), record)
+    except Int8RecordError:
+        return None
+    staged, _ = int8_files(weights)
+    shutil.copyfile(onnx, staged)
+    certificate = dataclasses.replace(certificate, checkpoint_sha256=sha256_file(weights))
+    write_int8_record(staged, certificate)
+    return certificate
 
 
 def write_model_folder(checkpoint: str | PurePath, out_dir: str | Path, *, repo_id: str,

@@ -179,8 +179,9 @@ def format_duration(seconds: float | None) -> str:
 def run_header(command: str, *, checkpoint: str | Path | None = None, dataset: str | Path | None = None,
                config: Mapping[str, Any] | None = None, config_file: str | Path | None = None,
                device: str | None = None, seconds: float | None = None, argv: Sequence[str] | None = None,
-               extra: Mapping[str, Any] | None = None) -> RunHeader:
-    """The header of a run's report: the command line (``sys.argv``), inputs, versions, device and duration."""
+               extra: Mapping[str, Any] | None = None, detector: Mapping[str, Any] | None = None) -> RunHeader:
+    """The header of a run's report: the command line (``sys.argv``), inputs, versions, device and duration, and
+    how the detector ran (``detector``: its record; default the config's ``detector`` when it is one)."""
     import torch
 
     from mmchange_core.environment import __version__
@@ -195,9 +196,31 @@ def run_header(command: str, *, checkpoint: str | Path | None = None, dataset: s
     fields.update({"mmchange": __version__, "torch": torch.__version__, "device": device or "n/a",
                    "duration": format_duration(seconds),
                    "written": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
+    if detector is None and config is not None and isinstance(config.get("detector"), Mapping):
+        detector = config["detector"]
+    if detector is not None and "backend" in detector:
+        fields["runtime"] = runtime_text(detector)
     for key, value in (extra or {}).items():
         fields[key] = str(value)
     return RunHeader(command, fields, dict(config) if config is not None else None)
+
+
+def runtime_text(record: Mapping[str, Any]) -> str:
+    """How a detector ran, in words, from its record: ``torch fp32 on cpu``, or ``onnxruntime int8 on cpu (certified:
+    agreement with fp32 99.91% ...)``, for summaries and report headers."""
+    text = f"{record.get('backend', '?')} {record.get('precision', '?')} on {record.get('device', '?')}"
+    int8 = record.get("int8")
+    if isinstance(int8, dict):
+        certificate = int8.get("certificate") or {}
+        if certificate:
+            figures = f"agreement with fp32 {100 * certificate.get('agreement', 0):.2f}%"
+            if certificate.get("f1_int8") is not None and certificate.get("f1_fp32") is not None:
+                figures += f", F1 {certificate['f1_int8']:.4f} vs fp32 {certificate['f1_fp32']:.4f}"
+            state = "certified" if certificate.get("within_bound") else "below the bound, accepted"
+            text += f" ({state}: {figures} on {certificate.get('held_out', 'held-out windows')})"
+        else:
+            text += " (no certificate)"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- rendering

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,9 @@ class TrainResult:
     #: late that the run completed), ``"stop_after"`` for ``stop_after``, None otherwise.
     stopped_by: str | None = None
     report: Path | None = None  # report.html (None when it could not be written, and on processes other than 0)
+    #: The certified int8 export of the best checkpoint made at the end (``best.int8.onnx``), and its certificate.
+    int8: Path | None = None
+    int8_certificate: dict[str, Any] | None = None
 
     def files(self) -> dict[str, Path]:
         """The run's metrics log, curves and TensorBoard folder (whether or not they exist yet)."""
@@ -160,6 +163,8 @@ class TrainResult:
             "completed": self.completed,
             "stopped_by": self.stopped_by,
             **{name: str(path) if path.exists() else None for name, path in self.files().items()},
+            "int8": str(self.int8) if self.int8 else None,
+            "int8_certificate": self.int8_certificate,
             **report_fields(self.report),
         }
 
@@ -389,12 +394,37 @@ def train(config: TrainConfig, *, resume_dir: str | Path | None = None, stop_aft
         result = session.run(stop_after)
         if session.log is not None:  # the last curves.png, before the report shows it
             session.log.close()
+        if ctx.is_main and result.completed and config.int8 and result.best_checkpoint is not None:
+            _make_run_int8(result, config, session.layout, session.observer.on_message)
         if ctx.is_main:  # report.html: curves and metrics; a failure only warns (the run's files are written)
             result.report = write_train_report(
                 session.run_dir, to_dict(config), result.history, result.best_epoch, iterations=result.iterations,
                 total_iters=result.total_iters, completed=result.completed, stopped_by=result.stopped_by,
                 device=str(ctx.device), seconds=time.perf_counter() - started, warn=session.observer.on_message)
         return result
+
+
+def _make_run_int8(result: TrainResult, config: TrainConfig, layout: DatasetLayout, say: Callable[[str], None]) -> None:
+    """The certified int8 export of the best checkpoint beside it (``best.int8.onnx``), calibrated on the training
+    split and measured on the validation split; a failure only says why (the run's checkpoints are written)."""
+    from mmchange_core.inference.backends import open_model
+    from mmchange_core.inference.int8 import Calibration, make_int8, onnxruntime_available
+    from mmchange_core.models.int8_record import int8_files
+
+    if not onnxruntime_available():
+        say("no int8 export: it needs onnxruntime (pip install 'mmchange[onnx]'); turn it off with --no-int8")
+        return
+    output, _ = int8_files(result.best_checkpoint)
+    try:
+        made = make_int8(open_model(result.best_checkpoint), Calibration(layout.origin, config.train_split,
+                                                                         captions=config.captions), output, say=say)
+    except MMChangeError as exc:
+        say(f"no int8 export of {result.best_checkpoint.name}: {exc}")
+        return
+    result.int8, result.int8_certificate = made.path, made.certificate.to_dict()
+    verdict = "within the bound: --precision auto uses it on CPUs" if made.certificate.within_bound else \
+        f"below the bound ({made.certificate.problem()}): used only with --accept-int8-drift"
+    say(f"int8 export {made.path.name}: {made.certificate.figures()}; {verdict}")
 
 
 def _hold_run(ctx: DistributedContext, run_dir: Path, held: contextlib.ExitStack) -> None:

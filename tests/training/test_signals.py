@@ -89,7 +89,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, dict]:
 def _train_args(dataset: Path, project: Path, name: str, workers: int = 0) -> list[object]:
     return ["train", "--dataset", dataset, "--backbone", "resnet18", "--variant", "image-only", "--iters", ITERS,
             "--batch-size", 4, "--crop-size", 64, "--no-pretrained", "--device", "cpu", "--workers", workers,
-            "--project", project, "--name", name, "--json"]
+            "--project", project, "--name", name, "--json", "--no-int8"]
 
 
 @pytest.fixture(scope="module")
