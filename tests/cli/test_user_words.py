@@ -15,6 +15,7 @@ the plumbing, not caption quality).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -179,6 +180,11 @@ def test_train_finds_levir_in_the_working_folder(user_folder: UserFolder) -> Non
     assert meta.text_description["captioner"]["model"] == DEFAULT_VLM
     encoder = meta.text_description["encoder"]
     assert (encoder["name"], encoder["model"], encoder["pretrained"]) == ("clip", *DEFAULT_CLIP)
+    # the run ends with the best checkpoint's certified int8 export, for CPUs
+    best = user_folder.path / user_folder.best()
+    record = json.loads(best.with_name("best.int8.json").read_text())
+    assert record["certificate"]["checkpoint_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+    assert best.with_name("best.int8.onnx").is_file() and "'val' split" in record["certificate"]["held_out"]
 
 
 def test_predict_uses_the_latest_run_and_says_so(user_folder: UserFolder) -> None:
@@ -200,6 +206,10 @@ def test_predict_json_rerun_records_the_chosen_checkpoint(user_folder: UserFolde
     result = json.loads(ran.stdout)  # the one line goes to stderr, the JSON alone to stdout
     best = user_folder.best()
     assert result["checkpoint"] == best and result["settings"]["checkpoint"] == best
+    # on this CPU the default precision runs the run's int8 export when its certificate is within the bound
+    certificate = json.loads((user_folder.path / best).with_name("best.int8.json").read_text())["certificate"]
+    expected = ("onnxruntime", "int8") if certificate["within_bound"] else ("torch", "fp32")
+    assert (result["settings"]["backend"], result["settings"]["precision"]) == expected, result["settings"]
     assert CHOSE in result["settings"].get("checkpoint_chosen", ""), result["settings"]
     assert best in result["settings"]["checkpoint_chosen"]
     assert len(ran.stderr_lines(CHOSE)) == 1, ran.stderr
