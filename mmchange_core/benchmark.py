@@ -248,14 +248,15 @@ def run_benchmark(cfg: BenchmarkConfig, progress: ProgressCallback | None = None
 
 def _inference_row(backend: str, runner: InferenceRunner | OnnxRunner, precision: str, batch: int,
                    device: torch.device, cfg: BenchmarkConfig, encoder: object | None) -> BenchmarkRow:
-    """Time ``runner.logits`` on random normalised batches (onnx: one text embedding per date, as predict gives)."""
+    """Time ``runner.logits`` on random normalised batches (text models: one text embedding per pair, as training and
+    a batch of different pairs give; torch and onnxruntime alike)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     config = runner.config
     img_a = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
     img_b = torch.randn(batch, 3, cfg.size, cfg.size, device=device)
-    text_rows = 1 if backend == "onnx" else batch
+    text_rows = batch
     text = torch.randn(text_rows, config.text_dim, device=device) if runner.uses_text else None
     counter = [0]
 

@@ -168,7 +168,9 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None,
                                warmup_iters=min(200, max(1, cfg.iters // 5)), log_every=max(1, cfg.iters // 50),
                                workers=cfg.detector.workers, device=cfg.detector.device,
                                precision=cfg.detector.precision, compile=cfg.detector.compile, seed=cfg.seed,
-                               name="model", project=str(run_dir))
+                               name="model", project=str(run_dir),
+                               int8=False)  # the demo stays a few minutes: no end-of-run int8 export
+
     trained = timed("train", lambda: train(train_config, observer=obs))
     if trained.best_checkpoint is None:
         raise MMChangeError("the demo training wrote no checkpoint")

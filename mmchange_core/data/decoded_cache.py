@@ -38,6 +38,7 @@ from filelock import FileLock
 from mmchange_core.environment import cache_home
 from mmchange_core.errors import InputError, OutputError
 from mmchange_core.io.atomic import atomic_path
+from mmchange_core.io.hashing import update_with_stamps
 
 #: Environment variable of mmchange's cache folder (also used for the torch.compile cache).
 #: Default size limit of the decoded cache, in GB (10**9 bytes).
@@ -114,16 +115,7 @@ class DecodedCache:
     def key(sources: Sequence[Path | None], setting: str = "") -> str | None:
         """The entry key of ``sources`` (A, B, label) read with ``setting``; None when a file cannot be stat'ed."""
         digest = hashlib.sha256(f"mmchange-decoded-v{CACHE_FORMAT}|{setting}".encode())
-        for path in sources:
-            if path is None:
-                digest.update(b"|-")
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-            digest.update(f"|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode())
-        return digest.hexdigest()
+        return digest.hexdigest() if update_with_stamps(digest, sources, inode=True) else None
 
     def path(self, key: str) -> Path:
         """The entry file of ``key``."""

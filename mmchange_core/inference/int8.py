@@ -51,6 +51,7 @@ from mmchange_core.errors import InputError, OutputError
 from mmchange_core.inference.decision import DecisionRule
 from mmchange_core.inference.onnx_runner import OnnxRunner
 from mmchange_core.inference.runner import InferenceRunner
+from mmchange_core.io.hashing import update_with_stamps
 from mmchange_core.io.raster import read_images
 from mmchange_core.metrics import ConfusionStats, confusion_stats, f1
 from mmchange_core.models.checkpoint import CheckpointMeta
@@ -200,17 +201,10 @@ def calibration_key(layout: DatasetLayout, split: str, windows: int, captions: s
     the window count and the caption store (a changed image gives a new key, hence a new export)."""
     digest = hashlib.sha256(f"int8-calibration|{split}|{windows}|{captions or ''}".encode())
     for name in sorted(layout.splits):
+        digest.update(f"|{name}".encode())
         for pair in layout.splits[name]:
-            for path in (pair.image_a, pair.image_b, pair.label):
-                if path is None:
-                    digest.update(b"|-")
-                    continue
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    digest.update(f"|{path}|missing".encode())
-                    continue
-                digest.update(f"|{name}|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+            if not update_with_stamps(digest, (pair.image_a, pair.image_b, pair.label)):
+                raise InputError(f"{pair.image_a} or its pair's other files cannot be read; check {layout.origin}")
     return digest.hexdigest()
 
 
@@ -443,8 +437,10 @@ class Int8Cache:
         return Int8Model(path, certificate, "cache")
 
     def find(self, checkpoint_sha256: str) -> Int8Model | None:
-        """The most recently used whole entry of this checkpoint made with today's versions, any calibration."""
+        """The most recently used whole entry of this checkpoint made with today's versions, any calibration: one
+        within the bound if there is one."""
         today = versions()
+        found = []
         for _, _, path in sorted(self.entries(), reverse=True):
             if not path.name.endswith(INT8_ONNX_SUFFIX):
                 continue
@@ -453,8 +449,8 @@ class Int8Cache:
             except Int8RecordError:
                 continue
             if certificate.versions == today:
-                return Int8Model(path, certificate, "cache")
-        return None
+                found.append(Int8Model(path, certificate, "cache"))
+        return next((m for m in found if m.certificate.within_bound), found[0] if found else None)
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
@@ -591,11 +587,14 @@ def select_int8(model: Any, precision: str, device: str, *, calibrate: str | Non
     without ``accept_drift``. ``auto``: a certified export within the bound when one exists on a CPU.
     """
     say = say or (lambda message: None)
+    if calibrate is not None and precision != "int8":
+        raise InputError(f"--calibrate {calibrate} calibrates the int8 export, used with --precision int8 only; add "
+                         f"--precision int8 or drop --calibrate")
     if precision not in ("int8", "auto") or model.backend.name != "torch":
         return None
     on_cpu = resolve_device(device).type == "cpu"
     if precision == "auto":
-        if not on_cpu or calibrate is not None or not onnxruntime_available():
+        if not on_cpu or not onnxruntime_available():
             return None
         cache = cache or Int8Cache()
         found = beside_checkpoint(model, say) or cache.find(model.sha256())
@@ -607,8 +606,11 @@ def select_int8(model: Any, precision: str, device: str, *, calibrate: str | Non
     cache = cache or Int8Cache()
     found = None
     if calibrate is None:
-        found = beside_checkpoint(model, say) or cache.find(model.sha256())
-    if found is None:
+        found = beside_checkpoint(model, say)
+        if found is None or not found.certificate.within_bound:
+            found = cache.find(model.sha256()) or found
+    if found is None or (calibrate is None and not found.certificate.within_bound
+                         and training_calibration(model.meta) is not None):
         calibration = Calibration(calibrate) if calibrate is not None else training_calibration(model.meta)
         if calibration is None:
             raise InputError(f"--precision int8 needs calibration data for {model.spec}: give --calibrate DATASET (a "

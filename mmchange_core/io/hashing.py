@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -31,6 +32,23 @@ def sha256_file(path: str | Path, size: int | None = None) -> str:
             if remaining is not None:
                 remaining -= len(chunk)
     return digest.hexdigest()
+
+
+def update_with_stamps(digest: Any, paths: Sequence[str | Path | None], *, inode: bool = False) -> bool:
+    """Feed each file's identity (absolute path, size, modification time in ns, and its inode with ``inode``; ``-``
+    for ``None``) to ``digest``: a cheap key that changes when a file does. False when a file cannot be stat'ed."""
+    for path in paths:
+        if path is None:
+            digest.update(b"|-")
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        digest.update(f"|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if inode:
+            digest.update(f"|{st.st_ino}".encode())
+    return True
 
 
 #: sha256 of files already hashed in this process, by (path, device, inode, size, mtime_ns).

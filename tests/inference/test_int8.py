@@ -110,6 +110,17 @@ def test_int8_is_made_once_certified_cached_and_recorded(tmp_path, cache, datase
     assert predicted.settings["int8"]["sha256"] == record["int8"]["sha256"]
     with Image.open(out) as mask:
         assert np.array_equal(np.asarray(mask) > 0, result.mask)
+    # ... and eval (its --save-pred masks, its metrics.json record)
+    from mmchange_core.evaluation.run import EvalOptions, run_evaluation
+    from mmchange_core.inference.predict import pair_name
+
+    saved = tmp_path / "eval-masks"
+    report = run_evaluation(EvalOptions(checkpoint=str(checkpoint), dataset=str(dataset), save_pred=str(saved),
+                                        project=str(tmp_path / "runs"),
+                                        detector=DetectorSettings(device="cpu", precision="int8")))
+    assert report.summary["detector"]["int8"]["sha256"] == record["int8"]["sha256"]
+    with Image.open(saved / f"{pair_name(pair, dataset / 'test' / 'B' / pair.name)}.png") as mask:
+        assert np.array_equal(np.asarray(mask) > 0, result.mask)
 
 
 def test_two_processes_share_one_export(tmp_path, cache, dataset) -> None:
@@ -325,3 +336,26 @@ def test_the_cache_keeps_to_its_size_limit_and_clears(tmp_path, monkeypatch, cli
     monkeypatch.setenv(int8.LIMIT_ENV, "lots")
     with pytest.raises(InputError, match="MMCHANGE_INT8_CACHE_GB='lots' is not a size in GB"):
         int8.Int8Cache()
+
+
+def test_reports_say_which_backend_and_precision_ran_and_the_certificate() -> None:
+    from mmchange_core.models.int8_record import Int8Certificate
+    from mmchange_core.reporting.report import run_header, runtime_text
+
+    certificate = Int8Certificate(checkpoint_sha256="a" * 64, calibration="8 windows of 'train' of data",
+                                  calibration_windows=8, held_out="4 windows of the labelled 'val' split of data",
+                                  labelled=True, windows=4, pixels=16384, agreement=0.99875, f1_fp32=0.9012,
+                                  f1_int8=0.9008)
+    record = {"backend": "onnxruntime", "precision": "int8", "device": "cpu",
+              "int8": {"file": "x.int8.onnx", "sha256": "b" * 64, "certificate": certificate.to_dict()}}
+    text = runtime_text(record)
+    assert text.startswith("onnxruntime int8 on cpu (certified: agreement with fp32 99.88%")
+    assert "F1 0.9008 vs fp32 0.9012" in text and "'val' split" in text
+    assert run_header("predict", config={"detector": record}).fields["runtime"] == text
+    below = {**record, "int8": {**record["int8"], "certificate": {**certificate.to_dict(), "within_bound": False}}}
+    assert "below the bound, accepted" in runtime_text(below)
+    assert runtime_text({"backend": "torch", "precision": "fp32", "device": "cpu"}) == "torch fp32 on cpu"
+    # the bound: agreement below 99.5 %, or F1 more than 0.005 under fp32's
+    assert certificate.within_bound
+    assert "below 99.5%" in Int8Certificate(**{**vars(certificate), "agreement": 0.99}).problem()
+    assert "more than 0.005 lower" in Int8Certificate(**{**vars(certificate), "f1_int8": 0.89}).problem()

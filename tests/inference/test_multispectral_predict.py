@@ -106,7 +106,9 @@ def test_onnx_and_int8_exports_read_four_bands(rgbn_dataset: Path, rgbn_checkpoi
     assert json.loads(result.stdout)["calibration"]["windows"] > 0
     image_a, image_b = _pair(rgbn_dataset)
     torch_probs = ChangeDetector.load(rgbn_checkpoint, device="cpu").predict(image_a, image_b).probability
-    onnx_probs = ChangeDetector.load(fp32, device="cpu").predict(image_a, image_b).probability
+    onnx_detector = ChangeDetector.load(fp32, device="cpu")
+    assert onnx_detector.meta.imagery == ChangeDetector.load(rgbn_checkpoint, device="cpu").meta.imagery  # in the file
+    onnx_probs = onnx_detector.predict(image_a, image_b).probability
     assert np.abs(torch_probs - onnx_probs).max() < 1e-4   # the same bands and scale reach both runtimes
     quantized = cli("predict", image_a, image_b, "-o", tmp_path / "q.png", "-c", int8, "--device", "cpu")
     assert quantized.exit_code == 0, quantized.output

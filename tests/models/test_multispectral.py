@@ -86,27 +86,3 @@ def test_the_default_model_is_unchanged_by_the_band_setting() -> None:
     assert default.config == explicit.config == ModelConfig(backbone="resnet18", variant="image-only")
     for (name, a), (_, b) in zip(default.state_dict().items(), explicit.state_dict().items()):
         assert torch.equal(a, b), name
-
-
-def test_onnx_export_of_four_bands(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    import numpy as np
-
-    from mmchange_core.inference.onnx_runner import OnnxRunner
-    from mmchange_core.models.export import export_model
-
-    torch.manual_seed(0)
-    model = build_model("resnet18", "image-only", in_channels=4).eval()
-    meta = CheckpointMeta(model=model.config, imagery=Imagery(bands=(1, 2, 3, 4)),
-                          normalization=Normalization((0.4,) * 4, (0.2,) * 4))
-    result = export_model(model, meta, tmp_path / "rgbn.onnx")
-    runner = OnnxRunner(tmp_path / "rgbn.onnx")
-    assert runner.meta.imagery == meta.imagery and result.max_abs_logit_diff < 1e-3
-    x = torch.randn(2, 4, 64, 64)
-    with torch.no_grad():
-        expected = model(x, x)
-    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
-    got = runner.logits(x, x)
-    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
-    assert np.abs(got - expected).max() < 1e-3
