@@ -10,8 +10,8 @@ from mmchange_cli.app import app
 
 
 #: Every command the README documents, written out (not read from the app under test).
-COMMANDS = ("benchmark", "caption", "convert", "demo", "eval", "export", "info", "predict", "push", "robustness",
-            "series", "synth", "train")
+COMMANDS = ("benchmark", "cache", "caption", "convert", "demo", "eval", "export", "info", "predict", "push",
+            "robustness", "series", "synth", "train")
 
 
 def _command_names() -> list[str]:
