@@ -94,12 +94,11 @@ def run_export(options: ExportOptions) -> ExportReport:
     model = open_model(options.checkpoint)  # resolved once for the export and the check
     certificate = None
     if options.quantize == "int8" and model.backend.name == "torch":  # certified, with its record beside it
-        made = make_int8(model, Calibration(options.calibrate, options.calibrate_split, options.calibration_windows,
-                                            options.captions), check_export_output(options.output))
+        source = Calibration(options.calibrate, options.calibrate_split, options.calibration_windows, options.captions)
+        made = make_int8(model, source, check_export_output(options.output))
         result, certificate = made.export, made.certificate
         windows = certificate.calibration_windows
-        pairs = min(windows, len(Calibration(options.calibrate, options.calibrate_split).layout().pairs(
-            options.calibrate_split)))
+        pairs = min(windows, len(source.layout.pairs(options.calibrate_split)))
     else:
         if options.quantize == "int8":  # an fp32 .onnx quantised: calibrated, not certified (no torch network)
             feeds, pairs = calibration_batches(model.meta, options.calibrate, options.calibrate_split,

@@ -25,6 +25,7 @@ one exists (never making one), fp32 otherwise.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import re
@@ -283,11 +284,15 @@ class Calibration:
     windows: int = CALIBRATION_WINDOWS
     captions: str | None = None
 
+    @functools.cached_property
     def layout(self) -> DatasetLayout:
+        """The dataset, detected once (the cache key, the calibration and the certificate read it)."""
         return detect_layout(resolve_dataset_root(self.dataset))
 
-    def key(self, layout: DatasetLayout | None = None) -> str:
-        return calibration_key(layout or self.layout(), self.split, self.windows, self.captions)
+    @functools.cached_property
+    def key(self) -> str:
+        """The calibration data's identity (:func:`calibration_key`), stat'ed once."""
+        return calibration_key(self.layout, self.split, self.windows, self.captions)
 
 
 def make_int8(model: Any, calibration: Calibration, output: str | Path, *, say: Say | None = None,
@@ -305,8 +310,8 @@ def make_int8(model: Any, calibration: Calibration, output: str | Path, *, say: 
         raise InputError(f"{model.spec} is already an ONNX model; int8 exports are made from the torch checkpoint "
                          f"it was exported from")
     meta: CheckpointMeta = model.meta
-    layout = calibration.layout()
-    key = calibration.key(layout)
+    layout = calibration.layout
+    key = calibration.key
     split = held_out_split(layout, calibration.split)
     pairs = layout.pairs(calibration.split)
     say(f"making the int8 export of {model.spec}: calibrating on {calibration.windows} windows of "
@@ -370,7 +375,8 @@ class Int8Cache:
     """int8 exports keyed by checkpoint, calibration data and versions: ``KEY.int8.onnx`` + ``KEY.int8.json``.
 
     Entries are made under a per-key file lock, so processes that want the same export make it once (the
-    others wait and use it); both files are written atomically, the record last. Before a new entry is
+    others wait and use it); both files are written atomically, the record first (a reader that sees the new
+    record with the old bytes finds them corrupt, never a whole stale entry). Before a new entry is
     stored, entries least recently used are removed until the folder fits in ``limit`` bytes.
     """
 
@@ -507,7 +513,7 @@ class Int8Cache:
     def ensure(self, model: Any, calibration: Calibration, say: Say) -> Int8Model:
         """The entry of ``model`` calibrated on ``calibration``: read, or made once (other processes wait)."""
         checkpoint_sha256 = model.sha256()
-        key = self.key(checkpoint_sha256, calibration.key())
+        key = self.key(checkpoint_sha256, calibration.key)
         found = self.read(key, checkpoint_sha256, say)
         if found is not None:
             return found
